@@ -1,0 +1,31 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both create .venv on first use
+# (idempotent: re-run whenever pyproject.toml changes) and need nothing but python3 >= 3.10.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	@if $(VENV)/bin/vlsa demo --help >/dev/null 2>&1; then $(VENV)/bin/vlsa demo; else $(VENV)/bin/vlsa doctor; fi
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check vlsa train catalog app tests bench
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vlsa train catalog app tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""app: see PRODUCT.md."""

@@ -1,0 +1,54 @@
+"""The `vlsa` command end to end, as a subprocess: doctor, probe, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mediagen import SHARED_MEDIA, make_truncated, make_video
+
+VLSA = [str(Path(sys.executable).parent / "vlsa")]
+
+
+def run(*args):
+    return subprocess.run([*VLSA, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_doctor_reports_versions_and_pieces():
+    result = run("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["torch"] and report["tokenizer"].startswith("clip BPE loads")
+    assert "data" in report["commands"]
+
+
+def test_cli_probe_bad_files_give_one_line_each(tmp_path):
+    make_video(tmp_path / "ok.mp4", 2.0)
+    make_video(tmp_path / "short.mp4", 0.1)
+    make_truncated(tmp_path / "ok.mp4", tmp_path / "truncated.mp4", 0.5)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video\n")
+    files = sorted(str(p) for p in tmp_path.iterdir())
+    result = run("probe", "--json", *files)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and all("\n" not in e for e in errors)
+    assert any("empty.mp4: empty file" in e for e in errors)
+    assert any("text.mp4: not a media file" in e for e in errors)
+    loaded = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert loaded["short.mp4"]["video"] and loaded["short.mp4"]["audio"]
+    assert loaded["ok.mp4"]["duration"] == 2.0
+
+
+def test_cli_video_without_sound_is_flagged_not_an_error():
+    result = run("probe", "--json", str(SHARED_MEDIA / "video" / "bikes.mp4"))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["video"] and not record["audio"]
+
+
+def test_cli_unknown_preset_is_one_line():
+    result = run("probe", "--preset", "huge", "x.mp4")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "unknown preset" in result.stderr

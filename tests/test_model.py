@@ -1,0 +1,139 @@
+"""The network on random tensors: sizes, masking, the no-leak property, ablation switches."""
+
+import pytest
+import torch
+
+from vlsa.config import preset_config
+from vlsa.model import VLSAModel, patchify_audio, patchify_video
+
+
+def random_batch(cfg, B=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v, a, t = cfg.video, cfg.audio, cfg.text
+    ids = torch.randint(1, 49000, (B, t.max_len), generator=g)
+    mask = torch.ones(B, t.max_len, dtype=torch.bool)
+    mask[:, 10:] = False
+    ones = torch.ones(B, dtype=torch.bool)
+    return {
+        "video": torch.randn(B, v.frames, 3, v.size, v.size, generator=g),
+        "audio": torch.randn(B, a.bins, a.frames, generator=g),
+        "text": ids, "text_mask": mask, "text_maskable": mask.clone(),
+        "has_video": ones.clone(), "has_audio": ones.clone(), "has_text": ones.clone(),
+    }
+
+
+def test_presets_base_has_paper_size():
+    n = sum(p.numel() for p in VLSAModel(preset_config("base")).parameters())
+    assert 140e6 <= n <= 175e6, n
+
+
+def test_presets_tiny_is_a_few_million():
+    n = sum(p.numel() for p in VLSAModel(preset_config("tiny")).parameters())
+    assert 1e6 <= n <= 6e6, n
+
+
+def test_config_overrides_and_errors():
+    cfg = preset_config("tiny", **{"encoder.depth": 2, "embed_dim": 64})
+    assert cfg.encoder.depth == 2 and cfg.embed_dim == 64
+    with pytest.raises(ValueError, match="unknown config key"):
+        preset_config("tiny", **{"encoder.depthh": 2})
+    with pytest.raises(ValueError, match="multiple of"):
+        preset_config("tiny", **{"video.size": 60})
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_config("huge")
+
+
+def test_patchify_video_is_frame_major():
+    video = torch.arange(2 * 3 * 4 * 4, dtype=torch.float).view(1, 2, 3, 4, 4)
+    patches = patchify_video(video, 2)  # 2 frames x 2 x 2 patches of 2 x 2 x 3
+    assert patches.shape == (1, 8, 12)
+    # token 5 is frame 1, row 0, col 1: pixel (0, 2) of channel 0 of frame 1 comes first
+    assert patches[0, 5, 0] == video[0, 1, 0, 0, 2]
+
+
+def test_patchify_audio_is_frequency_major():
+    spec = torch.arange(4 * 6, dtype=torch.float).view(1, 4, 6)
+    patches = patchify_audio(spec, 2)  # 2 frequency x 3 time patches
+    assert patches.shape == (1, 6, 4)
+    assert patches[0, 4, 0] == spec[0, 2, 2]  # row 1 (frequency), column 1 (time)
+
+
+def test_mask_video_masks_each_frame_on_its_own():
+    cfg = preset_config("tiny")
+    model = VLSAModel(cfg)
+    ids, removed = model.mask_video(4, torch.device("cpu"))
+    n = cfg.video.grid ** 2
+    per_frame = (~removed).view(4, cfg.video.frames, n).sum(-1)
+    assert (per_frame == round(n * 0.25)).all()
+    assert ids.shape == (4, cfg.video.frames * round(n * 0.25))
+
+
+def test_mask_text_chooses_only_maskable_tokens():
+    cfg = preset_config("tiny", **{"text.mask_ratio": 0.5})
+    model = VLSAModel(cfg)
+    ids = torch.randint(1, 1000, (16, cfg.text.max_len))
+    maskable = torch.zeros_like(ids, dtype=torch.bool)
+    maskable[:, 1:8] = True
+    corrupted, labels = model.mask_text(ids, maskable, cfg.text.vocab_size - 1)
+    chosen = labels != -100
+    assert chosen.any() and not (chosen & ~maskable).any()
+    assert (corrupted[~chosen] == ids[~chosen]).all()
+    assert (corrupted[chosen] == cfg.text.vocab_size - 1).float().mean() > 0.5
+
+
+def test_forward_returns_every_term():
+    model = VLSAModel(preset_config("tiny"))
+    out = model(random_batch(model.config))
+    expected = {"video_mse", "audio_mse", "text_mlm", "nce_av", "nce_at", "match_av", "match_at",
+                "local", "global", "loss"}
+    assert set(out) == expected
+    assert all(torch.isfinite(v) for v in out.values())
+    assert torch.allclose(out["loss"], out["local"] + 5 * out["global"])
+
+
+@pytest.mark.parametrize("overrides, terms", [
+    ({"loss.masked_modelling": False}, {"nce_av", "nce_at", "match_av", "match_at"}),
+    ({"loss.matching": "none"}, {"video_mse", "audio_mse", "text_mlm"}),
+    ({"loss.matching": "video_text"}, {"video_mse", "audio_mse", "text_mlm", "nce_vt", "match_vt"}),
+    ({"loss.masked_modelling": False, "loss.matching": "none"}, set()),
+])
+def test_forward_ablation_switches(overrides, terms):
+    model = VLSAModel(preset_config("tiny", **overrides))
+    out = model(random_batch(model.config))
+    assert set(out) - {"local", "global", "loss"} == terms
+
+
+def test_no_leak_global_embeddings_ignore_other_modalities():
+    """Replacing sample i's audio changes neither its video nor its text global embedding, in
+    the same training forward that computes the losses, while the joint (masked-modelling)
+    pass does see the new audio."""
+    model = VLSAModel(preset_config("tiny")).eval()
+    batch = random_batch(model.config)
+    changed = {**batch, "audio": batch["audio"].clone()}
+    changed["audio"][3] = torch.randn_like(changed["audio"][3]) * 3
+    torch.manual_seed(0)
+    out_a, z_a = model(batch, return_embeddings=True)
+    torch.manual_seed(0)
+    out_b, z_b = model(changed, return_embeddings=True)
+    assert torch.equal(z_a["video"], z_b["video"])
+    assert torch.equal(z_a["text"], z_b["text"])
+    assert not torch.equal(z_a["audio"][3], z_b["audio"][3])
+    # the joint pass attends across modalities, so the video reconstruction does change
+    assert out_a["video_mse"] != out_b["video_mse"]
+
+
+def test_missing_audio_rows_are_left_out_of_audio_losses():
+    model = VLSAModel(preset_config("tiny")).eval()
+    batch = random_batch(model.config)
+    batch["has_audio"][:] = False
+    torch.manual_seed(0)
+    out = model(batch)
+    assert out["audio_mse"] == 0 and out["nce_av"] == 0 and out["match_at"] == 0
+    assert out["nce_at"] == 0 and out["video_mse"] > 0
+
+
+def test_forward_grads_reach_every_parameter():
+    model = VLSAModel(preset_config("tiny"))
+    model(random_batch(model.config))["loss"].backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, missing

@@ -1,0 +1,171 @@
+"""`VLSA`: the network plus what turns media and words into embeddings, Hugging Face style.
+
+    model = VLSA.from_preset("tiny")                     # or VLSA.from_pretrained("ckpt/")
+    model.save_pretrained("ckpt/")
+    text = model.embed_text(["a red circle bounces"])     # (1, E), L2-normalised, on CPU
+    clips = model.embed_video(["a.mp4", ("b.mp4", 10.0, 12.0)])
+    heat = model.video_patch_map(text[0], "a.mp4")      # (frames, h, w) cosine similarities
+
+An item is a path, a `(path, start_s, end_s)` tuple or an already-decoded tensor: video as uint8
+frames (T, 3, H, W) at the preset's size (float frames are taken as already normalised); audio as
+a mono waveform (S,) at the front end's rate or a normalised map (F, M).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlsa import checkpoint
+from vlsa.audio import build_frontend
+from vlsa.config import preset_config
+from vlsa.media import MediaError, load_clip, normalize_frames
+from vlsa.model import VLSAModel
+from vlsa.tokenizer import build_tokenizer
+
+Item = str | os.PathLike | tuple | torch.Tensor
+
+
+def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i: i + size]
+
+
+class VLSA(VLSAModel):
+    # --- construction and checkpoints ---
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> VLSA:
+        """A fresh model; overrides use dotted keys or double underscores: encoder__depth=2."""
+        return cls(preset_config(name, **{k.replace("__", "."): v for k, v in overrides.items()}))
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VLSA:
+        """Load a checkpoint folder; a config that does not fit the weights is a CheckpointError."""
+        config = checkpoint.load_config(path)
+        state = checkpoint.load_weights(path)
+        model = cls(config)
+        checkpoint.check_fits(model, state, path)
+        model.load_state_dict(state)
+        return model.to(map_location).eval()
+
+    def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        return checkpoint.save_checkpoint(self.state_dict(), self.config, path, extra)
+
+    def fingerprint(self) -> str:
+        """Hash of config and weights: equal for bit-identical models, whatever file they came from."""
+        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        for key, value in sorted(self.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    @cached_property
+    def tokenizer(self):
+        return build_tokenizer(self.config.text)
+
+    @cached_property
+    def frontend(self) -> torch.nn.Module:
+        """The spectrogram module, on CPU beside the decoding (it has no learned weights, so it
+        stays out of the state dict)."""
+        return build_frontend(self.config.audio)
+
+    # --- preparing inputs ---
+
+    def _load(self, item: Item):
+        path, start, end = (item if isinstance(item, tuple) else (item, 0.0, None))
+        if end is None:
+            end = start + self.config.clip_seconds
+        return load_clip(path, start, end, self.config.video, self.config.audio)
+
+    def prepare_video(self, item: Item) -> torch.Tensor:
+        """An item -> normalised frames (T, 3, H, W) float32 on CPU."""
+        if isinstance(item, torch.Tensor):
+            return normalize_frames(item, self.config.video) if item.dtype == torch.uint8 else item.float()
+        clip = self._load(item)
+        if clip.frames is None:
+            raise MediaError(f"{_name(item)}: no video stream")
+        return normalize_frames(clip.frames, self.config.video)
+
+    def prepare_audio(self, item: Item) -> torch.Tensor:
+        """An item -> normalised spectrogram (F, M) float32 on CPU."""
+        if isinstance(item, torch.Tensor):
+            return self.frontend(item.float()) if item.dim() == 1 else item.float()
+        clip = self._load(item)
+        if not clip.has_audio:
+            raise MediaError(f"{_name(item)}: no audio stream")
+        return self.frontend(clip.wave)
+
+    def prepare_text(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokenizer(list(texts))
+
+    # --- embeddings ---
+
+    @torch.inference_mode()
+    def embed_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """(N, E) L2-normalised text embeddings, float32 on CPU."""
+        self.eval()
+        out = []
+        for chunk in _batches(list(texts), batch_size):
+            ids, mask = (t.to(self.device) for t in self.prepare_text(chunk))
+            out.append(self.pool(self.encode_text(ids, mask), "text", mask).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
+
+    @torch.inference_mode()
+    def embed_audio(self, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
+        """(N, E) audio embeddings; each item a path, (path, start, end), waveform or map."""
+        return self._embed(items, batch_size, self.prepare_audio, self.encode_audio, "audio")
+
+    @torch.inference_mode()
+    def embed_video(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
+        """(N, E) video embeddings; each item a path, (path, start, end) or frames."""
+        return self._embed(items, batch_size, self.prepare_video, self.encode_video, "video")
+
+    def _embed(self, items, batch_size, prepare, encode, modality) -> torch.Tensor:
+        self.eval()
+        out = []
+        for chunk in _batches(list(items), batch_size):
+            x = torch.stack([prepare(item) for item in chunk]).to(self.device)
+            out.append(self.pool(encode(x), modality).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
+
+    def embed_prepared(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings of an already prepared batch: video (B, T, 3, H, W) or audio (B, F, M)."""
+        with torch.inference_mode():
+            self.eval()
+            encode = self.encode_video if modality == "video" else self.encode_audio
+            return self.pool(encode(x.to(self.device)), modality).float().cpu()
+
+    # --- patch-level maps (heatmaps) ---
+
+    @torch.inference_mode()
+    def video_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
+        """Cosine similarity of a query embedding (E,) to each video patch: (frames, h, w)."""
+        self.eval()
+        x = self.prepare_video(item)[None].to(self.device)
+        patches = self.patch_embeddings(self.encode_video(x), "video")[0]
+        g = self.config.video.grid
+        return (patches @ query.to(patches)).view(self.config.video.frames, g, g).float().cpu()
+
+    @torch.inference_mode()
+    def audio_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
+        """Cosine similarity of a query embedding (E,) to each spectrogram patch: (f, t)."""
+        self.eval()
+        x = self.prepare_audio(item)[None].to(self.device)
+        patches = self.patch_embeddings(self.encode_audio(x), "audio")[0]
+        return (patches @ query.to(patches)).view(*self.config.audio.grid).float().cpu()
+
+
+def _name(item: Item) -> str:
+    return os.fspath(item[0] if isinstance(item, tuple) else item)

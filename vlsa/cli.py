@@ -1,0 +1,181 @@
+"""The `vlsa` command: a click group.
+
+Commands of the packages built on vlsa/ (train/, catalog/, app/) register themselves through the
+`vlsa.commands` entry-point group in pyproject.toml and are imported only when invoked, so vlsa/
+never imports them and `vlsa --help` stays fast.
+
+Errors a user can cause (bad file, bad option, missing checkpoint) leave as one line on stderr and
+exit code 1; `VLSA_DEBUG=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+
+import click
+
+from vlsa import __version__
+
+ENTRY_POINT_GROUP = "vlsa.commands"
+
+
+class UserError(click.ClickException):
+    """A problem with what the user asked for, reported in one line."""
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+class PluginGroup(click.Group):
+    """A group that also lists and lazily loads the commands registered as entry points."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_entry_points()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        ep = _entry_points().get(name)
+        return ep.load() if ep is not None else None
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vlsa")
+def cli() -> None:
+    """VLSA: train a video-audio-text encoder, index a media library, search it."""
+
+
+def _optional(module: str) -> str:
+    """Version of an importable module, or why it cannot be imported."""
+    try:
+        mod = __import__(module)
+    except Exception as exc:  # doctor reports any import failure, whatever its type
+        return f"missing ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return str(getattr(mod, "__version__", "ok"))
+
+
+def doctor_report() -> dict[str, object]:
+    """What is installed and usable: versions, device, optional pieces."""
+    import torch
+
+    report: dict[str, object] = {
+        "vlsa": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+    }
+    for module in ("torchaudio", "torchvision", "av", "open_clip", "safetensors", "transformers",
+                   "sqlite_utils", "gradio", "tensorboard"):
+        report[module] = _optional(module)
+    report["sqlite_vec"] = _sqlite_vec_status()
+    try:
+        from vlsa.config import TextConfig
+        from vlsa.tokenizer import build_tokenizer
+
+        build_tokenizer(TextConfig())(["offline tokenizer check"])
+        report["tokenizer"] = "clip BPE loads offline"
+    except Exception as exc:  # reported, not raised: doctor must always print its report
+        report["tokenizer"] = f"failed: {exc}"
+    report["commands"] = sorted(_entry_points())
+    return report
+
+
+def _sqlite_vec_status() -> str:
+    # Checked here without importing catalog/: the same probe the catalog runs.
+    try:
+        import sqlean
+        import sqlite_vec
+
+        conn = sqlean.connect(":memory:")
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        (version,) = conn.execute("select vec_version()").fetchone()
+        return f"loads ({version}, through sqlean)"
+    except Exception as exc:  # any failure means the catalog falls back to a matrix scan
+        return f"does not load ({type(exc).__name__}); catalog uses a matrix scan"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(as_json: bool) -> None:
+    """Versions, device, and which optional pieces load."""
+    report = doctor_report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        if isinstance(value, list):
+            value = ", ".join(value) or "(none)"
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--preset", default="tiny", show_default=True, help="Front-end sizes to decode with.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+def probe(files: tuple[str, ...], preset: str, as_json: bool) -> None:
+    """Decode FILES as the model would: duration, tracks, and whether a clip loads.
+
+    Exit code 1 if any file cannot be decoded; each failure is one line on stderr.
+    """
+    from vlsa.config import preset_config
+    from vlsa.media import MediaError, load_clip
+    from vlsa.media import probe as probe_file
+
+    cfg = preset_config(preset)
+    failed = 0
+    for path in files:
+        try:
+            info = probe_file(path)
+            clip = load_clip(path, 0.0, None, cfg.video, cfg.audio)
+        except MediaError as exc:
+            failed += 1
+            click.echo(f"error: {one_line(exc)}", err=True)
+            continue
+        record = {"path": path, "duration": round(info.duration, 3), "video": clip.has_video,
+                  "audio": clip.has_audio}
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            tracks = "+".join(t for t in ("video", "audio") if record[t]) or "none"
+            click.echo(f"{path}\t{record['duration']:.2f} s\t{tracks}")
+    if failed:
+        raise UserError(f"{failed} of {len(files)} files could not be decoded")
+
+
+def main() -> None:
+    """Console entry point: expected errors become one line on stderr, exit code 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (OSError, ValueError, RuntimeError) as exc:
+        if os.environ.get("VLSA_DEBUG"):
+            raise
+        click.echo(f"error: {one_line(exc)}", err=True)
+        sys.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    main()

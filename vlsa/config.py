@@ -1,0 +1,258 @@
+"""Configuration: one dataclass per part, a top-level `VLSAConfig`, and the preset registry.
+
+A checkpoint's `config.json` is `VLSAConfig.to_dict()`; `VLSAConfig.from_dict` rebuilds it, so a
+model is rebuilt from the checkpoint folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlsa import __version__
+
+
+@dataclass
+class VideoConfig:
+    frames: int = 8  # frames sampled per clip (random in training, uniform in eval)
+    size: int = 224  # frames are resized (short side) and centre-cropped to size x size
+    patch: int = 16  # square patch side in pixels; size must be a multiple
+    mask_ratio: float = 0.75  # fraction of each frame's patches dropped for masked modelling
+    # CLIP's pixel statistics: the encoder sees (x/255 - mean) / std per channel.
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    @property
+    def grid(self) -> int:
+        """Patches per side of one frame."""
+        return self.size // self.patch
+
+    @property
+    def num_patches(self) -> int:
+        """Patches per clip: frames x grid x grid."""
+        return self.frames * self.grid * self.grid
+
+
+@dataclass
+class AudioConfig:
+    frontend: str = "logfreq"  # "logfreq" (the paper's log-frequency STFT) or "mel" (AST-style)
+    sample_rate: int = 11025  # waveform rate the front end expects, Hz
+    n_fft: int = 1022  # STFT window; 1022 gives 512 linear frequency bins
+    hop: int = 256  # STFT hop in samples
+    bins: int = 256  # frequency rows of the map: log-scale bins or mel bands
+    frames: int = 256  # time columns of the map; clip length is frames * hop / sample_rate
+    patch: int = 16  # square patch side on the spectrogram
+    mask_ratio: float = 0.75  # fraction of spectrogram patches dropped for masked modelling
+    fmin: float = 20.0  # lowest frequency of the log / mel axis, Hz
+    # Log-magnitude statistics: the encoder sees (spec - norm_mean) / norm_std. Set per front
+    # end from real media (see vlsa/audio.py) so typical maps land near zero mean, unit spread.
+    # Measured with vlsa.audio.map_statistics on ../shared/media (sound only, padding left out).
+    norm_mean: float = -1.4
+    norm_std: float = 2.6
+
+    @property
+    def clip_seconds(self) -> float:
+        return self.frames * self.hop / self.sample_rate
+
+    @property
+    def num_samples(self) -> int:
+        """Waveform samples that fill exactly `frames` STFT columns (centred STFT)."""
+        return self.frames * self.hop - 1
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(frequency patches, time patches)."""
+        return self.bins // self.patch, self.frames // self.patch
+
+    @property
+    def num_patches(self) -> int:
+        f, t = self.grid
+        return f * t
+
+
+@dataclass
+class TextConfig:
+    # "clip" is open_clip's BPE, which ships inside its wheel (works offline); anything else is a
+    # local Hugging Face tokenizer name or path, loaded with local_files_only.
+    tokenizer: str = "clip"
+    max_len: int = 40  # tokens per caption, including start and end tokens
+    vocab_size: int = 49409  # tokenizer vocabulary + 1 id reserved for [MASK] where it has none
+    embed_dim: int | None = None  # factorised token embedding width (ALBERT); None = encoder width
+    mask_ratio: float = 0.15  # BERT: 15% of tokens chosen; of those 80% [MASK], 10% random, 10% kept
+
+
+@dataclass
+class EncoderConfig:
+    width: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class DecoderConfig:
+    width: int = 512  # MAE / TVLT decoder: 512 wide, 8 layers
+    depth: int = 8
+    heads: int = 16
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class LossConfig:
+    masked_modelling: bool = True  # the local objective; off = "no masked modelling" ablation
+    # Which pairs the global objective aligns: "audio" (audio<->video and audio<->text, the
+    # paper), "video_text" (the ablation that matches video<->text instead), or "none".
+    matching: str = "audio"
+    matching_head: bool = True  # the binary "do these belong together" head with drawn negatives
+    global_weight: float = 5.0  # L = L_local + global_weight * L_global (the paper's 5)
+    temperature_init: float = 0.07  # CLIP / VATT
+    temperature_min: float = 0.01  # clamp: logit scale at most 100, as CLIP
+    norm_video_targets: bool = True  # MAE's norm_pix_loss: pixel targets normalised per patch
+    # Spectrogram targets stay as they are: normalising near-silent patches per patch would turn
+    # codec noise into unit-variance targets that nothing can predict.
+    norm_audio_targets: bool = False
+    # Global embeddings for the contrastive loss come from a unimodal pass over the "full" clip or
+    # only its "visible" (unmasked) tokens, which is cheaper (FLIP). Inference always uses all.
+    global_tokens: str = "full"
+
+
+@dataclass
+class VLSAConfig:
+    preset: str = "base"
+    embed_dim: int = 512  # width of the joint retrieval space (global embeddings)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    version: str = __version__  # the project version that wrote this config
+
+    @property
+    def clip_seconds(self) -> float:
+        """Seconds of media one clip covers (set by the audio map's time span)."""
+        return self.audio.clip_seconds
+
+    def validate(self) -> VLSAConfig:
+        """Raise ValueError with a one-line reason if the shapes cannot work together."""
+        v, a, e, d = self.video, self.audio, self.encoder, self.decoder
+        checks = [
+            (v.size % v.patch == 0, f"video.size {v.size} is not a multiple of video.patch {v.patch}"),
+            (a.bins % a.patch == 0, f"audio.bins {a.bins} is not a multiple of audio.patch {a.patch}"),
+            (a.frames % a.patch == 0, f"audio.frames {a.frames} is not a multiple of audio.patch {a.patch}"),
+            (e.width % e.heads == 0, f"encoder.width {e.width} is not divisible by encoder.heads {e.heads}"),
+            (d.width % d.heads == 0, f"decoder.width {d.width} is not divisible by decoder.heads {d.heads}"),
+            (a.frontend in ("logfreq", "mel"), f"audio.frontend must be logfreq or mel, not {a.frontend!r}"),
+            (self.loss.matching in ("audio", "video_text", "none"), f"loss.matching {self.loss.matching!r}"),
+            (self.loss.global_tokens in ("full", "visible"), f"loss.global_tokens {self.loss.global_tokens!r}"),
+            (0 <= v.mask_ratio < 1 and 0 <= a.mask_ratio < 1, "mask ratios must lie in [0, 1)"),
+        ]
+        for ok, reason in checks:
+            if not ok:
+                raise ValueError(reason)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VLSAConfig:
+        """Rebuild from `to_dict()` output; unknown keys are an error, not silently dropped."""
+        d = dict(d)
+        parts = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, sub in _PARTS.items():
+            if name in d:
+                kwargs[name] = _build(sub, d.pop(name), name)
+        for key in list(d):
+            if key not in parts:
+                raise ValueError(f"unknown config key {key!r}")
+            kwargs[key] = d.pop(key)
+        return cls(**kwargs).validate()
+
+
+_PARTS = {
+    "video": VideoConfig,
+    "audio": AudioConfig,
+    "text": TextConfig,
+    "encoder": EncoderConfig,
+    "decoder": DecoderConfig,
+    "loss": LossConfig,
+}
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown config key {prefix}.{sorted(unknown)[0]}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+def apply_overrides(cfg: VLSAConfig, overrides: dict[str, Any]) -> VLSAConfig:
+    """Set dotted keys (`{"encoder.depth": 2, "embed_dim": 64}`) on a copy of `cfg`."""
+    d = cfg.to_dict()
+    for key, value in overrides.items():
+        node, *path = key.split(".")
+        if not path:
+            if node not in d or isinstance(d[node], dict):
+                raise ValueError(f"unknown config key {key!r}")
+            d[node] = value
+            continue
+        if node not in _PARTS or path[0] not in d[node] or len(path) > 1:
+            raise ValueError(f"unknown config key {key!r}")
+        d[node][path[0]] = value
+    return VLSAConfig.from_dict(d)
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+
+def _tiny() -> VLSAConfig:
+    """Trains on a 2-core CPU: about 3M parameters, 4 frames of 64x64, a 2-second 64x64 mel map."""
+    return VLSAConfig(
+        preset="tiny",
+        embed_dim=128,
+        video=VideoConfig(frames=4, size=64, patch=8),
+        audio=AudioConfig(frontend="mel", sample_rate=16000, n_fft=1024, hop=500, bins=64,
+                          frames=64, patch=8, norm_mean=-1.3, norm_std=5.0),
+        text=TextConfig(max_len=24, embed_dim=32),
+        encoder=EncoderConfig(width=128, depth=4, heads=4),
+        decoder=DecoderConfig(width=96, depth=2, heads=4),
+    )
+
+
+def _small() -> VLSAConfig:
+    """One consumer GPU: ViT-S width, 8 frames of 112x112, a 5-second 128-band mel map."""
+    return VLSAConfig(
+        preset="small",
+        embed_dim=256,
+        video=VideoConfig(frames=8, size=112, patch=16),
+        audio=AudioConfig(frontend="mel", sample_rate=16000, n_fft=1024, hop=320, bins=128,
+                          frames=256, patch=16, norm_mean=-2.6, norm_std=5.0),
+        text=TextConfig(max_len=32, embed_dim=128),
+        encoder=EncoderConfig(width=384, depth=12, heads=6),
+        decoder=DecoderConfig(width=256, depth=4, heads=8),
+    )
+
+
+def _base() -> VLSAConfig:
+    """The paper: shared ViT-B, 8 x 224 x 224 video, 256 x 256 log-frequency audio, 40 tokens."""
+    return VLSAConfig(preset="base")
+
+
+PRESETS = {"tiny": _tiny, "small": _small, "base": _base}
+
+
+def list_presets() -> list[str]:
+    return list(PRESETS)
+
+
+def preset_config(name: str, **overrides: Any) -> VLSAConfig:
+    """The named preset with dotted-key overrides applied (`encoder.depth=2` as `encoder__depth`
+    is not needed: pass `**{"encoder.depth": 2}`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return apply_overrides(PRESETS[name]().validate(), overrides)

@@ -1,0 +1,104 @@
+"""Losses: masked reconstruction, masked-token prediction, symmetric InfoNCE and binary matching.
+
+Each returns a scalar tensor. Rows that lack a modality are left out through `valid` masks, never
+by indexing with a data-dependent shape inside the caller (which would sync the host on CUDA).
+The contrastive loss takes an optional `gather` so that under torch.distributed the negatives come
+from every rank while gradients flow back through the gather (see train/distributed.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+# gather(x) -> (x gathered from all ranks along dim 0, offset of this rank's rows in the result)
+Gather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]
+
+
+def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` under 0/1 `weights`; 0 (with a gradient path) when no weight is set."""
+    weights = weights.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor,
+                        row_valid: torch.Tensor | None = None, norm_targets: bool = True) -> torch.Tensor:
+    """MSE on the removed patches only (MAE).
+
+    pred, target: (B, N, P) patch values; removed: (B, N) bool, True where the patch was masked;
+    row_valid: (B,) bool, False for rows whose modality is missing (silent audio, no video).
+    norm_targets: normalise each target patch to zero mean, unit variance (MAE's norm_pix_loss).
+    """
+    target = target.float()
+    if norm_targets:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()
+    per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # (B, N)
+    weights = removed.clone()
+    if row_valid is not None:
+        weights &= row_valid[:, None]
+    return _masked_mean(per_patch, weights)
+
+
+def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the chosen tokens; labels (B, L) hold -100 everywhere else (BERT)."""
+    chosen = labels != -100
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), labels.clamp(min=0).flatten(),
+                                reduction="none").view_as(labels)
+    return _masked_mean(per_token, chosen)
+
+
+def _no_gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    return x, 0
+
+
+def contrastive_loss(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor,
+                     valid: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE between L2-normalised x (B, D) and y (B, D), pair i <-> i.
+
+    valid: (B,) bool, rows where both modalities exist; invalid rows are neither anchors nor
+    negatives. With `gather`, each rank scores its own rows against every rank's rows.
+    """
+    gather = gather or _no_gather
+    all_x, offset = gather(x)
+    all_y, _ = gather(y)
+    all_valid, _ = gather(valid.to(x.dtype))
+    all_valid = all_valid > 0.5
+    labels = torch.arange(x.shape[0], device=x.device) + offset
+    blocked = torch.finfo(torch.float32).min
+    logits_xy = (logit_scale * x.float() @ all_y.float().T).masked_fill(~all_valid[None, :], blocked)
+    logits_yx = (logit_scale * y.float() @ all_x.float().T).masked_fill(~all_valid[None, :], blocked)
+    loss_xy = F.cross_entropy(logits_xy, labels, reduction="none")
+    loss_yx = F.cross_entropy(logits_yx, labels, reduction="none")
+    return _masked_mean((loss_xy + loss_yx) / 2, valid)
+
+
+def draw_negatives(valid: torch.Tensor) -> torch.Tensor:
+    """For each row i, the index of another valid row j != i (uniform), or i itself if none.
+
+    valid: (B,) bool. Works by ranking valid rows and shifting each by a random non-zero offset
+    within the valid set, so no host synchronisation is needed.
+    """
+    b = valid.shape[0]
+    n = valid.sum()
+    # rank[i]: position of row i among valid rows; order[k]: the row at rank k (valid first)
+    order = torch.argsort((~valid).to(torch.int8), stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(b, device=valid.device)
+    offset = 1 + (torch.rand(b, device=valid.device) * (n - 1).clamp(min=1)).long()
+    partner = order[(rank + offset) % n.clamp(min=1)]
+    return torch.where(valid & (n > 1), partner, torch.arange(b, device=valid.device))
+
+
+def matching_loss(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """BCE of the binary matching head on the true pairs (x_i, y_i) and drawn pairs (x_i, y_j)."""
+    partner = draw_negatives(valid)
+    pos = head(x, y)
+    neg = head(x, y[partner])
+    loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
+            + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")) / 2
+    return _masked_mean(loss, valid & (valid.sum() > 1))

@@ -1,0 +1,463 @@
+"""Decode video frames and audio waveforms from media files with PyAV.
+
+Times are seconds from the start of the file (the container's start time), one origin for the
+video and the audio stream, so the frames and the soundtrack of a clip stay in sync.
+
+Readers seek near the start of the requested range and decode forward, so a short clip of a long
+file costs about one keyframe interval of decoding, not the whole file. Any input that cannot be
+read raises `MediaError` with a one-line message naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import itertools
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import av
+import numpy as np
+import torch
+from torch import nn
+
+from vlsa.config import AudioConfig, VideoConfig
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+Container = av.container.InputContainer
+T = TypeVar("T")
+
+_EPS = 1e-6  # seconds: a frame stamped at t (float rounding aside) counts as "at or before t"
+_AUDIO_PREROLL = 0.25  # seconds decoded before `start`: some demuxers seek only approximately
+_SEEK_GAP = 10.0  # seek ahead rather than decode through gaps between wanted frames longer than this
+_WAV_OGG_TAGS = (0x674F, 0x6750, 0x6751, 0x676F, 0x6770, 0x6771)  # Vorbis-in-WAV (vorbis.acm)
+
+
+class MediaError(Exception):
+    """An input that cannot be decoded; the message is one line: "<file>: <reason>"."""
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    duration: float  # seconds, from headers; 0.0 when nothing says
+    has_video: bool  # a decodable video stream (cover art in audio files does not count)
+    has_audio: bool  # a decodable audio stream
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass
+class Clip:
+    frames: torch.Tensor | None  # uint8 (T, 3, H, W); None when the file has no video stream
+    wave: torch.Tensor  # float32 (audio_cfg.num_samples,), mono in [-1, 1]; zeros without audio
+    has_audio: bool
+    has_video: bool
+
+
+# --- opening -----------------------------------------------------------------------------------
+
+
+def _error(name: str, reason: str) -> MediaError:
+    return MediaError(re.sub(r"\s*[\r\n]+\s*", " ", f"{name}: {reason}"))  # one line, whatever FFmpeg says
+
+
+def _reason(err: BaseException) -> str:
+    """FFmpeg's or the OS's own words ("invalid data found when processing input"), no path."""
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _riff_ogg_payload(name: str) -> bytes | None:
+    """The Ogg stream inside a Vorbis-in-WAV file, which FFmpeg cannot decode as WAV. Some sample
+    packs (lmms' .ogg drums) are such files; their data chunk is a complete Ogg Vorbis stream."""
+    with open(name, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return None
+        tag = None
+        while len(chunk := f.read(8)) == 8:  # RIFF chunks: id, little-endian size, padded body
+            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            body = f.read(size + (size & 1))
+            if cid == b"fmt ":
+                tag = int.from_bytes(body[:2], "little")
+            elif cid == b"data":
+                return body[:size] if tag in _WAV_OGG_TAGS and body[:4] == b"OggS" else None
+    return None
+
+
+def _video_stream(container: Container) -> av.video.stream.VideoStream | None:
+    """The first decodable video stream; attached pictures (cover art) are not video."""
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic and s.codec_context is not None:
+            return s
+    return None
+
+
+def _audio_stream(container: Container) -> av.audio.stream.AudioStream | None:
+    return next((s for s in container.streams.audio if s.codec_context is not None), None)
+
+
+def _open_container(name: str) -> Container:
+    """av.open, swapping in the embedded Ogg stream of a Vorbis-in-WAV file."""
+    container = av.open(name, metadata_errors="ignore")
+    if container.streams.audio and _audio_stream(container) is None and _video_stream(container) is None:
+        payload = _riff_ogg_payload(name)
+        if payload is not None:
+            container.close()
+            log.debug("%s: decoding the Ogg stream inside its WAV wrapper", name)
+            return av.open(io.BytesIO(payload), format="ogg")
+    return container
+
+
+@contextlib.contextmanager
+def _open(path: PathLike) -> Iterator[Container]:
+    """Open `path`; FFmpeg and OS errors, here or in the body, become MediaError."""
+    name = os.fspath(path)
+    try:
+        size = os.stat(name).st_size
+    except OSError as e:
+        raise _error(name, f"cannot read ({_reason(e)})") from e
+    if size == 0:
+        raise _error(name, "empty file (0 bytes)")
+    try:
+        container = _open_container(name)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise _error(name, f"not a media file ({_reason(e)})") from e
+    try:
+        yield container
+    except (av.FFmpegError, OSError) as e:
+        raise _error(name, f"decoding failed ({_reason(e)})") from e
+    finally:
+        container.close()
+
+
+class _SeekFailed(Exception):
+    """FFmpeg could not seek; the demuxer may be left at the end of the file."""
+
+
+def _retrying(path: PathLike, read: Callable[[Container, bool], T], opened: Container | None = None) -> T:
+    """read(container, True) on a fresh container (`opened`, if given: one nothing was read from);
+    if a seek fails, read(container, False) on another, which decodes from the start."""
+    if opened is not None:
+        with contextlib.suppress(_SeekFailed):
+            return read(opened, True)
+    else:
+        with _open(path) as container, contextlib.suppress(_SeekFailed):
+            return read(container, True)
+    with _open(path) as container:
+        return read(container, False)
+
+
+def _origin(container: Container) -> float:
+    """Seconds of the container's first timestamp: time 0 for every stream."""
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def _duration(container: Container) -> float:
+    """Seconds, from headers only: the container, else the longest stream, else size / bit rate."""
+    if container.duration and container.duration > 0:
+        return container.duration / av.time_base
+    best = 0.0
+    for s in container.streams:
+        if s.duration and s.time_base:
+            best = max(best, float(s.duration * s.time_base))
+        elif s.type == "video" and s.frames and s.average_rate:
+            best = max(best, s.frames / float(s.average_rate))
+    if best == 0.0 and container.bit_rate and container.size:
+        best = container.size * 8 / container.bit_rate
+    return best
+
+
+def _info(container: Container, name: str) -> MediaInfo:
+    vs, aus = _video_stream(container), _audio_stream(container)
+    info = MediaInfo(name, _duration(container), has_video=vs is not None, has_audio=aus is not None)
+    if vs is not None:
+        info.width, info.height = vs.codec_context.width, vs.codec_context.height
+        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+        info.fps = float(rate) if rate else None
+    if aus is not None:
+        info.sample_rate, info.channels = aus.codec_context.sample_rate, aus.codec_context.channels
+    return info
+
+
+def probe(path: PathLike) -> MediaInfo:
+    """Streams, sizes and duration of `path`, read from headers (nothing is decoded)."""
+    with _open(path) as container:
+        return _info(container, os.fspath(path))
+
+
+# --- video -------------------------------------------------------------------------------------
+
+
+def _seek(container: Container, stream: av.stream.Stream, t: float) -> None:
+    """Seek to the keyframe at or before `t` seconds (PyAV flushes the decoders)."""
+    offset = math.floor((t + _origin(container)) / stream.time_base) if stream.time_base else 0
+    try:
+        container.seek(max(0, int(offset)), stream=stream, backward=True)
+    except (av.FFmpegError, OSError) as e:
+        # Seen on tiny FLAC files (EPERM): the failed search leaves the demuxer at the end.
+        log.debug("%s: seek to %.3f s failed (%s)", container.name, t, _reason(e))
+        raise _SeekFailed from e
+
+
+def _decode(container: Container, stream: av.stream.Stream) -> Iterator[av.frame.Frame]:
+    """Frames of `stream` from the current position; damaged packets are skipped, not fatal."""
+    skipped = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:
+            skipped += 1  # the decoder resynchronises at a later packet
+            continue
+        yield from frames
+    if skipped:
+        log.warning("%s: skipped %d undecodable packets", container.name, skipped)
+
+
+def _timed_frames(container: Container, stream: av.stream.Stream) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(seconds, frame) in presentation order; a frame without a pts follows the previous by one
+    frame period."""
+    origin = _origin(container)
+    period = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
+    t = None
+    for frame in _decode(container, stream):
+        t = frame.time - origin if frame.time is not None else (0.0 if t is None else t + period)
+        yield t, frame
+
+
+class _NoFrames(Exception):
+    """Nothing decoded at all (every packet damaged, or a seek past the end)."""
+
+
+def _select(decoded: Iterator[tuple[float, av.VideoFrame]], times: Sequence[float]) -> Iterator[av.VideoFrame]:
+    """For each of the sorted `times`, the last decoded frame stamped at or before it (the first
+    frame when none is; the last frame past the end). Stops decoding once all are found."""
+    k, prev = 0, None
+    for t, frame in decoded:
+        while k < len(times) and times[k] + _EPS < t:
+            yield prev if prev is not None else frame
+            k += 1
+        if k == len(times):
+            return
+        prev = frame
+    if prev is None:
+        raise _NoFrames
+    for _ in range(k, len(times)):
+        yield prev
+
+
+def _to_tensor(frame: av.VideoFrame, size: int) -> torch.Tensor:
+    """uint8 (3, size, size): short side resized to `size` by swscale (area filter), centre crop."""
+    scale = size / min(frame.width, frame.height)
+    w, h = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
+    rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")  # (h, w, 3)
+    top, left = (h - size) // 2, (w - size) // 2
+    crop = np.ascontiguousarray(rgb[top:top + size, left:left + size])
+    return torch.from_numpy(crop).permute(2, 0, 1).contiguous()
+
+
+def _runs(times: Sequence[float], gap: float) -> list[list[float]]:
+    """Split sorted times where consecutive ones are more than `gap` seconds apart."""
+    cuts = [i for i in range(1, len(times)) if times[i] - times[i - 1] > gap]
+    return [list(times[a:b]) for a, b in zip([0, *cuts], [*cuts, len(times)], strict=True) if b > a]
+
+
+def _frames_at(container: Container, name: str, times: Sequence[float], size: int,
+               seek: bool = True) -> Iterator[torch.Tensor]:
+    """uint8 (3, size, size) per sorted time, from a fresh container, in one forward pass that
+    seeks across gaps over _SEEK_GAP (never with seek=False). Holds one decoded frame at a time."""
+    stream = _video_stream(container)
+    if stream is None:
+        raise _error(name, "no video stream")
+    stream.thread_type = "AUTO"  # frame and slice threads: decoding dominates the cost
+    last, tensor = None, None  # the frame chosen last and its conversion (repeats reuse it)
+    for run in _runs(times, _SEEK_GAP) if seek else [list(times)]:
+        if seek and (last is not None or run[0] > 0):  # a fresh container is at time 0 already
+            _seek(container, stream, run[0])
+        decoded = _timed_frames(container, stream)
+        if last is not None:
+            # Stands in if the seek lands past the last frame and nothing decodes; otherwise the
+            # keyframe the seek lands on replaces it before any time is served.
+            decoded = itertools.chain([(-math.inf, last)], decoded)
+        try:
+            for frame in _select(decoded, run):
+                if frame is not last:
+                    last, tensor = frame, _to_tensor(frame, size)
+                yield tensor
+        except _NoFrames:
+            raise _error(name, "no decodable video frames") from None
+
+
+def _sample_times(start: float, end: float, num: int, sampling: str,
+                  generator: torch.Generator | None) -> list[float]:
+    """`num` sorted times in [start, end): one per equal segment, at its centre ("uniform") or at a
+    random point of it ("random", drawn from `generator`)."""
+    if num < 1:
+        raise ValueError(f"num_frames must be at least 1, not {num}")
+    if sampling == "uniform":
+        offsets = [0.5] * num
+    elif sampling == "random":
+        offsets = torch.rand(num, generator=generator, dtype=torch.float64).tolist()
+    else:
+        raise ValueError(f"sampling must be 'uniform' or 'random', not {sampling!r}")
+    seg = (end - start) / num
+    return [start + (i + o) * seg for i, o in enumerate(offsets)]
+
+
+def _frames_reader(path: PathLike, start: float, end: float | None, num_frames: int, size: int,
+                   sampling: str, generator: torch.Generator | None) -> Callable[[Container, bool], torch.Tensor]:
+    """read_frames as a function of (fresh container, seek), for _retrying."""
+    state = generator.get_state() if generator is not None else None
+
+    def read(container: Container, seek: bool) -> torch.Tensor:
+        if state is not None:
+            generator.set_state(state)  # a retry draws the same times
+        duration = _duration(container)
+        stop = (duration if end is None else min(end, duration)) if duration > 0 else (end or start)
+        first = min(max(0.0, start), stop)  # a range past the end collapses onto the end
+        times = _sample_times(first, max(first, stop), num_frames, sampling, generator)
+        return torch.stack(list(_frames_at(container, os.fspath(path), times, size, seek)))
+
+    return read
+
+
+def read_frames(path: PathLike, start: float = 0.0, end: float | None = None, num_frames: int = 8,
+                size: int = 224, sampling: str = "uniform",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 (num_frames, 3, size, size): frames at `num_frames` times in [start, end).
+
+    `end=None` or past the end of the file means the end of the file. "uniform" takes the centres
+    of equal segments, "random" one random time per segment (from `generator`). Each time gets the
+    last frame shown at or before it, so a range with fewer frames repeats them.
+    """
+    return _retrying(path, _frames_reader(path, start, end, num_frames, size, sampling, generator))
+
+
+def iter_frames_at(path: PathLike, times: Sequence[float], size: int = 224) -> Iterator[torch.Tensor]:
+    """Yield uint8 (3, size, size) frames, one per time of sorted(times), in a forward pass.
+
+    Memory stays bounded (one decoded frame is held), so it suits indexing hours-long files.
+    Dense times are decoded straight through; across gaps longer than 10 s it seeks to the
+    keyframe before the next time instead of decoding the gap.
+    """
+    ordered, done = sorted(float(t) for t in times), 0
+    with _open(path) as container:
+        try:
+            for frame in _frames_at(container, os.fspath(path), ordered, size):
+                done += 1
+                yield frame
+            return
+        except _SeekFailed:
+            pass
+    with _open(path) as container:  # unseekable: decode the rest from the start
+        yield from _frames_at(container, os.fspath(path), ordered[done:], size, seek=False)
+
+
+# --- audio -------------------------------------------------------------------------------------
+
+
+def _resampled(container: Container, stream: av.stream.Stream,
+               rate: int) -> Iterator[tuple[float | None, np.ndarray]]:
+    """(seconds of the first decoded frame, where the output starts, or None if it has no pts;
+    the next float32 mono samples at `rate`), ending with the resampler's buffered tail."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    origin, first, started = _origin(container), None, False
+    for frame in _decode(container, stream):
+        if not started:  # the output is one gapless run from this frame on
+            first, started = (frame.time - origin if frame.time is not None else None), True
+        for out in resampler.resample(frame):
+            yield first, out.to_ndarray().reshape(-1)
+    for out in resampler.resample(None):
+        yield first, out.to_ndarray().reshape(-1)
+
+
+def _read_audio(container: Container, seek: bool, *, name: str, start: float, end: float | None,
+                rate: int) -> torch.Tensor:
+    """read_audio on a fresh container (as a function of (container, seek), for _retrying)."""
+    stream = _audio_stream(container)
+    if stream is None:
+        raise _error(name, "no audio stream")
+    start = max(0.0, start)
+    need = None if end is None else max(0, round((end - start) * rate))
+    if need == 0:
+        return torch.zeros(0)
+    if seek and start > _AUDIO_PREROLL:  # a fresh container is at time 0 already
+        _seek(container, stream, start - _AUDIO_PREROLL)
+    pieces: list[np.ndarray] = []
+    got, skip = 0, None  # skip: samples before `start` still to drop
+    for t, samples in _resampled(container, stream, rate):
+        if skip is None:
+            # The first decoded frame's time places `start` in the gapless output; a seek that
+            # landed late is made up with silence.
+            skip = round((start - (start if t is None else t)) * rate)
+            pieces.append(np.zeros(max(0, -skip), dtype=np.float32))
+            got, skip = max(0, -skip), max(0, skip)
+        drop = min(skip, len(samples))
+        samples, skip = samples[drop:], skip - drop
+        pieces.append(samples)
+        got += len(samples)
+        if need is not None and got >= need:
+            break
+    wave = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    if need is not None:
+        wave = np.pad(wave[:need], (0, max(0, need - len(wave))))  # zeros past the end of the file
+    return torch.from_numpy(np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False))
+
+
+def read_audio(path: PathLike, start: float = 0.0, end: float | None = None,
+               sample_rate: int = 16000) -> torch.Tensor:
+    """float32 (samples,): mono audio in [-1, 1] from `start` to `end` seconds at `sample_rate`.
+
+    With `end` given the length is exactly round((end - start) * sample_rate), zero-padded past
+    the end of the file; `end=None` reads to the end of the file.
+    """
+    read = functools.partial(_read_audio, name=os.fspath(path), start=start, end=end, rate=sample_rate)
+    return _retrying(path, read)
+
+
+def load_clip(path: PathLike, start: float, end: float | None, video_cfg: VideoConfig,
+              audio_cfg: AudioConfig, *, train: bool = False,
+              generator: torch.Generator | None = None) -> Clip:
+    """The frames and soundtrack of [start, end) of `path`, shaped for the model.
+
+    frames: uint8 (video_cfg.frames, 3, video_cfg.size, video_cfg.size), a random time per segment
+    when `train`, segment centres otherwise; None for audio-only files.
+    wave: float32 (audio_cfg.num_samples,) at audio_cfg.sample_rate, zero-padded; silent for
+    files without an audio track. `end=None` means start + audio_cfg.clip_seconds.
+    """
+    end = start + audio_cfg.clip_seconds if end is None else end
+    name = os.fspath(path)
+    frames, wave = None, torch.zeros(audio_cfg.num_samples)
+    with _open(path) as container:  # probed, then read from while still fresh
+        info = _info(container, name)
+        if not (info.has_video or info.has_audio):
+            kinds = sorted({s.type for s in container.streams} & {"video", "audio"})
+            raise _error(name, f"no decoder for its {' or '.join(kinds)} stream" if kinds
+                         else "no video or audio stream")
+        if info.has_video:
+            read = _frames_reader(path, start, end, video_cfg.frames, video_cfg.size,
+                                  "random" if train else "uniform", generator)
+            frames = _retrying(path, read, opened=container)
+        if info.has_audio:  # a fresh container for the audio pass, unless the video pass had none
+            read = functools.partial(_read_audio, name=name, start=start, end=end, rate=audio_cfg.sample_rate)
+            audio = _retrying(path, read, opened=None if info.has_video else container)
+            wave = nn.functional.pad(audio, (0, audio_cfg.num_samples - len(audio)))[: audio_cfg.num_samples]
+    return Clip(frames=frames, wave=wave, has_audio=info.has_audio, has_video=info.has_video)
+
+
+def normalize_frames(frames: torch.Tensor, video_cfg: VideoConfig) -> torch.Tensor:
+    """float32 (..., 3, H, W) = (frames / 255 - mean) / std per channel, from uint8 (..., 3, H, W)."""
+    mean = torch.tensor(video_cfg.mean, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+    std = torch.tensor(video_cfg.std, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+    return (frames.float() / 255.0 - mean) / std

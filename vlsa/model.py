@@ -1,0 +1,383 @@
+"""The VLSA network: one transformer encoder shared by video, audio and text.
+
+Reads bottom-up: attention, block, transformer, patch embeddings, then `VLSAModel`, whose
+`forward` chains named steps (embed, mask, joint encode, decode, unimodal encode, pool, losses).
+
+Conventions, pinned once:
+- video (B, T, 3, H, W), normalised; video tokens are frame-major: t * g * g + row * g + col.
+- audio (B, F, M): F frequency rows, M time columns, normalised; tokens f * (M / p) + m.
+- text ids (B, L) with attention mask (B, L), True on real tokens.
+- masks are bool, True = removed (MAE's "1 is remove").
+- Global embeddings come from passes where each modality attends only to itself (VLSA.md,
+  "No leak"); only the masked-modelling pass attends across modalities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlsa.config import VLSAConfig
+from vlsa.losses import contrastive_loss, masked_token_loss, matching_loss, reconstruction_loss
+
+IGNORE = -100  # label of tokens not chosen for masked-token prediction (PyTorch's default)
+
+
+# --- transformer ------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, C); key_valid (B, N) bool or None: which keys may be attended to."""
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None if key_valid is None else key_valid[:, None, None, :]
+        # SDPA picks flash / memory-efficient kernels on CUDA when no mask is given
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(B, N, C))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block, as ViT / MAE."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(width * mlp_ratio)
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_valid)
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.checkpointing = False  # activation checkpointing trades compute for memory
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            if self.checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, x, key_valid, use_reentrant=False)
+            else:
+                x = block(x, key_valid)
+        return self.norm(x)
+
+
+# --- patches and positions --------------------------------------------------------------------
+
+
+def patchify_video(video: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T * H/p * W/p, p * p * C), frame-major."""
+    B, T, C, H, W = video.shape
+    h, w = H // p, W // p
+    x = video.reshape(B, T, C, h, p, w, p).permute(0, 1, 3, 5, 4, 6, 2)
+    return x.reshape(B, T * h * w, p * p * C)
+
+
+def patchify_audio(spec: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, F, M) -> (B, F/p * M/p, p * p), frequency-major."""
+    B, Fr, M = spec.shape
+    f, m = Fr // p, M // p
+    return spec.reshape(B, f, p, m, p).permute(0, 1, 3, 2, 4).reshape(B, f * m, p * p)
+
+
+class SeparablePositions(nn.Module):
+    """Learned position embedding over a 2-D grid as the sum of a row and a column table:
+    (frame, spatial patch) for video, (frequency, time) for audio, (1, position) for text."""
+
+    def __init__(self, rows: int, cols: int, width: int):
+        super().__init__()
+        self.row = nn.Parameter(torch.zeros(rows, 1, width))
+        self.col = nn.Parameter(torch.zeros(1, cols, width))
+
+    def forward(self) -> torch.Tensor:
+        """(rows * cols, width)"""
+        return (self.row + self.col).flatten(0, 1)
+
+
+def _positions(cfg: VLSAConfig, width: int) -> nn.ModuleDict:
+    fa, ma = cfg.audio.grid
+    return nn.ModuleDict({
+        "video": SeparablePositions(cfg.video.frames, cfg.video.grid ** 2, width),
+        "audio": SeparablePositions(fa, ma, width),
+        "text": SeparablePositions(1, cfg.text.max_len, width),
+    })
+
+
+def _gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """x (B, N, C), ids (B, K) -> (B, K, C)."""
+    return torch.gather(x, 1, ids[..., None].expand(-1, -1, x.shape[-1]))
+
+
+class MatchingHead(nn.Module):
+    """Binary "do these belong together" classifier on two global embeddings. A linear layer on
+    the concatenation alone cannot score a pair (its logit would be a sum of two one-sided
+    terms), so it reads their product and absolute difference."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        # unit-norm embeddings have entries ~1/sqrt(dim): the norm brings them to O(1) so the
+        # linear layer learns at the same rate as everything else
+        self.norm = nn.LayerNorm(2 * dim)
+        self.linear = nn.Linear(2 * dim, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.norm(torch.cat([x * y, (x - y).abs()], dim=-1))).squeeze(-1)
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+class VLSAModel(nn.Module):
+    def __init__(self, config: VLSAConfig):
+        super().__init__()
+        self.config = cfg = config.validate()
+        D, Dd, E = cfg.encoder.width, cfg.decoder.width, cfg.embed_dim
+        pv, pa = cfg.video.patch, cfg.audio.patch
+        text_dim = cfg.text.embed_dim or D
+        # per-modality input embeddings
+        self.video_embed = nn.Linear(pv * pv * 3, D)
+        self.audio_embed = nn.Linear(pa * pa, D)
+        self.token_embed = nn.Embedding(cfg.text.vocab_size, text_dim)
+        self.text_embed = nn.Linear(text_dim, D) if text_dim != D else nn.Identity()
+        self.positions = _positions(cfg, D)
+        self.modality = nn.ParameterDict({m: nn.Parameter(torch.zeros(D)) for m in MODALITIES})
+        self.encoder = Transformer(D, cfg.encoder.depth, cfg.encoder.heads, cfg.encoder.mlp_ratio)
+        # decoder shared by the modalities (masked modelling)
+        self.decoder_embed = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(Dd))
+        self.decoder_positions = _positions(cfg, Dd)
+        self.decoder_modality = nn.ParameterDict({m: nn.Parameter(torch.zeros(Dd)) for m in MODALITIES})
+        self.decoder = Transformer(Dd, cfg.decoder.depth, cfg.decoder.heads, cfg.decoder.mlp_ratio)
+        self.video_head = nn.Linear(Dd, pv * pv * 3)
+        self.audio_head = nn.Linear(Dd, pa * pa)
+        self.text_head = nn.Linear(Dd, text_dim)  # logits through the tied token embedding
+        self.text_bias = nn.Parameter(torch.zeros(cfg.text.vocab_size))
+        # global embeddings and the audio-matching objective
+        self.proj = nn.ModuleDict({m: nn.Linear(D, E, bias=False) for m in MODALITIES})
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.loss.temperature_init)))
+        self.match_head = MatchingHead(E)
+        self.apply(_init_weights)
+        for p in [*self.modality.values(), *self.decoder_modality.values(), self.mask_token]:
+            nn.init.trunc_normal_(p, std=0.02)
+        for pos in [*self.positions.values(), *self.decoder_positions.values()]:
+            nn.init.trunc_normal_(pos.row, std=0.02)
+            nn.init.trunc_normal_(pos.col, std=0.02)
+
+    # --- tokens ---
+
+    def tokens_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, Nv, D) with position and modality embeddings."""
+        x = self.video_embed(patchify_video(video, self.config.video.patch))
+        return x + self.positions["video"]() + self.modality["video"]
+
+    def tokens_audio(self, spec: torch.Tensor) -> torch.Tensor:
+        """(B, F, M) -> (B, Na, D)."""
+        x = self.audio_embed(patchify_audio(spec, self.config.audio.patch))
+        return x + self.positions["audio"]() + self.modality["audio"]
+
+    def tokens_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L, D); L may be shorter than text.max_len."""
+        x = self.text_embed(self.token_embed(ids))
+        return x + self.positions["text"]()[: ids.shape[1]] + self.modality["text"]
+
+    # --- masking ---
+
+    def mask_video(self, B: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame masked on its own. Returns ids_keep (B, T * k) and removed (B, Nv)."""
+        T, n = self.config.video.frames, self.config.video.grid ** 2
+        keep = max(1, round(n * (1 - self.config.video.mask_ratio)))
+        ids = torch.rand(B, T, n, device=device).argsort(dim=-1)[..., :keep]
+        ids = (ids + torch.arange(T, device=device)[:, None] * n).flatten(1)
+        return ids, _removed_from_keep(ids, T * n)
+
+    def mask_audio(self, B: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.config.audio.num_patches
+        keep = max(1, round(n * (1 - self.config.audio.mask_ratio)))
+        ids = torch.rand(B, n, device=device).argsort(dim=-1)[:, :keep]
+        return ids, _removed_from_keep(ids, n)
+
+    def mask_text(self, ids: torch.Tensor, maskable: torch.Tensor,
+                  mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """BERT: choose mask_ratio of the maskable tokens; 80% -> [MASK], 10% random, 10% kept.
+        Returns (corrupted ids, labels with IGNORE where not chosen)."""
+        p = torch.rand(ids.shape, device=ids.device)
+        chosen = (p < self.config.text.mask_ratio) & maskable
+        labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+        action = torch.rand(ids.shape, device=ids.device)
+        random_ids = torch.randint_like(ids, 0, mask_id)
+        out = torch.where(chosen & (action < 0.8), torch.full_like(ids, mask_id), ids)
+        out = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, out)
+        return out, labels
+
+    # --- encoders ---
+
+    def encode_video(self, video: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Unimodal: (B, T, 3, H, W) -> encoder outputs (B, N, D) of all (or the kept) patches."""
+        x = self.tokens_video(video)
+        return self.encoder(x if ids_keep is None else _gather_tokens(x, ids_keep))
+
+    def encode_audio(self, spec: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.tokens_audio(spec)
+        return self.encoder(x if ids_keep is None else _gather_tokens(x, ids_keep))
+
+    def encode_text(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.tokens_text(ids), attention_mask)
+
+    def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Global embedding: mean of a modality's token outputs, projected, L2-normalised."""
+        if valid is None:
+            pooled = tokens.mean(dim=1)
+        else:
+            w = valid[..., None].to(tokens.dtype)
+            pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return F.normalize(self.proj[modality](pooled), dim=-1)
+
+    def patch_embeddings(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
+        """Each token projected into the joint space and normalised, for heatmaps: (B, N, E).
+        The projection is linear, so the mean of these before normalising is the global one."""
+        return F.normalize(self.proj[modality](tokens), dim=-1)
+
+    def logit_scale_clamped(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(1 / self.config.loss.temperature_min)).exp()
+
+    # --- training forward ---
+
+    def forward(self, batch: dict[str, torch.Tensor], gather=None, return_embeddings: bool = False):
+        """One training forward. Returns every loss term, plus "local", "global" and "loss"
+        (and, with return_embeddings, the global embeddings it used, as a second dict).
+
+        batch: video (B, T, 3, H, W), audio (B, F, M), text (B, L), text_mask (B, L) bool,
+        text_maskable (B, L) bool (not a special token), has_video / has_audio / has_text (B,) bool.
+        gather: optional cross-rank gather for the contrastive negatives (losses.Gather).
+        """
+        B, dev = batch["text"].shape[0], batch["text"].device
+        masks = {"video": self.mask_video(B, dev), "audio": self.mask_audio(B, dev)}
+        terms: dict[str, torch.Tensor] = {}
+        z: dict[str, torch.Tensor] = {}
+        if self.config.loss.masked_modelling:
+            terms.update(self.forward_local(batch, masks))
+        if self.config.loss.matching != "none":
+            z = self.global_embeddings(batch, masks)
+            terms.update(self.global_losses(z, batch, gather))
+        zero = batch["audio"].new_zeros(())
+        local = sum((terms[k] for k in LOCAL_TERMS if k in terms), zero)
+        global_ = sum((v for k, v in terms.items() if k not in LOCAL_TERMS), zero)
+        losses = {**terms, "local": local, "global": global_,
+                  "loss": local + self.config.loss.global_weight * global_}
+        return (losses, z) if return_embeddings else losses
+
+    def forward_local(self, batch: dict[str, torch.Tensor], masks: dict) -> dict[str, torch.Tensor]:
+        """Masked modelling: one joint pass over the visible tokens of all three modalities
+        (attention crosses modalities here), then the shared decoder and per-modality losses."""
+        (keep_v, removed_v), (keep_a, removed_a) = masks["video"], masks["audio"]
+        has_v, has_a, has_t = batch["has_video"], batch["has_audio"], batch["has_text"]
+        ids, text_mask = batch["text"], batch["text_mask"]
+        corrupted, labels = self.mask_text(ids, batch["text_maskable"] & has_t[:, None],
+                                           self.config.text.vocab_size - 1)
+        xv = _gather_tokens(self.tokens_video(batch["video"]), keep_v)
+        xa = _gather_tokens(self.tokens_audio(batch["audio"]), keep_a)
+        xt = self.tokens_text(corrupted)
+        sizes = [xv.shape[1], xa.shape[1], xt.shape[1]]
+        key_valid = _key_valid([has_v, has_a], sizes[:2], text_mask)
+        hv, ha, ht = self.encoder(torch.cat([xv, xa, xt], dim=1), key_valid).split(sizes, dim=1)
+        pred_v, pred_a, logits_t = self.decode(hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask)
+        cfg = self.config
+        return {
+            "video_mse": reconstruction_loss(pred_v, patchify_video(batch["video"], cfg.video.patch),
+                                             removed_v, has_v, cfg.loss.norm_video_targets),
+            "audio_mse": reconstruction_loss(pred_a, patchify_audio(batch["audio"], cfg.audio.patch),
+                                             removed_a, has_a, cfg.loss.norm_audio_targets),
+            "text_mlm": masked_token_loss(logits_t, labels),
+        }
+
+    def decode(self, hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask):
+        """Shared decoder over full-length sequences: encoder outputs at kept positions, the
+        mask token elsewhere. Returns video patches (B, Nv, p*p*3), audio patches (B, Na, p*p)
+        and token logits (B, L, vocab) through the tied token embedding."""
+        cfg, pos, mod = self.config, self.decoder_positions, self.decoder_modality
+        nv, na, L = cfg.video.num_patches, cfg.audio.num_patches, ht.shape[1]
+        dv = self._unmask(self.decoder_embed(hv), keep_v, nv) + pos["video"]() + mod["video"]
+        da = self._unmask(self.decoder_embed(ha), keep_a, na) + pos["audio"]() + mod["audio"]
+        dt = self.decoder_embed(ht) + pos["text"]()[:L] + mod["text"]
+        key_valid = _key_valid([has_v, has_a], [nv, na], text_mask)
+        yv, ya, yt = self.decoder(torch.cat([dv, da, dt], dim=1), key_valid).split([nv, na, L], dim=1)
+        logits = self.text_head(yt) @ self.token_embed.weight.T + self.text_bias
+        return self.video_head(yv), self.audio_head(ya), logits
+
+    def _unmask(self, x: torch.Tensor, ids_keep: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, K, C) at ids_keep -> (B, n, C) with the mask token at removed positions."""
+        B, _, C = x.shape
+        full = self.mask_token.to(x.dtype).expand(B, n, C)
+        return full.scatter(1, ids_keep[..., None].expand(-1, -1, C), x)
+
+    def global_embeddings(self, batch: dict[str, torch.Tensor], masks: dict) -> dict[str, torch.Tensor]:
+        """Unimodal passes: each modality attends only to its own tokens, so its global
+        embedding never sees another modality (what a search-time query sees alone)."""
+        visible = self.config.loss.global_tokens == "visible"
+        z = {
+            "video": self.pool(self.encode_video(batch["video"], masks["video"][0] if visible else None), "video"),
+            "text": self.pool(self.encode_text(batch["text"], batch["text_mask"]), "text", batch["text_mask"]),
+        }
+        if self.config.loss.matching == "audio":
+            z["audio"] = self.pool(self.encode_audio(batch["audio"], masks["audio"][0] if visible else None), "audio")
+        return z
+
+    def global_losses(self, z: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                      gather=None) -> dict[str, torch.Tensor]:
+        """Audio matching (audio<->video, audio<->text) or the video<->text ablation: symmetric
+        InfoNCE plus the binary matching head, on rows where both modalities exist."""
+        has_v, has_a, has_t = batch["has_video"], batch["has_audio"], batch["has_text"]
+        if self.config.loss.matching == "audio":
+            pairs = {"av": ("audio", "video", has_a & has_v), "at": ("audio", "text", has_a & has_t)}
+        else:
+            pairs = {"vt": ("video", "text", has_v & has_t)}
+        scale = self.logit_scale_clamped()
+        terms = {}
+        for name, (x, y, valid) in pairs.items():
+            terms[f"nce_{name}"] = contrastive_loss(z[x], z[y], scale, valid, gather)
+            if self.config.loss.matching_head:
+                terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid)
+        return terms
+
+
+MODALITIES = ("video", "audio", "text")
+LOCAL_TERMS = ("video_mse", "audio_mse", "text_mlm")
+
+
+def _key_valid(present: list[torch.Tensor], sizes: list[int], text_mask: torch.Tensor) -> torch.Tensor:
+    """Which keys a joint pass may attend to: all tokens of present modalities, real text tokens."""
+    parts = [p[:, None].expand(-1, n) for p, n in zip(present, sizes, strict=True)]
+    return torch.cat([*parts, text_mask], dim=1)
+
+
+def _removed_from_keep(ids_keep: torch.Tensor, n: int) -> torch.Tensor:
+    removed = torch.ones(ids_keep.shape[0], n, dtype=torch.bool, device=ids_keep.device)
+    return removed.scatter(1, ids_keep, False)
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
