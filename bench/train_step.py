@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,8 @@ def vlsa_step_flops(cfg) -> float:
     if cfg.loss.masked_modelling:
         flops += enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
         text_dim = cfg.text.embed_dim or e.width
-        flops += 2 * L * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
+        scored = min(L, math.ceil(2 * cfg.text.mask_ratio * L))  # see VLSAModel.scored_tokens
+        flops += 2 * scored * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
     if cfg.loss.matching != "none":
         visible = cfg.loss.global_tokens == "visible"
         flops += enc(kv if visible else nv) + enc(L)

@@ -137,3 +137,14 @@ def test_forward_grads_reach_every_parameter():
     model(random_batch(model.config))["loss"].backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, missing
+
+
+def test_losses_finite_with_some_rows_missing_a_modality():
+    model = VLSAModel(preset_config("tiny"))
+    batch = random_batch(model.config)
+    batch["has_audio"][[1, 5]] = False
+    batch["has_text"][2] = False
+    out = model(batch)
+    assert all(torch.isfinite(v) for v in out.values()), out
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -47,3 +48,169 @@ def synth(out: Path, n: int, seed: int, split: str, seconds: float, fps: int, si
     counts = f"{n} {split}" + (f" + {n_test} test" if n_test else "")
     click.echo(f"wrote {counts} clips ({len(all_attributes())} possible captions) to {manifest} "
                f"in {time.perf_counter() - start:.1f} s")
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict:
+    """--set encoder.depth=2 --set loss.matching=none -> {"encoder.depth": 2, ...} (JSON values)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _load_config_file(path: Path | None) -> dict:
+    """A JSON or TOML file of TrainConfig fields, with model overrides under "model"."""
+    if path is None:
+        return {}
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        d = tomllib.loads(text)
+    else:
+        d = json.loads(text)
+    overrides = {f"{k}": v for k, v in _flatten(d.pop("model", {})).items()}
+    return {**d, "overrides": overrides}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--manifest", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A manifest (.jsonl) or a shard folder from `vlsa data shard`.")
+@click.option("--out", default="runs/vlsa", type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--preset", default="tiny", type=click.Choice(["tiny", "small", "base"]))
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON/TOML of training fields; model overrides under [model].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Model override, e.g. encoder.depth=2.")
+@click.option("--init", type=click.Path(exists=True, file_okay=False), help="Start from these weights.")
+@click.option("--steps", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--accum", type=int, help="Micro-batches per optimizer step.")
+@click.option("--lr", type=float)
+@click.option("--weight-decay", type=float)
+@click.option("--warmup", type=int)
+@click.option("--grad-clip", type=float)
+@click.option("--seed", type=int)
+@click.option("--workers", type=int, help="Loader processes per rank.")
+@click.option("--device", type=str, help="cpu, cuda (default: cuda when available).")
+@click.option("--compile/--no-compile", default=None)
+@click.option("--checkpointing/--no-checkpointing", default=None, help="Activation checkpointing.")
+@click.option("--ckpt-every", type=int)
+@click.option("--log-every", type=int)
+@click.option("--eval-every", type=int)
+@click.option("--eval-split", type=str, help="Evaluate retrieval on this split (e.g. test).")
+@click.option("--max-minutes", type=float, help="Wall-time budget; stops cleanly with a checkpoint.")
+@click.option("--resume", is_flag=True, default=None, help="Continue the run in --out exactly.")
+@click.option("--no-masked-modelling", is_flag=True, help="Ablation: no local objective.")
+@click.option("--matching", type=click.Choice(["audio", "video_text", "none"]), help="Global objective.")
+@click.option("--no-matching-head", is_flag=True, help="Ablation: no binary matching head.")
+@click.option("--no-progress", is_flag=True)
+def train(manifest, config_file, sets, no_masked_modelling, matching, no_matching_head, no_progress, **flags) -> None:
+    """Pre-train VLSA on a manifest's train split (CPU, one GPU, or torchrun for many)."""
+    import logging
+
+    from train.state import TrainConfig
+    from train.trainer import train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    fields = _load_config_file(config_file)
+    overrides = {**fields.pop("overrides", {}), **_parse_sets(sets)}
+    if no_masked_modelling:
+        overrides["loss.masked_modelling"] = False
+    if matching:
+        overrides["loss.matching"] = matching
+    if no_matching_head:
+        overrides["loss.matching_head"] = False
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    tc = TrainConfig(manifest=str(manifest), overrides=overrides, progress=not no_progress,
+                     **{k: v for k, v in fields.items() if k != "manifest"})
+    result = run_training(tc)
+    if "eval" in result:
+        from train.evaluate import format_table
+
+        click.echo(format_table(result["eval"]))
+    skipped = sum(result["skipped"].values())
+    click.echo(f"stopped ({result['stopped_by']}) at step {result['step']}; checkpoint {tc.out}/checkpoint; "
+               f"{skipped} samples skipped" + (f": {result['skipped']}" if skipped else ""))
+
+
+@click.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(file_okay=False))
+@click.option("--manifest", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A manifest (.jsonl) or a shard folder.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--seeds", default=1, show_default=True, help="Average over this many random frame samplings.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--workers", default=0, show_default=True)
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True)
+def eval_command(checkpoint, manifest, split, seeds, batch_size, workers, device, as_json) -> None:
+    """Retrieval R@1/5/10/50, median and mean rank in six directions on a manifest split."""
+    import torch
+
+    from train.evaluate import evaluate, format_table
+    from vlsa import VLSA
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = VLSA.from_pretrained(checkpoint, map_location=device)
+    results = evaluate(model, manifest, split, batch_size=batch_size, workers=workers, seeds=seeds)
+    if as_json:
+        click.echo(json.dumps({"checkpoint": str(checkpoint), "split": split, "seeds": seeds, "results": results}, indent=2))
+    else:
+        n = int(next(iter(results.values()))["N"]) if results else 0
+        click.echo(f"{checkpoint} on {manifest} [{split}], {n} clips, {seeds} seed(s)")
+        click.echo(format_table(results))
+
+
+@data.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--preset", default="tiny", show_default=True, help="Decode at this preset's sizes.")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), help="...or at a checkpoint's.")
+@click.option("--per-shard", default=1000, show_default=True, help="Samples per tar file.")
+def shard(manifest: Path, out: Path, preset: str, checkpoint: str | None, per_shard: int) -> None:
+    """Decode MANIFEST once into tar shards (JPEG frames, PCM audio, captions) under OUT."""
+    from tqdm import tqdm
+
+    from train.data import read_manifest
+    from train.shards import write_shards
+    from vlsa.checkpoint import load_config
+    from vlsa.config import preset_config
+
+    config = load_config(checkpoint) if checkpoint else preset_config(preset)
+    with tqdm(total=len(read_manifest(manifest)), unit="clip", desc="shard", file=sys.stderr) as bar:
+        index = write_shards(manifest, out, config, per_shard=per_shard, on_row=lambda: bar.update(1))
+    skipped = sum(index["skipped"].values())
+    click.echo(f"wrote {len(index['samples'])} samples to {out}" +
+               (f"; skipped {skipped}: {index['skipped']}" if skipped else ""))
+
+
+@data.command("manifest")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: FOLDER/manifest.jsonl.")
+@click.option("--test-fraction", default=0.0, show_default=True, help="Share of clips put in the test split.")
+@click.option("--seed", default=0, show_default=True)
+def manifest_command(folder: Path, out: Path | None, test_fraction: float, seed: int) -> None:
+    """A manifest from FOLDER's media with sidecar captions (NAME.txt, NAME.srt or NAME.vtt)."""
+    from train.manifest import build_manifest
+
+    rows = build_manifest(folder, test_fraction=test_fraction, seed=seed)
+    out = out or folder / "manifest.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    captioned = sum(1 for r in rows if r.get("text"))
+    click.echo(f"wrote {len(rows)} rows ({captioned} with captions) to {out}")

@@ -19,8 +19,9 @@ Gather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean of `values` under 0/1 `weights`; 0 (with a gradient path) when no weight is set."""
-    weights = weights.to(values.dtype)
-    return (values * weights).sum() / weights.sum().clamp(min=1.0)
+    # where, not multiply: a left-out row may hold inf (its own pair was blocked), and 0 * inf is nan
+    kept = torch.where(weights, values, torch.zeros_like(values))
+    return kept.sum() / weights.sum().clamp(min=1).to(values.dtype)
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor,

@@ -296,7 +296,9 @@ class VLSAModel(nn.Module):
         sizes = [xv.shape[1], xa.shape[1], xt.shape[1]]
         key_valid = _key_valid([has_v, has_a], sizes[:2], text_mask)
         hv, ha, ht = self.encoder(torch.cat([xv, xa, xt], dim=1), key_valid).split(sizes, dim=1)
-        pred_v, pred_a, logits_t = self.decode(hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask)
+        pred_v, pred_a, yt = self.decode(hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask)
+        scored, labels = self.scored_tokens(labels)
+        logits_t = self.text_logits(_gather_tokens(yt, scored))
         cfg = self.config
         return {
             "video_mse": reconstruction_loss(pred_v, patchify_video(batch["video"], cfg.video.patch),
@@ -309,7 +311,7 @@ class VLSAModel(nn.Module):
     def decode(self, hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask):
         """Shared decoder over full-length sequences: encoder outputs at kept positions, the
         mask token elsewhere. Returns video patches (B, Nv, p*p*3), audio patches (B, Na, p*p)
-        and token logits (B, L, vocab) through the tied token embedding."""
+        and the decoder's text states (B, L, Dd)."""
         cfg, pos, mod = self.config, self.decoder_positions, self.decoder_modality
         nv, na, L = cfg.video.num_patches, cfg.audio.num_patches, ht.shape[1]
         dv = self._unmask(self.decoder_embed(hv), keep_v, nv) + pos["video"]() + mod["video"]
@@ -317,8 +319,20 @@ class VLSAModel(nn.Module):
         dt = self.decoder_embed(ht) + pos["text"]()[:L] + mod["text"]
         key_valid = _key_valid([has_v, has_a], [nv, na], text_mask)
         yv, ya, yt = self.decoder(torch.cat([dv, da, dt], dim=1), key_valid).split([nv, na, L], dim=1)
-        logits = self.text_head(yt) @ self.token_embed.weight.T + self.text_bias
-        return self.video_head(yv), self.audio_head(ya), logits
+        return self.video_head(yv), self.audio_head(ya), yt
+
+    def scored_tokens(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (B, K) worth a vocabulary-wide softmax, and their labels. K is fixed at twice
+        the expected number of chosen tokens, so shapes stay static (no host sync) while the
+        logits shrink from L to K per row; the rare chosen token beyond K goes unscored."""
+        L = labels.shape[1]
+        k = min(L, max(1, math.ceil(2 * self.config.text.mask_ratio * L)))
+        positions = (labels != IGNORE).float().topk(k, dim=1, sorted=False).indices
+        return positions, labels.gather(1, positions)
+
+    def text_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Decoder text states (B, K, Dd) -> logits (B, K, vocab) through the tied token table."""
+        return self.text_head(states) @ self.token_embed.weight.T + self.text_bias
 
     def _unmask(self, x: torch.Tensor, ids_keep: torch.Tensor, n: int) -> torch.Tensor:
         """(B, K, C) at ids_keep -> (B, n, C) with the mask token at removed positions."""

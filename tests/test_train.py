@@ -1,0 +1,177 @@
+"""The trainer: exact resume after kill -9, skipped samples, distributed gradients, evaluation."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from train.data import ResumableSampler, read_manifest
+from train.evaluate import ranks_of_truth, retrieval_metrics
+from train.synth import generate
+
+VLSA_BIN = str(Path(sys.executable).parent / "vlsa")
+SMALL = ["--set", "encoder.depth=2", "--set", "decoder.depth=1"]
+
+
+@pytest.fixture(scope="module")
+def synth_manifest(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synth"), n=12, seed=5, split="train")
+
+
+def train_cmd(manifest, out, *extra):
+    return [VLSA_BIN, "train", "--manifest", str(manifest), "--out", str(out), "--batch-size", "4",
+            "--workers", "0", "--lr", "1e-3", "--warmup", "2", "--log-every", "1", "--no-progress",
+            "--seed", "3", *SMALL, *extra]
+
+
+def losses_by_step(run: Path) -> dict[int, float]:
+    """The last logged loss of each step (a resumed run logs the steps after its checkpoint again)."""
+    out = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        out[row["step"]] = row["per_step_loss"][-1]
+    return out
+
+
+@pytest.mark.slow
+def test_train_resume_after_kill_matches_uninterrupted(synth_manifest, tmp_path):
+    steps = ["--steps", "12", "--ckpt-every", "3"]
+    full = subprocess.run(train_cmd(synth_manifest, tmp_path / "full", *steps), capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    # the same run, killed with SIGKILL once its first checkpoint exists, then resumed
+    proc = subprocess.Popen(train_cmd(synth_manifest, tmp_path / "killed", *steps),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "killed" / "checkpoint" / "trainer.pt"
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads((tmp_path / "killed" / "checkpoint" / "config.json").read_text())["extra"]["step"]
+    assert killed_at < 12, "the run finished before it could be killed"
+    resumed = subprocess.run(train_cmd(synth_manifest, tmp_path / "killed", *steps, "--resume"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = losses_by_step(tmp_path / "full"), losses_by_step(tmp_path / "killed")
+    assert sorted(a) == list(range(1, 13))
+    for step in range(killed_at + 1, 13):
+        assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+
+
+def test_train_skips_bad_rows_and_reports_why(synth_manifest, tmp_path):
+    rows = [json.loads(line) for line in synth_manifest.read_text().splitlines()][:6]
+    base = synth_manifest.parent
+    for row in rows:
+        row["video"] = str(base / row["video"])
+    (tmp_path / "corrupt.mp4").write_text("this is not a video\n")
+    rows.append({"video": str(tmp_path / "missing.mp4"), "text": "gone"})
+    rows.append({"video": str(tmp_path / "corrupt.mp4"), "text": "broken"})
+    rows[0].pop("text")  # a row without text trains, left out of the text losses
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = subprocess.run(train_cmd(manifest, tmp_path / "run", "--steps", "4"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "stopped (done) at step 4" in summary
+    assert "missing file" in summary and "not a media file" in summary
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_train_ablations_run(synth_manifest, tmp_path):
+    for flags in (["--no-masked-modelling"], ["--matching", "none"], ["--matching", "video_text"]):
+        result = subprocess.run(train_cmd(synth_manifest, tmp_path / flags[-1], "--steps", "2", *flags),
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        logged = json.loads((tmp_path / flags[-1] / "metrics.jsonl").read_text().splitlines()[-1])
+        assert ("nce_vt" in logged) == (flags == ["--matching", "video_text"])
+        assert ("video_mse" in logged) == (flags != ["--no-masked-modelling"])
+
+
+def test_sampler_shards_ranks_and_resumes():
+    full = list(ResumableSampler(10, seed=1))
+    assert sorted(full) == list(range(10))
+    sampler = ResumableSampler(10, seed=1)
+    sampler.set_position(0, 4)
+    assert list(sampler) == full[4:]
+    ranks = [list(ResumableSampler(10, seed=1, rank=r, world=2)) for r in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(10)) and not set(ranks[0]) & set(ranks[1])
+
+
+def test_retrieval_metrics_on_known_ranks():
+    sim = torch.eye(4)
+    sim[1] = torch.tensor([0.0, 0.5, 0.9, 0.1])  # truth ranks 2nd
+    sim[3] = torch.tensor([1.0, 0.9, 0.8, 0.1])  # truth ranks 4th
+    assert ranks_of_truth(sim).tolist() == [1, 2, 1, 4]
+    m = retrieval_metrics(sim)
+    assert m["R@1"] == 50.0 and m["R@5"] == 100.0 and m["MedR"] == 1.0 and m["MeanR"] == 2.0
+
+
+def test_read_manifest_resolves_paths_and_reports_bad_lines(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "text": "x", "split": "test"}\n{"video": "/abs/b.mp4"}\n')
+    rows = read_manifest(tmp_path / "m.jsonl")
+    assert rows[0].video == tmp_path / "a.mp4" and rows[1].video == Path("/abs/b.mp4")
+    assert [r.split for r in rows] == ["test", "train"]
+    (tmp_path / "bad.jsonl").write_text('{"video": "a.mp4"}\nnot json\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        read_manifest(tmp_path / "bad.jsonl")
+
+
+# --- distributed: two gloo processes == one process on the joined batch ---
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _contrastive_model():
+    from vlsa.config import preset_config
+    from vlsa.model import VLSAModel
+
+    torch.manual_seed(0)
+    overrides = {"loss.masked_modelling": False, "loss.matching_head": False, "encoder.depth": 1}
+    return VLSAModel(preset_config("tiny", **overrides))
+
+
+def _batch(model, B=8):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_model import random_batch
+
+    return random_batch(model.config, B=B, seed=1)
+
+
+def _rank_grads(rank, world, port, out):
+    import torch.distributed as dist
+
+    from train.distributed import gather_with_grad, wrap_ddp
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = _contrastive_model()
+    ddp = wrap_ddp(model, torch.device("cpu"))
+    batch = {k: v.chunk(world)[rank] for k, v in _batch(model).items()}
+    ddp(batch, gather=gather_with_grad)["loss"].backward()
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.named_parameters() if p.grad is not None}, out)
+    dist.destroy_process_group()
+
+
+def test_distributed_gather_gives_joined_batch_gradients(tmp_path):
+    model = _contrastive_model()
+    model(_batch(model))["loss"].backward()
+    expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    mp.spawn(_rank_grads, args=(2, _free_port(), str(tmp_path / "g.pt")), nprocs=2, join=True)
+    got = torch.load(tmp_path / "g.pt")
+    assert got.keys() == expected.keys() and len(got) > 10
+    for name in expected:
+        scale = expected[name].abs().max().clamp(min=1e-3)
+        assert (got[name] - expected[name]).abs().max() <= 1e-4 * scale, name

@@ -1,0 +1,168 @@
+"""Manifests, the dataset over them, a resumable sampler and the loader.
+
+A manifest is JSON Lines, one clip a line (PRODUCT.md, "Data formats"):
+    {"video": path, "audio": path?, "text": str?, "start": s?, "end": s?, "split": "train"?}
+Relative paths are relative to the manifest's folder. A sample that fails to decode is skipped
+and counted with its reason; it never kills the run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vlsa.audio import build_frontend
+from vlsa.batch import collate, make_sample
+from vlsa.config import VLSAConfig
+from vlsa.media import MediaError, load_clip
+from vlsa.tokenizer import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    video: Path | None
+    audio: Path | None
+    text: str | None
+    start: float = 0.0
+    end: float | None = None
+    split: str = "train"
+    extra: dict = field(default_factory=dict)
+
+
+def read_manifest(path: str | Path, split: str | None = None) -> list[Row]:
+    """Rows of a manifest, optionally one split; a malformed line is a ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such manifest")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        rows.append(_row(d, path.parent))
+    return [r for r in rows if split is None or r.split == split]
+
+
+def _row(d: dict, base: Path) -> Row:
+    def resolve(p):
+        return None if not p else (base / p if not Path(p).is_absolute() else Path(p))
+    known = {"video", "audio", "text", "start", "end", "split"}
+    return Row(video=resolve(d.get("video")), audio=resolve(d.get("audio")), text=d.get("text"),
+               start=float(d.get("start") or 0.0), end=None if d.get("end") is None else float(d["end"]),
+               split=d.get("split") or "train", extra={k: v for k, v in d.items() if k not in known})
+
+
+class ClipDataset(Dataset):
+    """Decodes rows into training samples. Random frame times in training are drawn from a
+    generator seeded by (seed, epoch, index), so a sample is the same in any worker and after a
+    resume. A failed row returns {"skipped": reason}, which the collate counts."""
+
+    def __init__(self, rows: list[Row], config: VLSAConfig, train: bool = True, seed: int = 0):
+        self.rows, self.config, self.train, self.seed = rows, config, train, seed
+        self.epoch = 0
+        self._frontend = None
+        self._tokenizer = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        if self._frontend is None:  # built lazily: once per worker process
+            self._frontend = build_frontend(self.config.audio)
+            self._tokenizer = build_tokenizer(self.config.text)
+        row = self.rows[index]
+        try:
+            clip = self._load(row, index)
+        except MediaError as exc:
+            return {"skipped": str(exc)}
+        return make_sample(clip, row.text, self.config, self._frontend, self._tokenizer)
+
+    def _load(self, row: Row, index: int):
+        cfg = self.config
+        if row.video is None and row.audio is None:
+            raise MediaError(f"row {index}: no video and no audio")
+        source = row.video or row.audio
+        if not Path(source).exists():
+            raise MediaError(f"{source}: missing file")
+        end = row.end if row.end is not None else row.start + cfg.clip_seconds
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+        clip = load_clip(source, row.start, end, cfg.video, cfg.audio, train=self.train, generator=g)
+        if row.audio is not None and row.video is not None:
+            audio = load_clip(row.audio, row.start, end, cfg.video, cfg.audio)
+            clip.wave, clip.has_audio = audio.wave, audio.has_audio
+        return clip
+
+
+def collate_skipping(items: list[dict], pad_to: int | None = None) -> dict:
+    """Stack the good samples; count the skipped ones by reason under "skipped". With pad_to,
+    fill the batch back up with copies of a good sample flagged as having no modality, so every
+    batch keeps its shape (ranks gather equal sizes; compiled steps see one shape)."""
+    good = [s for s in items if "skipped" not in s]
+    skipped = Counter(_reason(s["skipped"]) for s in items if "skipped" in s)
+    if pad_to and good and len(good) < pad_to:
+        filler = {**good[0], "has_video": torch.tensor(False), "has_audio": torch.tensor(False),
+                  "has_text": torch.tensor(False)}
+        good = good + [filler] * (pad_to - len(good))
+    batch = collate(good) if good else {}
+    batch["skipped"] = skipped
+    return batch
+
+
+def _reason(message: str) -> str:
+    """'path: reason (detail)' -> 'reason', so counts group by kind of failure."""
+    reason = message.split(": ", 1)[-1]
+    return reason.split(" (")[0]
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffled indices, a new permutation per epoch from (seed, epoch), sharded across ranks,
+    starting `start` samples into the epoch: the data position a checkpoint records."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
+        self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def per_rank(self) -> int:
+        return self.n // self.world
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        mine = order[self.rank: self.per_rank() * self.world: self.world].tolist()
+        return iter(mine[self.start:])
+
+    def __len__(self) -> int:
+        return self.per_rank() - self.start
+
+
+def make_loader(dataset: ClipDataset, sampler: ResumableSampler, batch_size: int, workers: int) -> DataLoader:
+    # A private generator: creating the iterator must not consume the global RNG, or a resumed
+    # run (which creates it mid-epoch) would draw different masks than an uninterrupted one.
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=functools.partial(collate_skipping, pad_to=batch_size), drop_last=True, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available(), generator=torch.Generator(),
+                      worker_init_fn=_ignore_sigterm if workers else None)
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """A scheduler's SIGTERM goes to the whole process group; the workers leave it to the main
+    process, which checkpoints and then shuts them down."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -1,0 +1,119 @@
+"""Run state: the training configuration, what a checkpoint records beyond the weights (optimizer,
+schedule, step, data position, RNG states), and the SIGTERM flag."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.distributed import DistInfo
+from vlsa import VLSA
+
+
+@dataclass
+class TrainConfig:
+    manifest: str  # JSON Lines manifest (its "train" split is used)
+    out: str = "runs/vlsa"  # run folder: checkpoint/, tensorboard/, metrics.jsonl
+    preset: str = "tiny"
+    overrides: dict = field(default_factory=dict)  # dotted model-config keys
+    init: str | None = None  # start from this checkpoint's weights (its config wins)
+    batch_size: int = 32  # per process, per micro-batch
+    accum: int = 1  # micro-batches per optimizer step
+    steps: int = 1000  # optimizer steps
+    lr: float = 1e-4  # the paper's
+    weight_decay: float = 0.01  # the paper's
+    warmup: int = 100  # linear warm-up steps
+    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
+    grad_clip: float = 1.0
+    seed: int = 0
+    workers: int = 2  # loader processes per rank
+    device: str | None = None  # default: cuda if available
+    compile: bool = False  # torch.compile the model
+    checkpointing: bool = False  # activation checkpointing in encoder and decoder
+    ckpt_every: int = 500  # steps; also at the end and on SIGTERM
+    log_every: int = 10
+    eval_every: int = 0  # steps; 0 = only at the end when eval_split is set
+    eval_split: str | None = None  # e.g. "test": retrieval metrics on that split
+    max_minutes: float | None = None  # wall-time budget: stop, checkpoint and evaluate
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # samples of this epoch already consumed (per rank)
+    skipped: dict = field(default_factory=dict)  # reason -> count
+
+
+def lr_lambda(tc: TrainConfig):
+    def f(step: int) -> float:
+        if step < tc.warmup:
+            return (step + 1) / tc.warmup
+        progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+        return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_run(model: VLSA, opt, sched, state: TrainState, tc: TrainConfig, dist: DistInfo) -> Path:
+    """Write checkpoint/: the model folder, then trainer.pt (renamed into place last)."""
+    path = Path(tc.out) / "checkpoint"
+    model.save_pretrained(path, extra={"step": state.step})
+    tmp = path / "trainer.pt.tmp"
+    torch.save({"optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                "state": dataclasses.asdict(state), "rng": rng_state(), "world": dist.world,
+                "train_config": dataclasses.asdict(tc)}, tmp)
+    tmp.replace(path / "trainer.pt")
+    return path
+
+
+def load_run(model: VLSA, opt, sched, tc: TrainConfig) -> TrainState:
+    path = Path(tc.out) / "checkpoint"
+    if not (path / "trainer.pt").is_file():
+        raise ValueError(f"{path}: nothing to resume (no trainer.pt)")
+    saved = VLSA.from_pretrained(path)
+    model.load_state_dict(saved.state_dict())
+    blob = torch.load(path / "trainer.pt", weights_only=False)
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["schedule"])
+    set_rng_state(blob["rng"])
+    return TrainState(**blob["state"])
+
+
+class StopFlag:
+    """Set by SIGTERM (a scheduler's pre-emption): the loop checkpoints and leaves cleanly."""
+
+    def __init__(self):
+        self.set = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.set = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+

@@ -1,0 +1,86 @@
+"""Pre-training: `train(TrainConfig)` wires the objects, `run_steps` runs the loop.
+
+    vlsa train --manifest data/manifest.jsonl --preset tiny --steps 2000 --out runs/tiny
+    torchrun --nproc-per-node 8 $(which vlsa) train --manifest ... --preset base --batch-size 256
+
+AdamW, linear warm-up then cosine decay, gradient clipping and accumulation, bf16 autocast on
+CUDA. The run folder holds `checkpoint/` (a VLSA checkpoint plus `trainer.pt`: optimizer,
+schedule, step, data position, RNG states), TensorBoard logs and `metrics.jsonl`. `--resume`
+continues exactly where the checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from train.data import ClipDataset, ResumableSampler, read_manifest
+from train.distributed import cleanup, init_distributed, wrap_ddp
+from train.loop import run_steps
+from train.shards import ShardDataset
+from train.state import TrainConfig, TrainState, load_run, lr_lambda
+from vlsa import VLSA
+
+log = logging.getLogger(__name__)
+
+
+def build_optimizer(model: torch.nn.Module, tc: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, embeddings' position tables and the temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "positions" in name or name == "logit_scale" else decay).append(p)
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), fused=fused)
+
+
+def training_dataset(source: str, config, seed: int):
+    """The train split of a manifest (.jsonl, decoded on the fly) or of a shard folder."""
+    if Path(source).is_dir():
+        return ShardDataset(source, config, split="train", train=True, seed=seed)
+    return ClipDataset(read_manifest(source, split="train"), config, train=True, seed=seed)
+
+
+def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
+    if tc.init:
+        model = VLSA.from_pretrained(tc.init)
+    else:
+        model = VLSA.from_preset(tc.preset, **tc.overrides)
+    model.encoder.checkpointing = model.decoder.checkpointing = tc.checkpointing
+    return model.to(device).train()
+
+
+def train(tc: TrainConfig) -> dict:
+    """Wire model, data, optimizer and logging; run; return the final metrics."""
+    dist = init_distributed(tc.device)
+    torch.manual_seed(tc.seed + dist.rank)  # masks differ across ranks, the init does not:
+    model = build_model(tc, dist.device)   # DDP broadcasts rank 0's weights
+    dataset = training_dataset(tc.manifest, model.config, tc.seed)
+    if len(dataset) < tc.batch_size * dist.world:
+        raise ValueError(f"{tc.manifest}: {len(dataset)} training samples, fewer than one batch")
+    sampler = ResumableSampler(len(dataset), tc.seed, dist.rank, dist.world)
+    opt = build_optimizer(model, tc, fused=dist.device.type == "cuda")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
+    state = load_run(model, opt, sched, tc) if tc.resume else TrainState()
+    wrapped = wrap_ddp(model, dist.device) if dist.world > 1 else model
+    step_fn = torch.compile(wrapped) if tc.compile else wrapped
+    writer = _writer(tc) if dist.main else None
+    try:
+        metrics = run_steps(model, step_fn, opt, sched, dataset, sampler, state, tc, dist, writer)
+    finally:
+        if writer:
+            writer.close()
+        cleanup()
+    return metrics
+
+
+def _writer(tc: TrainConfig):
+    from torch.utils.tensorboard import SummaryWriter
+
+    Path(tc.out).mkdir(parents=True, exist_ok=True)
+    (Path(tc.out) / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
+    return SummaryWriter(str(Path(tc.out) / "tensorboard"))
+
