@@ -175,3 +175,33 @@ def test_distributed_gather_gives_joined_batch_gradients(tmp_path):
     for name in expected:
         scale = expected[name].abs().max().clamp(min=1e-3)
         assert (got[name] - expected[name]).abs().max() <= 1e-4 * scale, name
+
+
+def test_finetune_from_checkpoint_uses_video_text_loss(synth_manifest, tmp_path):
+    pre = subprocess.run(train_cmd(synth_manifest, tmp_path / "pre", "--steps", "1"), capture_output=True, text=True)
+    assert pre.returncode == 0, pre.stderr
+    result = subprocess.run([VLSA_BIN, "finetune", "--checkpoint", str(tmp_path / "pre" / "checkpoint"),
+                             "--manifest", str(synth_manifest), "--out", str(tmp_path / "ft"), "--epochs", "1",
+                             "--batch-size", "4", "--workers", "0", "--eval-split", "", "--no-progress"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuned 3 steps" in result.stdout
+    logged = json.loads((tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "nce_vt" in logged and "video_mse" not in logged and "nce_av" not in logged
+    config = json.loads((tmp_path / "ft" / "checkpoint" / "config.json").read_text())
+    assert config["loss"]["matching"] == "video_text" and config["encoder"]["depth"] == 2
+
+
+def test_train_sigterm_checkpoints_and_exits_cleanly(synth_manifest, tmp_path):
+    proc = subprocess.Popen(train_cmd(synth_manifest, tmp_path / "run", "--steps", "10000", "--ckpt-every", "0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not metrics.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped (SIGTERM)" in out
+    step = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["extra"]["step"]
+    assert 1 <= step < 10000

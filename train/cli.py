@@ -214,3 +214,47 @@ def manifest_command(folder: Path, out: Path | None, test_fraction: float, seed:
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     captioned = sum(1 for r in rows if r.get("text"))
     click.echo(f"wrote {len(rows)} rows ({captioned} with captions) to {out}")
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Pre-trained weights to start from.")
+@click.option("--manifest", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Paired video + caption manifest (or shard folder); its train split is used.")
+@click.option("--out", default="runs/finetune", type=click.Path(file_okay=False))
+@click.option("--epochs", default=20, help="The paper fine-tunes for 20 epochs.")
+@click.option("--batch-size", default=256, help="The paper's; lower it on small machines.")
+@click.option("--lr", default=1e-5)
+@click.option("--warmup", default=100)
+@click.option("--workers", default=2)
+@click.option("--seed", default=0)
+@click.option("--device", default=None)
+@click.option("--eval-split", default="test", help="Evaluate on this split at the end ('' for none).")
+@click.option("--max-minutes", type=float)
+@click.option("--resume", is_flag=True)
+@click.option("--no-progress", is_flag=True)
+def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers, seed, device, eval_split,
+             max_minutes, resume, no_progress) -> None:
+    """Retrieval fine-tuning: video<->text InfoNCE from a pre-trained checkpoint (MSR-VTT style)."""
+    import logging
+
+    from train.state import TrainConfig
+    from train.trainer import train as run_training
+    from train.trainer import training_dataset
+    from vlsa.checkpoint import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    n = len(training_dataset(str(manifest), load_config(checkpoint), seed))
+    steps = max(1, epochs * n // batch_size)
+    tc = TrainConfig(manifest=str(manifest), out=out, init=checkpoint, batch_size=batch_size, steps=steps,
+                     lr=lr, warmup=min(warmup, steps // 10 + 1), workers=workers, seed=seed, device=device,
+                     eval_split=eval_split or None, max_minutes=max_minutes, resume=resume,
+                     progress=not no_progress, ckpt_every=max(1, steps // 4),
+                     overrides={"loss.masked_modelling": False, "loss.matching": "video_text",
+                                "loss.matching_head": False})
+    result = run_training(tc)
+    if "eval" in result:
+        from train.evaluate import format_table
+
+        click.echo(format_table(result["eval"]))
+    click.echo(f"fine-tuned {result['step']} steps ({epochs} epochs of {n} clips); checkpoint {out}/checkpoint")

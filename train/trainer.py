@@ -24,6 +24,8 @@ from train.loop import run_steps
 from train.shards import ShardDataset
 from train.state import TrainConfig, TrainState, load_run, lr_lambda
 from vlsa import VLSA
+from vlsa.checkpoint import check_fits, load_config, load_weights
+from vlsa.config import apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,14 @@ def training_dataset(source: str, config, seed: int):
 
 
 def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
+    """A fresh preset, or `tc.init`'s weights under its config with `tc.overrides` on top (the loss
+    switches of fine-tuning; shape-changing overrides are refused when the weights load)."""
     if tc.init:
-        model = VLSA.from_pretrained(tc.init)
+        config = apply_overrides(load_config(tc.init), tc.overrides)
+        model = VLSA(config)
+        state = load_weights(tc.init)
+        check_fits(model, state, tc.init)
+        model.load_state_dict(state)
     else:
         model = VLSA.from_preset(tc.preset, **tc.overrides)
     model.encoder.checkpointing = model.decoder.checkpointing = tc.checkpointing

@@ -1,0 +1,91 @@
+"""Benchmark indexing speed: media-seconds indexed per wall second, with the `tiny` preset.
+
+    python bench/index.py                                   # shared media + generated videos
+    python bench/index.py --library ~/Videos --no-generated
+
+Libraries indexed, each into a fresh catalog: a copy of /work/shared/media (354 short sounds
+and 4 videos, 771 s in all), and generated mp4s (640x360, 25 fps, h264 + AAC, a moving square
+and a tone), so a video-heavy library is measured too. Each library is indexed twice: the
+first run embeds everything, the second finds nothing changed (the cost of an incremental
+no-op). The model is built before the clock starts; decoding, embedding and writing are timed.
+Reports JSON: files, windows, media seconds, wall seconds and the real-time multiple.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # mediagen: the test suite's media generator
+
+from mediagen import make_video  # noqa: E402
+
+from catalog.indexer import Indexer  # noqa: E402
+from catalog.model import seeded_preset  # noqa: E402
+from catalog.store import Catalog  # noqa: E402
+
+SHARED = Path("/work/shared/media")
+
+
+def generated_library(folder: Path, count: int, seconds: float) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(count):
+        make_video(folder / f"clip{i}.mp4", seconds, fps=25, size=(640, 360), tone_hz=220.0 * (i + 1))
+    return folder
+
+
+def bench_library(name: str, library: Path, model, db: Path, batch_size: int) -> dict:
+    with Catalog(db) as catalog:
+        indexer = Indexer(catalog, model, batch_size=batch_size)
+        first = indexer.run([str(library)])
+        again = indexer.run([str(library)])
+        stats = catalog.stats()
+    return {
+        "library": name,
+        "files": first.indexed + len(first.failed),
+        "failed": len(first.failed),
+        "windows": first.windows,
+        "media_seconds": round(first.media_seconds, 1),
+        "wall_seconds": round(first.wall_seconds, 2),
+        "x_real_time": round(first.media_seconds / first.wall_seconds, 1),
+        "rerun_wall_seconds": round(again.wall_seconds, 3),
+        "rerun_indexed": again.indexed,
+        "vectors": {"video": stats["video_vectors"], "audio": stats["audio_vectors"]},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--library", type=Path, action="append", default=[], help="Also index this folder.")
+    ap.add_argument("--no-shared", action="store_true", help="Skip the copy of the shared media.")
+    ap.add_argument("--no-generated", action="store_true", help="Skip the generated videos.")
+    ap.add_argument("--videos", type=int, default=4, help="Generated videos.")
+    ap.add_argument("--seconds", type=float, default=30.0, help="Length of each generated video.")
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+    model = seeded_preset("tiny")
+    results = {"preset": "tiny", "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        libraries = [(str(p), p) for p in args.library]
+        if not args.no_shared and SHARED.is_dir():
+            libraries.append(("shared media (copy)", Path(shutil.copytree(SHARED, tmp / "shared"))))
+        if not args.no_generated:
+            libraries.append((f"{args.videos} x {args.seconds:g} s 640x360 mp4",
+                              generated_library(tmp / "generated", args.videos, args.seconds)))
+        for i, (name, library) in enumerate(libraries):
+            results["runs"].append(bench_library(name, library, model, tmp / f"c{i}.db", args.batch_size))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""catalog: index a media library into one SQLite file and search it (see PRODUCT.md, "Catalog").
+
+    from catalog import Catalog, Indexer, SearchService
+    from catalog.model import load_model
+
+    model, path = load_model("ckpt/")
+    with Catalog("library.db") as catalog:
+        Indexer(catalog, model, checkpoint=path).run(["~/Videos"])
+        hits = SearchService(catalog, model).search_text("a dog barks", top=5)
+
+Modules: store (the SQLite schema and the Catalog class), scan (finding media files), windows
+(cutting files into windows and decoding them as a stream), indexer, search (exact top-k
+backends), service (SearchService and Hit), model (which checkpoint), cli (`vlsa index`,
+`vlsa search`).
+"""
+
+from catalog.indexer import Indexer, IndexReport
+from catalog.service import Hit, SearchService
+from catalog.store import (
+    Catalog,
+    CatalogError,
+    CheckpointMismatch,
+    Media,
+    NotFound,
+    SchemaError,
+    Settings,
+    Window,
+    display_path,
+)
+
+__all__ = ["Catalog", "CatalogError", "CheckpointMismatch", "Hit", "IndexReport", "Indexer", "Media",
+           "NotFound", "SchemaError", "SearchService", "Settings", "Window", "display_path"]

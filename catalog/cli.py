@@ -1,0 +1,139 @@
+"""`vlsa index` and `vlsa search`: the catalog's commands.
+
+    vlsa index ~/Videos ~/Sounds --db library.db --checkpoint ckpt/
+    vlsa index ~/Videos --db library.db --preset tiny        # an untrained model, to try things
+    vlsa search "a dog barks" --db library.db --top 5 --per-file
+    vlsa search --audio bark.wav --db library.db --kind video --json
+    vlsa search --like 1234 --db library.db
+
+Results go to stdout, progress and diagnostics to stderr. Errors a user can cause leave as one
+line (vlsa.cli.main turns CatalogError, a ValueError, into "error: ...").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+
+import click
+
+from catalog.indexer import BATCH_SIZE, Indexer
+from catalog.model import load_model
+from catalog.search import BACKENDS
+from catalog.service import KINDS, Hit, SearchService
+from catalog.store import Catalog, CatalogError, display_path
+from vlsa.config import list_presets
+
+log = logging.getLogger(__name__)
+
+DB_HELP = "The catalog file (SQLite)."
+
+
+@click.command()
+@click.argument("library", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=str), help=DB_HELP)
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=str),
+              help="Checkpoint folder to embed with (default: the packaged one, when there is one).")
+@click.option("--preset", type=click.Choice(list_presets()),
+              help="Instead of a checkpoint: an untrained model of this preset, seeded (for trying things).")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds per window [default: the model's clip length].")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds between window starts [default: the window].")
+@click.option("--batch-size", default=BATCH_SIZE, show_default=True, type=click.IntRange(min=1),
+              help="Windows per model call (and at most per commit).")
+@click.option("--rebuild", is_flag=True, help="Re-index everything if the catalog was built with another "
+              "checkpoint or window.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset: str | None,
+          window: float | None, stride: float | None, batch_size: int, rebuild: bool, quiet: bool,
+          as_json: bool) -> None:
+    """Index the media files under LIBRARY (folders or files) into a catalog.
+
+    Incremental: files with the size and modification time recorded are skipped, changed files
+    are embedded again, and recorded files gone from LIBRARY are removed. A file that cannot be
+    decoded is recorded with the reason and skipped until it changes.
+    """
+    model, checkpoint_path = load_model(checkpoint, preset)
+    with _sqlite_errors(db_path), Catalog(db_path) as catalog:
+        indexer = Indexer(catalog, model, window=window, stride=stride, batch_size=batch_size,
+                          checkpoint=checkpoint_path, progress=not quiet)
+        report = indexer.run(library, rebuild=rebuild)
+    for path, reason in report.skipped:
+        click.echo(f"skipped: {display_path(path)}: {reason}", err=True)
+    for _, error in report.failed:
+        click.echo(f"failed: {error}", err=True)
+    rate = report.media_seconds / max(report.wall_seconds, 1e-9)
+    click.echo(f"indexed {report.indexed} files ({report.windows} windows, {report.media_seconds:.0f} media-s, "
+               f"{rate:.1f}x real time), {report.unchanged} unchanged, {report.removed} removed, "
+               f"{len(report.failed)} failed", err=True)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help=DB_HELP)
+@click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="Search with a sound file instead of words.")
+@click.option("--like", "like", type=int, help="Search with a window of the catalog (its id).")
+@click.option("--kind", type=click.Choice(KINDS), default="any", show_default=True,
+              help="Which windows' vectors compete: video, audio or both.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="How many results.")
+@click.option("--per-file", is_flag=True, help="Only the best window of each file.")
+@click.option("--folder", type=click.Path(path_type=str), help="Only files under this folder.")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=str),
+              help="The checkpoint to embed the query with [default: the one the catalog records].")
+@click.option("--backend", type=click.Choice(BACKENDS), default="numpy", show_default=True,
+              help="Exact top-k by a matrix scan or by sqlite-vec.")
+@click.option("--json", "as_json", is_flag=True, help="Results as a JSON array.")
+def search(query: str | None, db_path: str, audio: str | None, like: int | None, kind: str, top: int,
+           per_file: bool, folder: str | None, checkpoint: str | None, backend: str, as_json: bool) -> None:
+    """Find the windows of a catalog that match QUERY (words), --audio FILE or --like ID.
+
+    Each result: score, modality, start-end seconds, path, and the window id (for --like).
+    """
+    given = [name for name, value in (("QUERY", query), ("--audio", audio), ("--like", like)) if value is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of QUERY, --audio FILE, --like ID"
+                               + (f" (got {', '.join(given)})" if given else ""))
+    with _sqlite_errors(db_path):
+        hits = _search(SearchService.open(db_path, checkpoint=checkpoint, backend=backend), query, audio, like,
+                       {"kind": kind, "top": top, "per_file": per_file, "folder": folder})
+    _print_hits(hits, as_json)
+
+
+def _search(service: SearchService, query: str | None, audio: str | None, like: int | None,
+            options: dict) -> list[Hit]:
+    try:
+        if query is not None:
+            return service.search_text(query, **options)
+        if audio is not None:
+            return service.search_audio(audio, **options)
+        return service.search_like(like, **options)
+    finally:
+        service.catalog.close()
+
+
+@contextlib.contextmanager
+def _sqlite_errors(db_path: str) -> Iterator[None]:
+    """SQLite's own errors (a locked or damaged file) as one line, like the catalog's."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise CatalogError(f"{db_path}: {e}") from None
+
+
+def _print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        return
+    if not hits:
+        click.echo("no results", err=True)
+    for h in hits:
+        click.echo(f"{h.score:.3f}\t{h.modality}\t{h.start:.1f}-{h.end:.1f}\t{h.display_path}\t#{h.window_id}")

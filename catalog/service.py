@@ -1,0 +1,183 @@
+"""Search a catalog by text, by a sound, or by a window already in it.
+
+    service = SearchService.open("library.db")        # the model the catalog records
+    for hit in service.search_text("a dog barks", top=5, per_file=True):
+        print(hit.score, hit.display_path, hit.start, hit.end, hit.modality)
+
+Every window has a vector per modality it has (video, audio), all in one joint space; a query
+is one vector in that space. `kind` picks which windows' vectors compete: "video", "audio" or
+"any" (both, each window once per modality it has). Scores are cosine similarities.
+
+The vectors of each modality are held in memory as one matrix (see search.py), loaded on first
+use and reloaded when the catalog's generation counter says something was written since.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from catalog.model import model_for_catalog
+from catalog.search import MatrixIndex, build_index
+from catalog.store import MODALITIES, Catalog, CatalogError, display_path
+from vlsa.api import VLSA
+from vlsa.media import probe, read_audio
+
+KINDS = ("any", *MODALITIES)
+MAX_QUERY_SECONDS = 30.0  # of a query sound: its clips are averaged, and 30 s says enough
+MIN_CLIP_FRACTION = 0.25  # a query sound's last clip is dropped if shorter than this part of a clip
+
+
+@dataclass(frozen=True)
+class Hit:
+    window_id: int
+    media_id: int
+    path: str  # opens the file; may hold surrogate escapes (see display_path)
+    start: float
+    end: float
+    modality: str  # whose vector matched: 'video' | 'audio'
+    score: float  # cosine similarity to the query
+
+    @property
+    def display_path(self) -> str:
+        return display_path(self.path)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the path with replacement characters where the name is not UTF-8."""
+        return {**asdict(self), "path": self.display_path, "score": round(self.score, 6)}
+
+
+class SearchService:
+    """Queries against one catalog with the model that built it."""
+
+    def __init__(self, catalog: Catalog, model: VLSA | None = None, backend: str = "numpy",
+                 checkpoint: str | os.PathLike | None = None):
+        """`model` None: loaded on the first query that needs one (search_like does not), from
+        `checkpoint` or else the checkpoint the catalog records."""
+        self.catalog, self.backend, self.checkpoint = catalog, backend, checkpoint
+        self._model = model
+        self._lock = threading.RLock()  # the app queries from several threads; one at a time here
+        self._indexes: dict[str, tuple[int, MatrixIndex]] = {}  # modality -> (generation, index)
+
+    @classmethod
+    def open(cls, db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+             backend: str = "numpy") -> SearchService:
+        return cls(Catalog(db, create=False), checkpoint=checkpoint, backend=backend)
+
+    @property
+    def model(self) -> VLSA:
+        with self._lock:
+            if self._model is None:
+                self._model = model_for_catalog(self.catalog, self.checkpoint)
+            return self._model
+
+    # --- queries ---
+
+    def search_text(self, text: str, **options) -> list[Hit]:
+        """Windows that match a description. Options: see search_vector."""
+        if not text.strip():
+            raise ValueError("empty text query")
+        return self.search_vector(self.model.embed_text([text])[0].numpy(), **options)
+
+    def search_audio(self, audio: str | os.PathLike | torch.Tensor, **options) -> list[Hit]:
+        """Windows that match a sound: a file (its first MAX_QUERY_SECONDS) or a mono waveform at
+        the model's sample rate. Options: see search_vector."""
+        return self.search_vector(self.embed_audio(audio), **options)
+
+    def search_like(self, window_id: int, **options) -> list[Hit]:
+        """Windows like a window of the catalog (itself left out): each modality is searched with
+        the window's own vector of that modality, or its other one where it has only one."""
+        own = {m: self.catalog.embedding(window_id, m) for m in MODALITIES}
+        own = {m: v for m, v in own.items() if v is not None}
+        if not own:
+            self.catalog.window(window_id)  # raises NotFound for an unknown id
+            raise CatalogError(f"window {window_id} has no stored vectors")
+        queries = {m: own.get(m, next(iter(own.values()))) for m in MODALITIES}
+        return self.search_vector(queries, exclude=(window_id,), **options)
+
+    def search_vector(self, query: np.ndarray | dict[str, np.ndarray], kind: str = "any", top: int = 10,
+                      per_file: bool = False, folder: str | os.PathLike | None = None,
+                      min_duration: float | None = None, max_duration: float | None = None,
+                      exclude: Sequence[int] = ()) -> list[Hit]:
+        """The `top` best windows for a query vector (E,), or one per modality.
+
+        kind: "video", "audio" or "any"; per_file: only each file's best window; folder: only
+        files under it; min_duration / max_duration: only files that long (seconds); exclude:
+        window ids to leave out.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if top < 1:
+            raise ValueError(f"top must be at least 1, not {top}")
+        hits: list[Hit] = []
+        with self._lock:
+            for modality in MODALITIES if kind == "any" else (kind,):
+                q = query[modality] if isinstance(query, dict) else query
+                hits += self._search_modality(modality, _unit(q), top, per_file,
+                                              (folder, min_duration, max_duration), exclude)
+        hits.sort(key=lambda h: (-h.score, h.window_id, h.modality))
+        if per_file:  # across modalities too: a file's best window of either kind
+            seen: set[int] = set()
+            hits = [h for h in hits if not (h.media_id in seen or seen.add(h.media_id))]
+        return hits[:top]
+
+    def _search_modality(self, modality: str, query: np.ndarray, top: int, per_file: bool,
+                         filters: tuple, exclude: Sequence[int]) -> list[Hit]:
+        index = self.index(modality)
+        if len(index) == 0:
+            return []
+        if query.shape != (index.matrix.shape[1],):
+            raise ValueError(f"query has shape {query.shape}; the catalog's vectors have {index.matrix.shape[1]} dims")
+        allowed = None
+        if any(f is not None for f in filters):
+            folder, low, high = filters
+            ids = self.catalog.media_filter(None if folder is None else os.fspath(folder), low, high)
+            allowed = np.isin(index.media_ids, ids)
+        if exclude:
+            allowed = (np.ones(len(index), bool) if allowed is None else allowed) & ~np.isin(index.window_ids, exclude)
+        found = index.top(query, top, allowed, per_file)
+        info = self.catalog.hits_info([int(index.window_ids[r]) for r, _ in found])
+        hits = []
+        for row, score in found:
+            window_id = int(index.window_ids[row])
+            media_id, path, start, end = info[window_id]
+            hits.append(Hit(window_id, media_id, path, start, end, modality, score))
+        return hits
+
+    def index(self, modality: str) -> MatrixIndex:
+        """The in-memory vectors of one modality, reloaded when the catalog changed."""
+        with self._lock:
+            generation = self.catalog.generation()
+            cached = self._indexes.get(modality)
+            if cached is None or cached[0] != generation:
+                cached = (generation, build_index(self.backend, *self.catalog.load_vectors(modality)))
+                self._indexes[modality] = cached
+            return cached[1]
+
+    # --- query embeddings ---
+
+    def embed_audio(self, audio: str | os.PathLike | torch.Tensor) -> np.ndarray:
+        """float32 (E,): the mean of the query sound's clip embeddings, L2-normalised."""
+        cfg = self.model.config.audio
+        if isinstance(audio, torch.Tensor):
+            wave = audio.float().reshape(-1)
+        else:
+            seconds = min(probe(audio).duration or MAX_QUERY_SECONDS, MAX_QUERY_SECONDS)
+            wave = read_audio(audio, 0.0, seconds, cfg.sample_rate)
+        clips = list(torch.split(wave, cfg.num_samples)) or [wave]
+        if len(clips) > 1 and len(clips[-1]) < MIN_CLIP_FRACTION * cfg.num_samples:
+            clips = clips[:-1]  # mostly padding
+        batch = torch.stack([torch.nn.functional.pad(c, (0, cfg.num_samples - len(c))) for c in clips])
+        vectors = self.model.embed_prepared("audio", self.model.frontend(batch))
+        return _unit(vectors.mean(0).numpy())
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v

@@ -1,0 +1,430 @@
+"""The catalog store: one SQLite file, written through sqlite-utils.
+
+    catalog = Catalog("library.db")                   # creates or migrates the schema
+    catalog.media()                                   # every file, indexed or failed
+    catalog.windows(media_id)                         # its time windows
+    catalog.embedding(window_id, "audio")             # float32 (E,) or None
+
+Tables (schema version 1):
+    meta(key, value)                      settings the vectors depend on, the schema version and
+                                          a generation counter bumped by every write
+    media(id, path, size, mtime_ns, duration, has_video, has_audio, status, error, indexed_at)
+    windows(id, media_id, start, end)     seconds from the start of the file
+    embeddings(window_id, modality, vector)   modality 'video' | 'audio'; float32 little-endian
+
+Paths are stored as the file system's own bytes (BLOB), so a name that is not UTF-8 survives the
+round trip; the API hands them out as `str` decoded like `os.fsdecode` (surrogateescape), which
+opens the same file, and `display_path` shows them with replacement characters.
+
+A file's rows change only inside one transaction that also marks it done, so a process killed at
+any moment leaves each file either as it was or completely replaced, never half written. The
+database runs in WAL mode, so the app can read while the indexer writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlite_utils import Database
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MODALITIES = ("video", "audio")
+BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
+VECTOR_DTYPE = np.dtype("<f4")  # stored vectors: float32, little-endian whatever the machine
+
+# Meta keys that describe how the vectors were made: a catalog holds vectors of one kind only.
+SETTING_KEYS = ("fingerprint", "checkpoint", "preset", "embed_dim", "window", "stride")
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be used as asked; the message is one line."""
+
+
+class SchemaError(CatalogError):
+    """The file is not a catalog, or one written by a newer version."""
+
+
+class CheckpointMismatch(CatalogError):
+    """The catalog was built with another checkpoint or other window settings."""
+
+
+class NotFound(CatalogError, LookupError):
+    """No window or media file with that id."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a catalog's vectors were made; two catalogs with equal settings hold comparable vectors."""
+
+    fingerprint: str  # VLSA.fingerprint(): hash of config and weights
+    checkpoint: str | None  # the checkpoint folder, absolute; None for a seeded untrained preset
+    preset: str  # the model's preset name
+    embed_dim: int
+    window: float  # seconds of media per window
+    stride: float  # seconds between window starts
+
+    def differences(self, other: Settings) -> list[str]:
+        """Names of the settings that change the vectors (the checkpoint path alone does not)."""
+        keys = ("fingerprint", "embed_dim", "window", "stride")
+        return [k for k in keys if getattr(self, k) != getattr(other, k)]
+
+
+@dataclass(frozen=True)
+class Media:
+    id: int
+    path: str  # os.fsdecode of the stored bytes: opens the file even when the name is not UTF-8
+    size: int
+    mtime_ns: int
+    duration: float | None
+    has_video: bool
+    has_audio: bool
+    status: str  # 'ok' | 'failed'
+    error: str | None  # one line, for failed files
+    indexed_at: str
+
+    @property
+    def display_path(self) -> str:
+        return display_path(self.path)
+
+
+@dataclass(frozen=True)
+class Window:
+    id: int
+    media_id: int
+    start: float
+    end: float
+    modalities: tuple[str, ...] = ()  # which embeddings it has
+
+
+@dataclass
+class FileRecord:
+    """What the indexer writes for one file: its stat, its tracks and its windows' vectors, or an error."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    duration: float | None = None
+    has_video: bool = False
+    has_audio: bool = False
+    error: str | None = None
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (len(windows), E)
+
+
+def display_path(path: str | bytes) -> str:
+    """A printable path: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- schema and migrations ---------------------------------------------------------------------
+# Each step brings the schema from version n - 1 to n and runs in the transaction that records n.
+# Released steps are never edited: a change to the schema is a new step at the end of the chain.
+
+
+def _migrate_to_1(db: Database) -> None:
+    """The first schema: meta, media, windows, embeddings."""
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["media"].create(
+        {"id": int, "path": bytes, "size": int, "mtime_ns": int, "duration": float, "has_video": int,
+         "has_audio": int, "status": str, "error": str, "indexed_at": str},
+        pk="id", not_null={"path", "size", "mtime_ns", "status"},
+    )
+    db["media"].create_index(["path"], unique=True)
+    db["windows"].create({"id": int, "media_id": int, "start": float, "end": float}, pk="id",
+                         not_null={"media_id", "start", "end"}, foreign_keys=[("media_id", "media", "id")])
+    db["windows"].create_index(["media_id", "start"])
+    db["embeddings"].create({"window_id": int, "modality": str, "vector": bytes}, pk=("window_id", "modality"),
+                            not_null={"vector"}, foreign_keys=[("window_id", "windows", "id")])
+
+
+MIGRATIONS = {1: _migrate_to_1}
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # The stdlib sqlite3 on purpose: the file must stay readable and writable wherever extensions
+    # cannot load, so nothing in it needs one (the sqlite-vec index lives in memory, see search.py).
+    # check_same_thread off: the app's callbacks run on worker threads; SQLite itself is built
+    # serialised, and SearchService queries one at a time.
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+class Catalog:
+    """One catalog file: media files, their windows and one vector per window and modality."""
+
+    def __init__(self, path: str | os.PathLike, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise CatalogError(f"{self.path}: no catalog there (build one with `vlsa index`)")
+        try:
+            self.db = Database(_connect(self.path))
+            if self.db.journal_mode != "wal":
+                self.db.enable_wal()
+            # NORMAL is durable across a killed process in WAL mode (only a power cut can lose the
+            # last commits) and spares an fsync per batch.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise SchemaError(f"{self.path}: not a catalog ({e})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version == 0 and set(self.db.table_names()) - {"meta"}:
+            raise SchemaError(f"{self.path}: a SQLite file but not a catalog (tables: "
+                              f"{', '.join(sorted(self.db.table_names()))})")
+        if version > SCHEMA_VERSION:
+            raise SchemaError(f"{self.path}: catalog schema {version} is newer than this vlsa "
+                              f"understands ({SCHEMA_VERSION}); upgrade vlsa")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.db.atomic():
+                MIGRATIONS[target](self.db)
+                self._set_meta({"schema_version": target})
+            log.info("%s: catalog schema migrated to version %d", self.path, target)
+
+    # --- meta ---
+
+    def schema_version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        return int(self.meta().get("schema_version", 0))
+
+    def meta(self) -> dict[str, str]:
+        return {row[0]: row[1] for row in self.db.execute("SELECT key, value FROM meta")}
+
+    def _set_meta(self, values: dict[str, object]) -> None:
+        rows = [{"key": k, "value": None if v is None else str(v)} for k, v in values.items()]
+        self.db["meta"].upsert_all(rows, pk="key")
+
+    def generation(self) -> int:
+        """Bumped by every write: a cache of vectors is stale when this changed."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self) -> None:
+        self.db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                        "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    @property
+    def settings(self) -> Settings | None:
+        """How the vectors were made; None for a catalog nothing was indexed into yet."""
+        meta = self.meta()
+        if "fingerprint" not in meta:
+            return None
+        return Settings(fingerprint=meta["fingerprint"], checkpoint=meta.get("checkpoint"),
+                        preset=meta["preset"], embed_dim=int(meta["embed_dim"]),
+                        window=float(meta["window"]), stride=float(meta["stride"]))
+
+    def bind(self, settings: Settings, rebuild: bool = False) -> None:
+        """Record the settings the indexer will use; refuse settings that would mix vectors.
+
+        With `rebuild`, everything indexed with other settings is deleted first.
+        """
+        current = self.settings
+        if current is not None and current.differences(settings):
+            if not rebuild:
+                raise CheckpointMismatch(_mismatch_message(self.path, current, settings))
+            log.info("%s: rebuilding: %s changed", self.path, ", ".join(current.differences(settings)))
+        if current == settings:
+            return  # nothing to record: no write, so readers' caches stay valid
+        with self.db.atomic():
+            if current is not None and current.differences(settings):
+                for table in ("embeddings", "windows", "media"):
+                    self.db.execute(f"DELETE FROM {table}")
+            self._set_meta({k: getattr(settings, k) for k in SETTING_KEYS})
+            self._bump()
+
+    # --- writing (the indexer) ---
+
+    def known_files(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of every recorded file, indexed or failed."""
+        rows = self.db.execute("SELECT path, size, mtime_ns FROM media")
+        return {os.fsdecode(path): (size, mtime) for path, size, mtime in rows}
+
+    def remove_media(self, paths: Iterable[str]) -> int:
+        """Delete these files with their windows and vectors, in one transaction; returns how many."""
+        removed = 0
+        with self.db.atomic():
+            for path in paths:
+                row = self.db.execute("SELECT id FROM media WHERE path = ?", [os.fsencode(path)]).fetchone()
+                if row is not None:
+                    self._delete_rows(row[0])
+                    self.db.execute("DELETE FROM media WHERE id = ?", [row[0]])
+                    removed += 1
+            if removed:
+                self._bump()
+        return removed
+
+    def write_files(self, records: Sequence[FileRecord]) -> None:
+        """Replace each file's rows (media, windows, vectors), all in one transaction."""
+        if not records:
+            return
+        with self.db.atomic():
+            for record in records:
+                self._write_file(record)
+            self._bump()
+
+    def _delete_rows(self, media_id: int) -> None:
+        self.db.execute("DELETE FROM embeddings WHERE window_id IN "
+                        "(SELECT id FROM windows WHERE media_id = ?)", [media_id])
+        self.db.execute("DELETE FROM windows WHERE media_id = ?", [media_id])
+
+    def _write_file(self, record: FileRecord) -> None:
+        path = os.fsencode(record.path)
+        row = {"path": path, "size": record.size, "mtime_ns": record.mtime_ns, "duration": record.duration,
+               "has_video": int(record.has_video), "has_audio": int(record.has_audio),
+               "status": "failed" if record.error else "ok", "error": record.error, "indexed_at": now()}
+        existing = self.db.execute("SELECT id FROM media WHERE path = ?", [path]).fetchone()
+        if existing is not None:  # keep its id, so links to the file survive a re-index
+            media_id = existing[0]
+            self._delete_rows(media_id)
+            self.db["media"].update(media_id, row)
+        else:
+            media_id = self.db["media"].insert(row).last_pk
+        if record.error or not record.windows:
+            return
+        # Window ids are assigned here, not by SQLite, so they follow the order files are written
+        # in: a rerun after a crash hands out the same ids as an uninterrupted run.
+        first = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM windows").fetchone()[0]
+        ids = range(first, first + len(record.windows))
+        self.db["windows"].insert_all(
+            {"id": i, "media_id": media_id, "start": s, "end": e} for i, (s, e) in zip(ids, record.windows, strict=True))
+        for modality, vectors in record.vectors.items():
+            if len(vectors) != len(record.windows):
+                raise CatalogError(f"{record.path}: {len(vectors)} {modality} vectors for "
+                                   f"{len(record.windows)} windows")
+            blobs = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
+            self.db["embeddings"].insert_all(
+                {"window_id": i, "modality": modality, "vector": v.tobytes()} for i, v in zip(ids, blobs, strict=True))
+
+    # --- reading (search and the app) ---
+
+    def media(self, folder: str | None = None, status: str | None = None) -> list[Media]:
+        """Recorded files, by path; `folder` keeps those under it, `status` 'ok' or 'failed'."""
+        sql, params = "SELECT * FROM media", []
+        if status is not None:
+            sql, params = sql + " WHERE status = ?", [status]
+        rows = [_media(r) for r in self.db.query(sql + " ORDER BY path", params)]
+        return [m for m in rows if folder is None or is_under(m.path, folder)]
+
+    def media_by_id(self, media_id: int) -> Media:
+        rows = list(self.db.query("SELECT * FROM media WHERE id = ?", [media_id]))
+        if not rows:
+            raise NotFound(f"no media file with id {media_id} in {self.path}")
+        return _media(rows[0])
+
+    def windows(self, media_id: int) -> list[Window]:
+        """The windows of one file, by start time, each with the modalities it has vectors for."""
+        rows = self.db.execute(
+            'SELECT w.id, w.media_id, w.start, w."end", GROUP_CONCAT(e.modality) FROM windows w '
+            "LEFT JOIN embeddings e ON e.window_id = w.id WHERE w.media_id = ? GROUP BY w.id "
+            "ORDER BY w.start", [media_id])
+        return [_window(r) for r in rows]
+
+    def window(self, window_id: int) -> Window:
+        row = self.db.execute(
+            'SELECT w.id, w.media_id, w.start, w."end", GROUP_CONCAT(e.modality) FROM windows w '
+            "LEFT JOIN embeddings e ON e.window_id = w.id WHERE w.id = ? GROUP BY w.id", [window_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no window with id {window_id} in {self.path}")
+        return _window(row)
+
+    def embedding(self, window_id: int, modality: str) -> np.ndarray | None:
+        """float32 (E,) stored for this window and modality; None if it has none."""
+        row = self.db.execute("SELECT vector FROM embeddings WHERE window_id = ? AND modality = ?",
+                              [window_id, modality]).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=VECTOR_DTYPE).astype(np.float32)
+
+    def load_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(window_ids int64 (N,), media_ids int64 (N,), vectors float32 (N, E)) of one modality,
+        ordered by file then start, so each file's rows are contiguous."""
+        rows = self.db.execute(
+            "SELECT e.window_id, w.media_id, e.vector FROM embeddings e JOIN windows w ON w.id = e.window_id "
+            "WHERE e.modality = ? ORDER BY w.media_id, w.start", [modality]).fetchall()
+        settings = self.settings
+        dim = settings.embed_dim if settings else 0
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        window_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        media_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=VECTOR_DTYPE).reshape(len(rows), -1)
+        return window_ids, media_ids, matrix.astype(np.float32)
+
+    def hits_info(self, window_ids: Sequence[int]) -> dict[int, tuple[int, str, float, float]]:
+        """window_id -> (media_id, path, start, end) for a handful of windows."""
+        if not window_ids:
+            return {}
+        marks = ",".join("?" * len(window_ids))
+        rows = self.db.execute(f'SELECT w.id, w.media_id, m.path, w.start, w."end" FROM windows w '
+                               f"JOIN media m ON m.id = w.media_id WHERE w.id IN ({marks})", list(window_ids))
+        return {r[0]: (r[1], os.fsdecode(r[2]), r[3], r[4]) for r in rows}
+
+    def media_filter(self, folder: str | None = None, min_duration: float | None = None,
+                     max_duration: float | None = None) -> np.ndarray:
+        """int64 ids of the indexed files that pass the filters."""
+        sql, params = "SELECT id, path FROM media WHERE status = 'ok'", []
+        if min_duration is not None:
+            sql, params = sql + " AND duration >= ?", [*params, min_duration]
+        if max_duration is not None:
+            sql, params = sql + " AND duration <= ?", [*params, max_duration]
+        ids = [i for i, p in self.db.execute(sql, params) if folder is None or is_under(os.fsdecode(p), folder)]
+        return np.asarray(ids, dtype=np.int64)
+
+    def stats(self) -> dict[str, int]:
+        """Counts: files ok and failed, windows, vectors per modality."""
+        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        out = {"media_ok": one("SELECT COUNT(*) FROM media WHERE status = 'ok'"),
+               "media_failed": one("SELECT COUNT(*) FROM media WHERE status = 'failed'"),
+               "windows": one("SELECT COUNT(*) FROM windows")}
+        for m in MODALITIES:
+            out[f"{m}_vectors"] = self.db.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE modality = ?", [m]).fetchone()[0]
+        return out
+
+
+def is_under(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or inside it (compared as absolute byte paths)."""
+    p, f = os.fsencode(os.path.abspath(path)), os.fsencode(os.path.abspath(folder))
+    return p == f or p.startswith(f.rstrip(os.sep.encode()) + os.sep.encode())
+
+
+def _media(row: dict) -> Media:
+    return Media(id=row["id"], path=os.fsdecode(row["path"]), size=row["size"], mtime_ns=row["mtime_ns"],
+                 duration=row["duration"], has_video=bool(row["has_video"]), has_audio=bool(row["has_audio"]),
+                 status=row["status"], error=row["error"], indexed_at=row["indexed_at"])
+
+
+def _window(row: tuple) -> Window:
+    modalities = tuple(m for m in MODALITIES if row[4] and m in row[4].split(","))
+    return Window(id=row[0], media_id=row[1], start=row[2], end=row[3], modalities=modalities)
+
+
+def _mismatch_message(path: Path, current: Settings, wanted: Settings) -> str:
+    made = current.checkpoint or f"an untrained {current.preset} model"
+    if "fingerprint" in current.differences(wanted):
+        return (f"{path} was built with another checkpoint ({made}, fingerprint {current.fingerprint}; "
+                f"this one is {wanted.fingerprint}); pass --rebuild to re-index it with this one")
+    return (f"{path} was built with window {current.window:g} s, stride {current.stride:g} s "
+            f"(asked: {wanted.window:g} s, {wanted.stride:g} s); pass --rebuild to re-index with these")

@@ -1,0 +1,185 @@
+"""catalog search: exact top-k by matrix scan and by sqlite-vec, filters, and the query kinds."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mediagen import make_audio, make_video
+
+from catalog.indexer import Indexer
+from catalog.search import MatrixIndex, SqliteVecIndex, vec_available
+from catalog.service import Hit, SearchService
+from catalog.store import Catalog, FileRecord, NotFound, Settings
+from vlsa.api import VLSA
+
+E = 16
+needs_vec = pytest.mark.skipif(not vec_available(), reason="sqlite-vec does not load here")
+
+
+def unit(rng, n: int, dim: int = E) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def random_catalog(tmp_path_factory) -> Catalog:
+    """60 files in two folders, 1-12 windows each, random unit vectors; some files video only,
+    some audio only, most both."""
+    rng = np.random.default_rng(7)
+    catalog = Catalog(tmp_path_factory.mktemp("search") / "c.db")
+    catalog.bind(Settings("f" * 16, None, "tiny", E, 2.0, 2.0))
+    records = []
+    for i in range(60):
+        n = int(rng.integers(1, 13))
+        kinds = [("video",), ("audio",), ("video", "audio"), ("video", "audio")][i % 4]
+        records.append(FileRecord(f"/lib/{'a' if i % 2 else 'b'}/f{i:02d}.mp4", 1, 1, duration=2.0 * n,
+                                  has_video="video" in kinds, has_audio="audio" in kinds,
+                                  windows=[(2.0 * k, 2.0 * k + 2.0) for k in range(n)],
+                                  vectors={m: unit(rng, n) for m in kinds}))
+    catalog.write_files(records)
+    yield catalog
+    catalog.close()
+
+
+def brute_force(catalog: Catalog, query: np.ndarray, modality: str, k: int, per_file=False) -> list[tuple[int, float]]:
+    window_ids, media_ids, matrix = catalog.load_vectors(modality)
+    scored = sorted(zip((matrix @ query).tolist(), window_ids.tolist(), media_ids.tolist(), strict=True),
+                    key=lambda t: (-t[0], t[1]))
+    if per_file:
+        seen = set()
+        scored = [t for t in scored if not (t[2] in seen or seen.add(t[2]))]
+    return [(w, s) for s, w, _ in scored[:k]]
+
+
+def test_search_is_exact_top_k(random_catalog):
+    service = SearchService(random_catalog)
+    rng = np.random.default_rng(1)
+    for query in unit(rng, 20):
+        for modality in ("video", "audio"):
+            for per_file in (False, True):
+                hits = service.search_vector(query, kind=modality, top=7, per_file=per_file)
+                expected = brute_force(random_catalog, query, modality, 7, per_file)
+                assert [h.window_id for h in hits] == [w for w, _ in expected]
+                assert [h.score for h in hits] == pytest.approx([s for _, s in expected], abs=1e-6)
+
+
+@needs_vec
+@pytest.mark.parametrize("options", [
+    {"kind": "video"}, {"kind": "audio", "top": 25}, {"kind": "any"}, {"kind": "any", "per_file": True},
+    {"kind": "video", "per_file": True, "top": 40}, {"folder": "/lib/a"}, {"min_duration": 10.0, "top": 3},
+    {"kind": "audio", "per_file": True, "folder": "/lib/b", "max_duration": 8.0},
+])
+def test_search_backends_agree(random_catalog, options):
+    """sqlite-vec and the matrix scan return the same windows with the same scores."""
+    numpy_service = SearchService(random_catalog, backend="numpy")
+    vec_service = SearchService(random_catalog, backend="sqlite-vec")
+    assert isinstance(vec_service.index("video"), SqliteVecIndex)
+    for query in unit(np.random.default_rng(2), 10):
+        assert vec_service.search_vector(query, **options) == numpy_service.search_vector(query, **options)
+
+
+def test_search_per_file_and_filters(random_catalog):
+    service = SearchService(random_catalog)
+    query = unit(np.random.default_rng(3), 1)[0]
+    every = service.search_vector(query, top=10_000)
+    per_file = service.search_vector(query, top=10_000, per_file=True)
+    assert len(per_file) == 60 == len({h.media_id for h in per_file})
+    best = {}
+    for h in every:  # every is sorted best first: the first hit of a file is its best
+        best.setdefault(h.media_id, h)
+    assert per_file == sorted(best.values(), key=lambda h: (-h.score, h.window_id, h.modality))
+    in_a = service.search_vector(query, top=10_000, folder="/lib/a")
+    assert in_a and all(h.path.startswith("/lib/a/") for h in in_a)
+    assert len(in_a) == sum(1 for h in every if h.path.startswith("/lib/a/"))
+    long = service.search_vector(query, top=10_000, min_duration=20.0, max_duration=22.0)
+    durations = {m.id: m.duration for m in random_catalog.media()}
+    assert long and all(20.0 <= durations[h.media_id] <= 22.0 for h in long)
+    assert service.search_vector(query, folder="/nowhere") == []
+
+
+def test_search_like_leaves_the_window_out(random_catalog):
+    service = SearchService(random_catalog)
+    f02 = next(m for m in random_catalog.media() if m.path == "/lib/b/f02.mp4")  # a file with both kinds
+    window = random_catalog.windows(f02.id)[0]
+    assert window.modalities == ("video", "audio")
+    hits = service.search_like(window.id, kind="video", top=5)
+    assert window.id not in {h.window_id for h in hits}
+    expected = brute_force(random_catalog, random_catalog.embedding(window.id, "video"), "video", 6)[1:]
+    assert [h.window_id for h in hits] == [w for w, _ in expected]
+    with pytest.raises(NotFound):
+        service.search_like(10**9)
+
+
+def test_search_sees_what_is_written_after_it_loaded(tmp_path):
+    rng = np.random.default_rng(4)
+    with Catalog(tmp_path / "c.db") as catalog:
+        catalog.bind(Settings("f" * 16, None, "tiny", E, 2.0, 2.0))
+        service = SearchService(catalog)
+        assert service.search_vector(unit(rng, 1)[0]) == []  # empty catalog: no results, no error
+        vector = unit(rng, 1)
+        catalog.write_files([FileRecord("/lib/new.wav", 1, 1, 2.0, has_audio=True, windows=[(0.0, 2.0)],
+                                        vectors={"audio": vector})])
+        (hit,) = service.search_vector(vector[0])
+        assert (hit.path, hit.modality, hit.start, hit.end) == ("/lib/new.wav", "audio", 0.0, 2.0)
+        assert hit.score == pytest.approx(1.0)
+
+
+def test_matrix_index_breaks_ties_by_row():
+    matrix = np.ones((6, 4), np.float32) / 2  # every row scores the same
+    index = MatrixIndex(np.arange(10, 16), np.array([1, 1, 2, 2, 3, 3]), matrix)
+    q = np.ones(4, np.float32) / 2
+    assert [r for r, _ in index.top(q, 3)] == [0, 1, 2]
+    assert [r for r, _ in index.top(q, 3, per_file=True)] == [0, 2, 4]
+
+
+# --- with the model ---
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VLSA.from_preset("tiny").eval()
+    lib = tmp_path_factory.mktemp("lib")
+    make_video(lib / "clip.mp4", 4.0)
+    make_audio(lib / "low.wav", 1.0, tone_hz=110.0)
+    make_audio(lib / "high.wav", 1.0, tone_hz=3000.0)
+    catalog = Catalog(lib.parent / f"{lib.name}.db")
+    Indexer(catalog, model).run([str(lib)])
+    yield SearchService(catalog, model), lib
+    catalog.close()
+
+
+def test_search_text_audio_and_like(indexed):
+    service, lib = indexed
+    hits = service.search_text("a low hum", top=3)
+    assert len(hits) == 3 and all(isinstance(h, Hit) for h in hits)
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    assert {h.modality for h in service.search_text("a red square", kind="video")} == {"video"}
+    for name in ("low.wav", "high.wav"):  # a file's own sound finds it first
+        best = service.search_audio(lib / name, kind="audio", top=1)[0]
+        assert Path(best.path).name == name and best.score > 0.9999
+    wave = torch.zeros(service.model.config.audio.sample_rate)  # a waveform works as well as a file
+    assert len(service.search_audio(wave, top=2)) == 2
+    like = service.search_like(hits[0].window_id, top=2)
+    assert len(like) == 2 and hits[0].window_id not in {h.window_id for h in like}
+    assert hits[0].to_dict()["path"] == hits[0].display_path
+    with pytest.raises(ValueError, match="kind"):
+        service.search_text("x", kind="smell")
+
+
+def test_catalog_lists_media_windows_and_vectors(indexed):
+    service, lib = indexed
+    catalog = service.catalog
+    media = catalog.media(folder=str(lib))
+    assert [Path(m.path).name for m in media] == ["clip.mp4", "high.wav", "low.wav"]
+    clip = media[0]
+    assert (clip.has_video, clip.has_audio, clip.status, clip.error) == (True, True, "ok", None)
+    windows = catalog.windows(clip.id)
+    assert [(w.start, w.end) for w in windows] == [(0.0, 2.0), (2.0, 4.0)]
+    vector = catalog.embedding(windows[1].id, "video")
+    assert vector.shape == (128,) and vector.dtype == np.float32
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert catalog.window(windows[1].id) == windows[1]
+    assert os.path.isabs(clip.path)
