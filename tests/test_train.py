@@ -1,9 +1,7 @@
 """The trainer: exact resume after kill -9, skipped samples, distributed gradients, evaluation."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -127,12 +125,6 @@ def test_read_manifest_resolves_paths_and_reports_bad_lines(tmp_path):
 # --- distributed: two gloo processes == one process on the joined batch ---
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _contrastive_model():
     from vlsa.config import preset_config
     from vlsa.model import VLSAModel
@@ -149,13 +141,14 @@ def _batch(model, B=8):
     return random_batch(model.config, B=B, seed=1)
 
 
-def _rank_grads(rank, world, port, out):
+def _rank_grads(rank, world, rendezvous, out):
     import torch.distributed as dist
 
     from train.distributed import gather_with_grad, wrap_ddp
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    # a file rendezvous: no port to race for with other tests' servers
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     model = _contrastive_model()
     ddp = wrap_ddp(model, torch.device("cpu"))
     batch = {k: v.chunk(world)[rank] for k, v in _batch(model).items()}
@@ -169,7 +162,7 @@ def test_distributed_gather_gives_joined_batch_gradients(tmp_path):
     model = _contrastive_model()
     model(_batch(model))["loss"].backward()
     expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    mp.spawn(_rank_grads, args=(2, _free_port(), str(tmp_path / "g.pt")), nprocs=2, join=True)
+    mp.spawn(_rank_grads, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "g.pt")), nprocs=2, join=True)
     got = torch.load(tmp_path / "g.pt")
     assert got.keys() == expected.keys() and len(got) > 10
     for name in expected:

@@ -1,0 +1,227 @@
+"""The app's callbacks: plain functions of a Context and the inputs, returning the outputs.
+
+ui.py wires them to events (each runs on the model thread via `ctx.run`); tests call them
+directly. A mistake a user can make (an empty query, a bad upload, a file outside the library)
+raises gr.Error, whose message gradio shows in the page and returns to API clients.
+
+Search callbacks return SEARCH_OUTPUTS: (gallery, results, hits, query, status)
+    gallery: [(thumbnail, caption)]      one per hit, best first
+    results: [dict]                      the hits as JSON (what API clients read; see result_row)
+    hits:    [Hit]                       kept in session state for `select_result`
+    query:   {"video": (E,), "audio": (E,)}  the query vector each modality's heatmaps use
+    status:  str                         Markdown: how many results, how long it took
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from app import clips, heatmaps, render
+from app.context import Context
+from app.files import check_upload
+from catalog.service import KINDS, Hit
+from catalog.store import MODALITIES, CatalogError, display_path
+from vlsa.media import MediaError, probe
+
+log = logging.getLogger(__name__)
+
+# (label, value) pairs for the UI; the API takes the values.
+KIND_CHOICES = [("video and sound", "any"), ("video", "video"), ("sound", "audio")]
+DURATIONS: dict[str, tuple[float | None, float | None]] = {  # label -> (min, max) seconds of the file
+    "any length": (None, None),
+    "under 10 s": (None, 10.0),
+    "10 s to 1 min": (10.0, 60.0),
+    "1 to 10 min": (60.0, 600.0),
+    "over 10 min": (600.0, None),
+}
+ALL_FOLDERS = "all folders"  # the folder filter's "no filter" (never an absolute path, so unambiguous)
+SEARCH_OUTPUTS = ("gallery", "results", "hits", "query", "status")
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors the service raises for bad input (one-line messages) become gr.Error."""
+    try:
+        yield
+    except (CatalogError, MediaError, ValueError) as e:
+        raise gr.Error(str(e)) from e
+    except OSError as e:  # a file moved or deleted since it was indexed
+        raise gr.Error(f"Cannot read {e.filename or 'the file'}: {e.strerror or e}") from e
+
+
+def search_options(kind: str, folder: str | None, duration: str, per_file: bool, top: int) -> dict:
+    """The service's keyword arguments for the filters of the page (or of an API call)."""
+    if kind not in KINDS:
+        raise gr.Error(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if duration not in DURATIONS:
+        raise gr.Error(f"duration must be one of: {', '.join(DURATIONS)}")
+    low, high = DURATIONS[duration]
+    folder = None if (folder or "").strip() in ("", ALL_FOLDERS) else folder.strip()
+    return {"kind": kind, "folder": folder, "min_duration": low, "max_duration": high,
+            "per_file": bool(per_file), "top": top}
+
+
+# --- searches ----------------------------------------------------------------------------------
+
+
+def search_text(ctx: Context, text: str, kind: str = "any", folder: str = ALL_FOLDERS,
+                duration: str = "any length", per_file: bool = True) -> tuple:
+    """Search by words. Returns SEARCH_OUTPUTS."""
+    if not (text or "").strip():
+        raise gr.Error("Type what you are looking for.")
+    began = time.perf_counter()
+    options = search_options(kind, folder, duration, per_file, ctx.top)
+    with user_errors():
+        vector = ctx.model.embed_text([text.strip()])[0].numpy()
+        hits = ctx.service.search_vector(vector, **options)
+    return results(ctx, hits, {m: vector for m in MODALITIES}, f"“{text.strip()}”", began)
+
+
+def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str = ALL_FOLDERS,
+                 duration: str = "any length", per_file: bool = True) -> tuple:
+    """Search by a sound: an uploaded file or a recording (a path). Returns SEARCH_OUTPUTS."""
+    began = time.perf_counter()
+    check_upload(audio, ctx.limits)
+    options = search_options(kind, folder, duration, per_file, ctx.top)
+    with user_errors():
+        vector = ctx.service.embed_audio(audio)
+        hits = ctx.service.search_vector(vector, **options)
+    return results(ctx, hits, {m: vector for m in MODALITIES}, f"the sound {Path(audio).name}", began)
+
+
+def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folder: str = ALL_FOLDERS,
+                 duration: str = "any length", per_file: bool = True) -> tuple:
+    """Search with a window of the catalog (a result's "find similar"). Returns SEARCH_OUTPUTS."""
+    if window_id is None or int(window_id) <= 0:
+        raise gr.Error("Select a result first, then ask for similar ones.")
+    began = time.perf_counter()
+    options = search_options(kind, folder, duration, per_file, ctx.top)
+    catalog = ctx.service.catalog
+    with user_errors():
+        hits = ctx.service.search_like(int(window_id), **options)
+        own = {m: catalog.embedding(int(window_id), m) for m in MODALITIES}
+    # As search_like does: each modality's own vector, or the other one where it has only one.
+    present = [v for v in own.values() if v is not None]
+    query = {m: own[m] if own[m] is not None else present[0] for m in MODALITIES}
+    return results(ctx, hits, query, f"window #{int(window_id)}", began)
+
+
+def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: str, began: float) -> tuple:
+    """SEARCH_OUTPUTS for a list of hits."""
+    gallery = [(hit_thumbnail(ctx, h), caption(h)) for h in hits]
+    rows = [result_row(i + 1, h) for i, h in enumerate(hits)]
+    took = time.perf_counter() - began
+    status = (f"**{len(hits)} results** for {what} ({took:.2f} s)" if hits else
+              f"No results for {what}. Try another filter, or index more of your library.")
+    return gallery, rows, hits, query, status
+
+
+def result_row(rank: int, hit: Hit) -> dict:
+    """A hit as JSON for API clients. The path goes under "file": gradio_client takes any dict
+    with a "path" key for a file to download."""
+    row = hit.to_dict()
+    return {"rank": rank, "file": row.pop("path"), "name": os.path.basename(hit.display_path), **row}
+
+
+def caption(hit: Hit) -> str:
+    """File name, time range and score; a note when the sound, not the picture, matched."""
+    sound = " · by sound" if hit.modality == "audio" else ""
+    return f"{os.path.basename(hit.display_path)} · {hit.start:.1f}–{hit.end:.1f} s · {hit.score:.2f}{sound}"
+
+
+def hit_thumbnail(ctx: Context, hit: Hit) -> np.ndarray:
+    """A frame for a video file, a small spectrogram for a sound (cached); a blank tile for a
+    file that cannot be read now (moved or changed since it was indexed): one such file must
+    not cost the whole search its results."""
+    try:
+        media = ctx.service.catalog.media_by_id(hit.media_id)
+        path = ctx.check_path(hit.path)
+        return ctx.thumbnail((path, hit.start, hit.end), lambda: render.thumbnail(
+            ctx.model, ctx.window, path, hit.start, hit.end, media.has_video))
+    except (gr.Error, CatalogError, MediaError, OSError, StopIteration) as e:
+        log.warning("no thumbnail for %s: %s", hit.display_path, e)
+        return heatmaps.blank()
+
+
+# --- one result --------------------------------------------------------------------------------
+
+
+def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, index: int | None) -> tuple:
+    """Play a result from its start and draw its heatmaps.
+
+    Returns (video, audio, spatial, temporal, spectrogram, details, window_id): the players as
+    gr.update (the one that does not fit the file hidden), the three heatmap images (None where
+    the file lacks the track), Markdown about the result and its window id (for find_similar).
+    """
+    if not hits or query is None or index is None or not 0 <= int(index) < len(hits):
+        raise gr.Error("That result is gone; search again.")
+    hit = hits[int(index)]
+    path = ctx.check_path(hit.path)
+    with user_errors():
+        media = ctx.service.catalog.media_by_id(hit.media_id)  # NotFound if re-indexed since
+        clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir))
+        data = render.window_data(ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.has_audio)
+        spatial = render.spatial(ctx.model, data, path, query["video"]) if media.has_video else None
+        spectrogram = render.spectrogram(ctx.model, data, query["audio"]) if media.has_audio else None
+        temporal = render.temporal(ctx.service, hit.media_id, hit.modality, query[hit.modality],
+                                   hit.window_id, media.duration)
+    video = gr.update(value=clip if media.has_video else None, visible=media.has_video)
+    audio = gr.update(value=None if media.has_video else clip, visible=not media.has_video)
+    return video, audio, spatial, temporal, spectrogram, details(hit, media.duration), hit.window_id
+
+
+def details(hit: Hit, duration: float | None) -> str:
+    """Markdown about one result."""
+    track = "its picture" if hit.modality == "video" else "its sound"
+    length = f" of {duration:.1f} s" if duration else ""
+    return (f"### {os.path.basename(hit.display_path)}\n"
+            f"{hit.start:.1f}–{hit.end:.1f} s{length} · score {hit.score:.3f}, matched by {track} · "
+            f"window #{hit.window_id}\n\n`{hit.display_path}`")
+
+
+def clear_selection() -> tuple:
+    """Empty players, heatmaps and details (a new search makes the old selection stale)."""
+    return (gr.update(value=None, visible=True), gr.update(value=None, visible=False),
+            None, None, None, "", None)
+
+
+# --- the library panel -------------------------------------------------------------------------
+
+
+def library_panel(ctx: Context) -> tuple[str, list[list[str]]]:
+    """(Markdown with counts, the checkpoint and the served folders; [[file, reason]] of failures)."""
+    catalog = ctx.service.catalog
+    stats, settings = catalog.stats(), catalog.settings
+    seconds = sum(m.duration or 0.0 for m in catalog.media(status="ok"))
+    lines = [f"**{stats['media_ok']} files** indexed, **{stats['media_failed']} failed** · "
+             f"{stats['windows']} windows ({stats['video_vectors']} with a picture vector, "
+             f"{stats['audio_vectors']} with a sound vector) · {human_duration(seconds)} of media"]
+    if settings is not None:
+        made = f"`{settings.checkpoint}`" if settings.checkpoint else f"an untrained `{settings.preset}` model"
+        lines.append(f"**Checkpoint:** {made} (preset `{settings.preset}`, fingerprint "
+                     f"`{settings.fingerprint}`) · windows of {settings.window:g} s every {settings.stride:g} s")
+    served = ", ".join(f"`{display_path(r)}`" for r in ctx.files.roots) or "none"
+    lines.append(f"**Served folders:** {served}")
+    failures = [[m.display_path, m.error or ""] for m in catalog.media(status="failed")]
+    return "\n\n".join(lines), failures
+
+
+def human_duration(seconds: float) -> str:
+    """'42 s', '3.5 min' or '2.1 h'."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def folder_choices(ctx: Context) -> list[tuple[str, str]]:
+    """(label, value) of the folder filter: ALL_FOLDERS, then every folder holding indexed files."""
+    folders = sorted({os.path.dirname(m.path) for m in ctx.service.catalog.media(status="ok")})
+    return [(ALL_FOLDERS, ALL_FOLDERS)] + [(display_path(f), f) for f in folders]

@@ -1,0 +1,69 @@
+"""`vlsa app`: open the search page for a catalog.
+
+    vlsa app --db library.db                          # http://127.0.0.1:7860
+    vlsa app --db library.db --host 0.0.0.0 --port 8080 --no-browser
+
+The app binds 127.0.0.1 unless --host says otherwise, never makes a share link, and serves only
+the library's folders and its own temporary folder (see app/files.py). Its temporary folder also
+holds gradio's cache (GRADIO_TEMP_DIR), so uploads and generated images live there, not in a
+/tmp/gradio shared with other apps, and go when the app stops.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+
+import click
+
+from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
+
+log = logging.getLogger(__name__)
+
+
+def make_workdir() -> str:
+    """The app's temporary folder, removed at exit; gradio's cache goes inside it."""
+    workdir = tempfile.mkdtemp(prefix="vlsa-app-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    # Read when gradio builds the app, so set before build_app; examples cache likewise, else it
+    # would be .gradio/ in whatever folder the command runs from.
+    os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(workdir, "examples")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app works offline
+    return workdir
+
+
+@click.command()
+@click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="The catalog file (built with `vlsa index`).")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=str),
+              help="The checkpoint to embed queries with [default: the one the catalog records].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the library to your network.")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
+@click.option("--max-upload-mb", default=MAX_UPLOAD_BYTES / 2**20, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Largest query sound accepted.")
+@click.option("--max-upload-seconds", default=MAX_UPLOAD_SECONDS, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Longest query sound accepted.")
+def app(db_path: str, checkpoint: str | None, host: str, port: int, no_browser: bool,
+        max_upload_mb: float, max_upload_seconds: float) -> None:
+    """Search a catalog in the browser: by words, by a sound, or by example."""
+    workdir = make_workdir()
+    from app.context import open_context  # after make_workdir: gradio reads its settings on import
+    from app.ui import build_app
+
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_seconds=max_upload_seconds)
+    ctx = open_context(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host}: anyone who can reach it can search and play your library",
+                   err=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"{db_path}: serving {len(ctx.files.roots)} library folders on http://{shown}:{port}", err=True)
+    demo = build_app(ctx)
+    demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
+                max_file_size=limits.max_bytes, ssr_mode=False, show_error=True, quiet=True,
+                **ctx.files.launch_paths())

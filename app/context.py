@@ -1,0 +1,125 @@
+"""What every callback needs: the search service, the file allow-list, the app's folder, limits.
+
+    ctx = open_context("library.db")                  # service opened on the model thread
+    hits = ctx.run(callbacks.search_text, "a dog barks", "any", "", "any length", True)
+
+`ModelThread`: gradio runs each event in a pool thread, but the catalog's SQLite connection may
+only be used by the thread that opened it, and one model on a CPU gains nothing from running two
+queries at once. So everything that touches the catalog or the model runs on one thread, which
+is also what makes the model's concurrency limit hold across all events, whatever the queue does.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from app.files import FileGuard, UploadLimits, library_roots
+from catalog.service import SearchService
+from vlsa.api import VLSA
+
+T = TypeVar("T")
+TOP = 12  # results per search: two rows of the gallery
+THUMBNAIL_CACHE = 256  # thumbnails kept in memory (160 x 160 RGB: 77 kB each, 20 MB in all)
+
+
+class ModelThread:
+    """One worker thread; `run` calls a function on it and waits for the result (or exception)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlsa-model")
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+@dataclass
+class Context:
+    service: SearchService
+    files: FileGuard
+    workdir: Path  # the app's own temporary folder: cut clips live in workdir / "clips"
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    top: int = TOP
+    thread: ModelThread | None = None  # None: callbacks run on the caller's thread (tests)
+    thumbnails: OrderedDict = field(default_factory=OrderedDict)  # (path, start, end) -> image
+    roots_generation: int = -1  # the catalog generation the guard's roots were read at
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(self, *args) on the model thread."""
+        if self.thread is None:
+            return fn(self, *args)
+        return self.thread.run(fn, self, *args)
+
+    def check_path(self, path: str) -> str:
+        """`path` if the app may read it (see FileGuard.check). The roots are read again when the
+        catalog changed: `vlsa index` may add folders while the app runs."""
+        generation = self.service.catalog.generation()
+        if generation != self.roots_generation:
+            self.files.roots = library_roots(self.service.catalog)
+            self.roots_generation = generation
+        return self.files.check(path)
+
+    @property
+    def model(self) -> VLSA:
+        return self.service.model
+
+    @property
+    def window(self) -> float:
+        """Seconds per window of the catalog (the window reader needs it to place the audio)."""
+        settings = self.service.catalog.settings
+        return settings.window if settings else self.model.config.clip_seconds
+
+    @property
+    def clip_dir(self) -> Path:
+        folder = self.workdir / "clips"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def thumbnail(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached thumbnail for `key`, made (and the oldest dropped) when missing."""
+        if key in self.thumbnails:
+            self.thumbnails.move_to_end(key)
+            return self.thumbnails[key]
+        image = self.thumbnails[key] = make()
+        while len(self.thumbnails) > THUMBNAIL_CACHE:
+            self.thumbnails.popitem(last=False)
+        return image
+
+
+def make_context(service: SearchService, workdir: str | os.PathLike | None = None,
+                 limits: UploadLimits | None = None, checkpoint: str | os.PathLike | None = None) -> Context:
+    """A context for `service`, loading its model now so a bad checkpoint fails at start-up."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="vlsa-app-"))
+    settings = service.catalog.settings
+    model_files = [p for p in (checkpoint, settings.checkpoint if settings else None) if p]
+    service.model  # noqa: B018 (loads it; raises CatalogError / CheckpointMismatch)
+    files = FileGuard.for_catalog(service.catalog, workdir, extra_blocked=model_files)
+    return Context(service, files, workdir, limits or UploadLimits(), roots_generation=service.catalog.generation())
+
+
+def open_context(db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+                 workdir: str | os.PathLike | None = None, limits: UploadLimits | None = None) -> Context:
+    """Open the catalog and its model on a new model thread, where every later call runs."""
+    thread = ModelThread()
+
+    def build() -> Context:
+        return make_context(SearchService.open(db, checkpoint=checkpoint), workdir, limits, checkpoint)
+
+    try:
+        ctx = thread.run(build)
+    except BaseException:
+        thread.close()
+        raise
+    ctx.thread = thread
+    return ctx

@@ -1,0 +1,67 @@
+"""Media and a query in, images out: thumbnails and the three heatmaps of a result.
+
+Decoding goes through the catalog's own window reader (catalog.windows.iter_windows), so the
+heatmaps are computed on exactly the frames and sound the window's stored vectors were made
+from. The frames drawn under the spatial heatmap are decoded again at display size (TILE): the
+tiny preset's 64-pixel frames are too small to look at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app import heatmaps
+from catalog.service import SearchService
+from catalog.windows import WindowData, frame_times, iter_windows
+from vlsa.api import VLSA
+from vlsa.media import iter_frames_at
+
+
+def window_data(model: VLSA, window: float, path: str, start: float, end: float,
+                has_video: bool, has_audio: bool) -> WindowData:
+    """The model's inputs for one window, decoded as the indexer decoded them."""
+    return next(iter_windows(path, [(start, end)], model.config, window, has_video, has_audio))
+
+
+def frames_hwc(frames: torch.Tensor) -> np.ndarray:
+    """uint8 (T, 3, H, W) tensor -> uint8 (T, H, W, 3) array."""
+    return frames.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def thumbnail(model: VLSA, window: float, path: str, start: float, end: float, has_video: bool) -> np.ndarray:
+    """A frame from the middle of the window for a video, a small spectrogram for a sound."""
+    if has_video:
+        frame = next(iter_frames_at(path, [(start + end) / 2], size=heatmaps.TILE))
+        return heatmaps.video_thumbnail(frames_hwc(frame[None])[0])
+    data = window_data(model, window, path, start, end, False, True)
+    return heatmaps.audio_thumbnail(model.frontend(data.wave).numpy())
+
+
+def spatial(model: VLSA, data: WindowData, path: str, query: np.ndarray) -> np.ndarray:
+    """The sampled frames of the window under the query's similarity to each video patch."""
+    heat = model.video_patch_map(torch.as_tensor(query), data.frames).numpy()  # (T, h, w)
+    times = frame_times(data.start, data.end, model.config.video.frames)
+    shown = torch.stack(list(iter_frames_at(path, times, size=heatmaps.TILE)))
+    return heatmaps.spatial_strip(frames_hwc(shown), heat)
+
+
+def spectrogram(model: VLSA, data: WindowData, query: np.ndarray) -> np.ndarray:
+    """The window's spectrogram under the query's similarity to each spectrogram patch."""
+    heat = model.audio_patch_map(torch.as_tensor(query), data.wave).numpy()  # (f, t)
+    return heatmaps.spectrogram_heatmap(model.frontend(data.wave).numpy(), heat)
+
+
+def temporal(service: SearchService, media_id: int, modality: str, query: np.ndarray,
+             window_id: int, duration: float | None) -> np.ndarray:
+    """The query's similarity to every window of the file (the stored vectors of `modality`),
+    as a strip along the file with the selected window outlined."""
+    index = service.index(modality)
+    rows = np.flatnonzero(index.media_ids == media_id)
+    scores = index.matrix[rows] @ np.asarray(query, np.float32)
+    spans_by_id = {w.id: (w.start, w.end) for w in service.catalog.windows(media_id)}
+    ids = [int(i) for i in index.window_ids[rows]]
+    order = sorted(range(len(ids)), key=lambda k: spans_by_id[ids[k]][0])  # along the file
+    spans = [spans_by_id[ids[k]] for k in order]
+    selected = next((n for n, k in enumerate(order) if ids[k] == window_id), None)
+    return heatmaps.temporal_strip(spans, [float(scores[k]) for k in order], duration or 0.0, selected)

@@ -1,0 +1,144 @@
+"""The page: `build_app(ctx)` lays out the components and wires the callbacks.
+
+    demo = build_app(open_context("library.db"))
+    demo.launch(server_name="127.0.0.1", **ctx.files.launch_paths())   # see app/cli.py
+
+Named API endpoints (gradio_client): /search_text (text, kind, folder, duration, per_file),
+/search_audio (audio file, kind, folder, duration, per_file), /find_similar (window_id, kind,
+folder, duration, per_file), each returning (gallery, results as JSON, status), and /library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+
+import gradio as gr
+
+from app import callbacks
+from app.callbacks import DURATIONS, KIND_CHOICES
+from app.context import Context
+
+EXAMPLES = (
+    "a dog barks",
+    "waves crash on a beach",
+    "someone plays the piano",
+    "a red circle bounces while a low drum plays",
+)
+MODEL = "model"  # the concurrency group of every event that runs the model or reads the catalog
+# System fonts only: the default theme fetches Google fonts, and the app must work offline.
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+CACHE_HOURLY = (3600, 3600)  # gradio deletes its cached files (images, cuts) an hour old, every hour
+CSS = "#results .caption-label { white-space: normal; }"
+
+
+class Handlers:
+    """The event handlers: each runs one callback on the model thread with the app's context.
+
+    Methods rather than the callbacks themselves, for their signatures: gradio names API
+    parameters after them and passes gr.SelectData only to a parameter annotated with it.
+    """
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def search_text(self, text: str, kind: str, folder: str, duration: str, per_file: bool):
+        return self.ctx.run(callbacks.search_text, text, kind, folder, duration, per_file)
+
+    def search_audio(self, audio: str, kind: str, folder: str, duration: str, per_file: bool):
+        return self.ctx.run(callbacks.search_audio, audio, kind, folder, duration, per_file)
+
+    def find_similar(self, window_id: float, kind: str, folder: str, duration: str, per_file: bool):
+        return self.ctx.run(callbacks.find_similar, window_id, kind, folder, duration, per_file)
+
+    def select(self, hits: list, query: dict, evt: gr.SelectData):
+        return self.ctx.run(callbacks.select_result, hits, query, evt.index)
+
+    def library(self):
+        return self.ctx.run(callbacks.library_panel)
+
+    def folders(self) -> list:
+        return self.ctx.run(callbacks.folder_choices)
+
+
+@contextlib.contextmanager
+def quiet_gradio6_notices() -> Iterator[None]:
+    """Gradio 5.50 warns about every argument that 6.0 renames or moves (theme and css to
+    launch(), api_name=False to api_visibility, its own Examples and Dataframe internals), but
+    accepts none of the new forms yet; pyproject pins gradio < 6, so the notices are noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Gradio 6.0", category=DeprecationWarning)
+        yield
+
+
+def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
+    """The search page for one catalog; queue included (one model call at a time)."""
+    handlers = Handlers(ctx)
+    with quiet_gradio6_notices(), gr.Blocks(title="VLSA search", theme=THEME, css=CSS, analytics_enabled=False,
+                   delete_cache=CACHE_HOURLY) as demo:
+        gr.Markdown("# VLSA search\nFind a moment in your videos and sounds by describing it, "
+                    "by playing a sound like it, or from another result.")
+        hits, query = gr.State([]), gr.State(None)
+        with gr.Tab("Search"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    with gr.Tab("By words"):
+                        text = gr.Textbox(label="Describe what you are looking for", elem_id="query-text",
+                                          placeholder="a dog barks in the rain")
+                        text_button = gr.Button("Search", variant="primary", elem_id="search-text")
+                        gr.Examples([[e] for e in examples], inputs=[text], label="Examples")
+                    with gr.Tab("By sound"):
+                        sound = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                         label="A sound to match (upload or record)", elem_id="query-audio")
+                        sound_button = gr.Button("Search by sound", variant="primary", elem_id="search-audio")
+                with gr.Column(scale=2):
+                    kind = gr.Radio(KIND_CHOICES, value="any", label="Match against")
+                    folder = gr.Dropdown(handlers.folders(), value=callbacks.ALL_FOLDERS, label="Folder",
+                                         allow_custom_value=True)
+                    duration = gr.Dropdown(list(DURATIONS), value="any length", label="File length")
+                    per_file = gr.Checkbox(True, label="Only the best moment of each file")
+            status = gr.Markdown(label="Status", elem_id="status")
+            gallery = gr.Gallery(label="Results", columns=6, height="auto", allow_preview=False,
+                                 elem_id="results")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    video = gr.Video(label="Clip", autoplay=True, interactive=False, elem_id="player-video")
+                    audio = gr.Audio(label="Clip", autoplay=True, interactive=False, visible=False,
+                                     elem_id="player-audio")
+                    about = gr.Markdown(elem_id="details")
+                    similar_button = gr.Button("Find similar", elem_id="find-similar")
+                    window_id = gr.Number(visible=False, precision=0)
+                with gr.Column(scale=3):
+                    spatial = gr.Image(label="Where in the picture (sampled frames)", interactive=False,
+                                       elem_id="heatmap-spatial")
+                    temporal = gr.Image(label="When in the file (each window)", interactive=False,
+                                        elem_id="heatmap-temporal")
+                    spectrogram = gr.Image(label="Where in the sound (spectrogram)", interactive=False,
+                                           elem_id="heatmap-audio")
+            with gr.Accordion("Results as JSON", open=False):
+                results = gr.JSON(label="Results (JSON)")
+        with gr.Tab("Library"):
+            library_text = gr.Markdown(label="Library", elem_id="library")
+            failures = gr.Dataframe(headers=["file", "reason"], label="Files that could not be indexed",
+                                    interactive=False)
+            refresh = gr.Button("Refresh")
+
+        # --- events ---
+        filters = [kind, folder, duration, per_file]
+        found = [gallery, results, hits, query, status]
+        selection = [video, audio, spatial, temporal, spectrogram, about, window_id]
+        searches = [
+            gr.on([text_button.click, text.submit], handlers.search_text, [text, *filters], found,
+                  api_name="search_text", concurrency_id=MODEL),
+            sound_button.click(handlers.search_audio, [sound, *filters], found, api_name="search_audio",
+                               concurrency_id=MODEL),
+            similar_button.click(handlers.find_similar, [window_id, *filters], found,
+                                 api_name="find_similar", concurrency_id=MODEL),
+        ]
+        for event in searches:  # the old selection belongs to the old results
+            event.success(callbacks.clear_selection, None, selection, api_name=False, queue=False)
+        gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL)
+        demo.load(handlers.library, None, [library_text, failures], api_name="library", concurrency_id=MODEL)
+        refresh.click(handlers.library, None, [library_text, failures], api_name=False, concurrency_id=MODEL)
+    return demo.queue(default_concurrency_limit=1)

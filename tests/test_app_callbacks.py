@@ -1,0 +1,176 @@
+"""app.callbacks called directly (no server, no browser) on the trained library of generated clips."""
+
+import os
+import shutil
+from dataclasses import replace
+
+import gradio as gr
+import numpy as np
+import pytest
+from mediagen import make_audio
+
+from app import callbacks, heatmaps
+from app.context import make_context
+from app.files import FileRefused, UploadLimits
+from catalog.service import SearchService
+from catalog.store import Catalog, FileRecord
+from vlsa.media import probe
+
+pytestmark = pytest.mark.slow  # the app_library fixture trains a model
+
+
+@pytest.fixture(scope="module")
+def ctx(app_library, tmp_path_factory):
+    context = make_context(SearchService.open(app_library.db), workdir=tmp_path_factory.mktemp("work"))
+    yield context
+    context.service.catalog.close()
+
+
+def test_callbacks_search_text_ranks_each_captions_clip_first(ctx, app_library):
+    for clip, caption in zip(app_library.clips, app_library.captions, strict=True):
+        gallery, rows, hits, query, status = callbacks.search_text(ctx, caption)
+        assert rows[0]["file"] == str(clip), caption
+        assert len(gallery) == len(rows) == len(hits) == len(app_library.clips)  # one per file
+        assert status.startswith(f"**{len(hits)} results**")
+        assert set(query) == {"video", "audio"}
+
+
+def test_callbacks_search_results_carry_thumbnails_and_captions(ctx, app_library):
+    gallery, rows, *_ = callbacks.search_text(ctx, app_library.captions[0])
+    image, caption = gallery[0]
+    assert image.shape == (heatmaps.TILE, heatmaps.TILE, 3) and image.dtype == np.uint8
+    assert caption.startswith(os.path.basename(app_library.clips[0]) + " · 0.0–2.0 s · ")
+    assert rows[0]["rank"] == 1 and rows[0]["name"] == os.path.basename(app_library.clips[0])
+
+
+def test_callbacks_filters_reach_the_search(ctx, app_library):
+    caption = app_library.captions[1]
+    _, rows, *_ = callbacks.search_text(ctx, caption, "audio", "", "any length", False)
+    assert rows and {r["modality"] for r in rows} == {"audio"}
+    _, rows, *_, status = callbacks.search_text(ctx, caption, "any", "/nowhere", "any length", True)
+    assert rows == [] and status.startswith("No results")
+    _, rows, *_ = callbacks.search_text(ctx, caption, "any", callbacks.ALL_FOLDERS, "over 10 min", True)
+    assert rows == []  # the clips last 2 s
+    _, rows, *_ = callbacks.search_text(ctx, caption, "any", str(app_library.clips[0].parent), "under 10 s")
+    assert len(rows) == len(app_library.clips)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("   ",), "Type what you are looking for"),
+    (("a dog", "pictures"), "kind must be one of"),
+    (("a dog", "any", "", "forever"), "duration must be one of"),
+])
+def test_callbacks_search_text_rejects_bad_input(ctx, args, message):
+    with pytest.raises(gr.Error, match=message):
+        callbacks.search_text(ctx, *args)
+
+
+def test_callbacks_search_audio_finds_a_clip_by_its_own_sound(ctx, app_library, tmp_path):
+    from app.clips import write_wav
+    from vlsa.media import read_audio
+
+    clip = app_library.clips[3]
+    sound = tmp_path / "query.wav"
+    write_wav(read_audio(clip, 0.0, None, 16000).numpy(), 16000, sound)
+    _, rows, *_ = callbacks.search_audio(ctx, str(sound))
+    assert rows[0]["file"] == str(clip)
+
+
+def test_callbacks_search_audio_rejects_bad_uploads(ctx, tmp_path):
+    text = tmp_path / "notes.mp3"
+    text.write_text("no sound here\n" * 20)
+    with pytest.raises(gr.Error, match="not an audio file"):
+        callbacks.search_audio(ctx, str(text))
+    strict = replace(ctx, limits=UploadLimits(max_bytes=20_000, max_seconds=1.0))
+    with pytest.raises(gr.Error, match="too long"):
+        callbacks.search_audio(strict, str(make_audio(tmp_path / "long.wav", 1.5, sample_rate=4000)))
+    with pytest.raises(gr.Error, match="too large"):
+        callbacks.search_audio(strict, str(make_audio(tmp_path / "big.wav", 0.5, sample_rate=48000)))
+
+
+def test_callbacks_select_plays_the_clip_from_its_start_and_draws_the_heatmaps(ctx, app_library):
+    _, _, hits, query, _ = callbacks.search_text(ctx, app_library.captions[2])
+    video, audio, spatial, temporal, spectrogram, about, window_id = callbacks.select_result(ctx, hits, query, 0)
+    assert video["visible"] and not audio["visible"]
+    clip = video["value"]
+    assert clip.endswith(".mp4") and ctx.files.allows(clip) and os.path.dirname(clip) == str(ctx.clip_dir)
+    assert probe(clip).duration == pytest.approx(2.0, abs=0.1)  # the window (the file ends there)
+    frames = ctx.model.config.video.frames
+    assert spatial.shape == (heatmaps.TILE, frames * heatmaps.TILE + (frames - 1) * heatmaps.GAP, 3)
+    assert temporal.ndim == 3 and spectrogram.ndim == 3
+    assert window_id == hits[0].window_id and os.path.basename(app_library.clips[2]) in about
+
+
+def test_callbacks_find_similar_searches_with_a_window_and_leaves_it_out(ctx, app_library):
+    _, _, hits, _, _ = callbacks.search_text(ctx, app_library.captions[0])
+    _, rows, similar, query, status = callbacks.find_similar(ctx, hits[0].window_id)
+    assert hits[0].window_id not in [h.window_id for h in similar]
+    assert len(rows) == len(app_library.clips) - 1 and f"window #{hits[0].window_id}" in status
+    assert np.allclose(query["audio"], ctx.service.catalog.embedding(hits[0].window_id, "audio"))
+    with pytest.raises(gr.Error, match="Select a result first"):
+        callbacks.find_similar(ctx, None)
+
+
+def test_callbacks_refuse_a_result_outside_the_library(ctx, app_library):
+    _, _, hits, query, _ = callbacks.search_text(ctx, app_library.captions[0])
+    forged = [replace(hits[0], path="/etc/passwd")]
+    with pytest.raises(FileRefused, match="outside the library"):
+        callbacks.select_result(ctx, forged, query, 0)
+    with pytest.raises(gr.Error, match="search again"):
+        callbacks.select_result(ctx, hits, query, len(hits))
+
+
+def test_callbacks_survive_a_file_gone_since_indexing(ctx, app_library):
+    _, _, hits, query, _ = callbacks.search_text(ctx, app_library.captions[0])
+    gone = [replace(hits[0], path=str(app_library.clips[0].parent / "gone.mp4"), start=4.0, end=6.0)]
+    assert (callbacks.hit_thumbnail(ctx, gone[0]) == heatmaps.blank()).all()  # the search goes on
+    with pytest.raises(gr.Error, match="gone.mp4"):
+        callbacks.select_result(ctx, gone, query, 0)
+
+
+def test_callbacks_library_panel_shows_counts_checkpoint_and_failures(app_library, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copy(app_library.db, db)
+    broken = str(app_library.root / "clips" / "broken.mp4")
+    with Catalog(db) as catalog:
+        catalog.write_files([FileRecord(broken, 10, 1, error=f"{broken}: not a media file")])
+    context = make_context(SearchService.open(db), workdir=tmp_path / "work")
+    text, failures = callbacks.library_panel(context)
+    assert f"**{len(app_library.clips)} files** indexed, **1 failed**" in text
+    assert str(app_library.checkpoint) in text and "16 s of media" in text
+    assert failures == [[broken, f"{broken}: not a media file"]]
+    labels = [label for label, _ in callbacks.folder_choices(context)]
+    assert labels == [callbacks.ALL_FOLDERS, str(app_library.root / "clips")]
+
+
+def test_callbacks_select_a_sound_plays_a_wav_and_draws_the_spectrogram_only(app_library, tmp_path):
+    from app.clips import write_wav
+    from catalog.indexer import Indexer
+    from vlsa.api import VLSA
+    from vlsa.media import read_audio
+
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    for clip in app_library.clips[:2]:
+        write_wav(read_audio(clip, 0.0, None, 16000).numpy(), 16000, sounds / f"{clip.stem}.wav")
+    db = tmp_path / "sounds.db"
+    model = VLSA.from_pretrained(app_library.checkpoint)
+    with Catalog(db) as catalog:
+        Indexer(catalog, model, checkpoint=str(app_library.checkpoint)).run([str(sounds)])
+    context = make_context(SearchService(Catalog(db, create=False), model=model), workdir=tmp_path / "work")
+    _, rows, hits, query, _ = callbacks.search_text(context, app_library.captions[1])
+    assert rows[0]["name"] == f"{app_library.clips[1].stem}.wav"
+    video, audio, spatial, temporal, spectrogram, *_ = callbacks.select_result(context, hits, query, 0)
+    assert audio["visible"] and not video["visible"] and audio["value"].endswith(".wav")
+    assert spatial is None and spectrogram.ndim == 3 and temporal.ndim == 3
+
+
+def test_ui_build_app_names_the_endpoints_and_shares_one_model_queue(ctx):
+    from app.ui import MODEL, build_app
+
+    demo = build_app(ctx, examples=["a dog barks"])
+    named = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    assert {"search_text", "search_audio", "find_similar", "library"} <= set(named)
+    for name in ("search_text", "search_audio", "find_similar", "library"):
+        assert named[name].concurrency_id == MODEL
+    assert demo._queue.default_concurrency_limit == 1
