@@ -198,3 +198,18 @@ def test_train_sigterm_checkpoints_and_exits_cleanly(synth_manifest, tmp_path):
     assert "stopped (SIGTERM)" in out
     step = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["extra"]["step"]
     assert 1 <= step < 10000
+
+
+def test_train_config_file_sets_training_and_model_fields(synth_manifest, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('steps = 1\nbatch_size = 4\nworkers = 0\n[model]\nencoder.depth = 1\n'
+                      '[model.loss]\nmatching = "video_text"\n')
+    result = subprocess.run([VLSA_BIN, "train", "--manifest", str(synth_manifest), "--out", str(tmp_path / "run"),
+                             "--config", str(config), "--no-progress"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())
+    assert saved["encoder"]["depth"] == 1 and saved["loss"]["matching"] == "video_text"
+    config.write_text("bogus = 1\n")
+    result = subprocess.run([VLSA_BIN, "train", "--manifest", str(synth_manifest), "--config", str(config)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown training field 'bogus'" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -75,7 +76,12 @@ def _load_config_file(path: Path | None) -> dict:
         d = tomllib.loads(text)
     else:
         d = json.loads(text)
-    overrides = {f"{k}": v for k, v in _flatten(d.pop("model", {})).items()}
+    overrides = _flatten(d.pop("model", {}))
+    from train.state import TrainConfig
+
+    unknown = set(d) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise click.BadParameter(f"unknown training field {sorted(unknown)[0]!r} in {path}", param_hint="--config")
     return {**d, "overrides": overrides}
 
 
