@@ -148,3 +148,21 @@ def test_losses_finite_with_some_rows_missing_a_modality():
     assert all(torch.isfinite(v) for v in out.values()), out
     out["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_no_leak_holds_with_pool_norm_in_training_mode():
+    """pool_norm standardises pooled features with batch statistics: it couples the samples of
+    one modality in a training batch, never one modality to another."""
+    model = VLSAModel(preset_config("tiny", pool_norm=True)).train()
+    batch = random_batch(model.config)
+    changed = {**batch, "audio": batch["audio"].clone()}
+    changed["audio"][3] = torch.randn_like(changed["audio"][3]) * 3
+    torch.manual_seed(0)
+    _, z_a = model(batch, return_embeddings=True)
+    torch.manual_seed(0)
+    _, z_b = model(changed, return_embeddings=True)
+    assert torch.equal(z_a["video"], z_b["video"]) and torch.equal(z_a["text"], z_b["text"])
+    model.eval()  # inference uses the running statistics: one sample's embedding is its own
+    x = batch["video"][:2]
+    alone = model.pool(model.encode_video(x[:1]), "video")
+    assert torch.allclose(alone[0], model.pool(model.encode_video(x), "video")[0], atol=1e-6)

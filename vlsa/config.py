@@ -121,6 +121,10 @@ class LossConfig:
 class VLSAConfig:
     preset: str = "base"
     embed_dim: int = 512  # width of the joint retrieval space (global embeddings)
+    # Standardise pooled features per modality (batch statistics in training, running ones at
+    # inference, as the BatchNorm of SimCLR / MoCo v3 heads) before the projection. Against the
+    # collapse of mean-pooled video features on mostly-static backgrounds (docs/TRAINING.md).
+    pool_norm: bool = False
     video: VideoConfig = field(default_factory=VideoConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     text: TextConfig = field(default_factory=TextConfig)

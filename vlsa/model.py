@@ -170,6 +170,8 @@ class VLSAModel(nn.Module):
         self.text_bias = nn.Parameter(torch.zeros(cfg.text.vocab_size))
         # global embeddings and the audio-matching objective
         self.proj = nn.ModuleDict({m: nn.Linear(D, E, bias=False) for m in MODALITIES})
+        if cfg.pool_norm:
+            self.pool_norm = nn.ModuleDict({m: nn.BatchNorm1d(D, affine=False) for m in MODALITIES})
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.loss.temperature_init)))
         self.match_head = MatchingHead(E)
         self.apply(_init_weights)
@@ -246,11 +248,16 @@ class VLSAModel(nn.Module):
         else:
             w = valid[..., None].to(tokens.dtype)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
+        if self.config.pool_norm:
+            pooled = self.pool_norm[modality](pooled)
         return F.normalize(self.proj[modality](pooled), dim=-1)
 
     def patch_embeddings(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
         """Each token projected into the joint space and normalised, for heatmaps: (B, N, E).
         The projection is linear, so the mean of these before normalising is the global one."""
+        if self.config.pool_norm:  # the running statistics: linear, so the mean still matches
+            bn = self.pool_norm[modality]
+            tokens = (tokens - bn.running_mean) / (bn.running_var + bn.eps).sqrt()
         return F.normalize(self.proj[modality](tokens), dim=-1)
 
     def logit_scale_clamped(self) -> torch.Tensor:
