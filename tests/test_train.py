@@ -130,7 +130,10 @@ def _contrastive_model():
     from vlsa.model import VLSAModel
 
     torch.manual_seed(0)
-    overrides = {"loss.masked_modelling": False, "loss.matching_head": False, "encoder.depth": 1}
+    # pool_norm off: its batch statistics are per rank under DDP (as plain BatchNorm), so only
+    # without it is one process on the joined batch the exact reference
+    overrides = {"loss.masked_modelling": False, "loss.matching_head": False, "encoder.depth": 1,
+                 "pool_norm": False}
     return VLSAModel(preset_config("tiny", **overrides))
 
 

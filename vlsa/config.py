@@ -219,6 +219,7 @@ def _tiny() -> VLSAConfig:
     return VLSAConfig(
         preset="tiny",
         embed_dim=128,
+        pool_norm=True,  # without it video embeddings collapse on the synthetic set (docs/TRAINING.md)
         video=VideoConfig(frames=4, size=64, patch=8),
         audio=AudioConfig(frontend="mel", sample_rate=16000, n_fft=1024, hop=500, bins=64,
                           frames=64, patch=8, norm_mean=-1.3, norm_std=5.0),
