@@ -22,6 +22,17 @@ def random_batch(cfg, B=8, seed=0):
     }
 
 
+def forward_with_audio_replaced(model, batch, row):
+    """Two training forwards with the same masks: the batch as it is, and with one row's audio
+    replaced. Returns ((losses, embeddings), (losses, embeddings))."""
+    changed = {**batch, "audio": batch["audio"].clone()}
+    changed["audio"][row] = torch.randn_like(changed["audio"][row]) * 3
+    torch.manual_seed(0)
+    first = model(batch, return_embeddings=True)
+    torch.manual_seed(0)
+    return first, model(changed, return_embeddings=True)
+
+
 def test_presets_base_has_paper_size():
     n = sum(p.numel() for p in VLSAModel(preset_config("base")).parameters())
     assert 140e6 <= n <= 175e6, n
@@ -108,13 +119,7 @@ def test_no_leak_global_embeddings_ignore_other_modalities():
     the same training forward that computes the losses, while the joint (masked-modelling)
     pass does see the new audio."""
     model = VLSAModel(preset_config("tiny")).eval()
-    batch = random_batch(model.config)
-    changed = {**batch, "audio": batch["audio"].clone()}
-    changed["audio"][3] = torch.randn_like(changed["audio"][3]) * 3
-    torch.manual_seed(0)
-    out_a, z_a = model(batch, return_embeddings=True)
-    torch.manual_seed(0)
-    out_b, z_b = model(changed, return_embeddings=True)
+    (out_a, z_a), (out_b, z_b) = forward_with_audio_replaced(model, random_batch(model.config), row=3)
     assert torch.equal(z_a["video"], z_b["video"])
     assert torch.equal(z_a["text"], z_b["text"])
     assert not torch.equal(z_a["audio"][3], z_b["audio"][3])
@@ -155,12 +160,7 @@ def test_no_leak_holds_with_pool_norm_in_training_mode():
     one modality in a training batch, never one modality to another."""
     model = VLSAModel(preset_config("tiny", pool_norm=True)).train()
     batch = random_batch(model.config)
-    changed = {**batch, "audio": batch["audio"].clone()}
-    changed["audio"][3] = torch.randn_like(changed["audio"][3]) * 3
-    torch.manual_seed(0)
-    _, z_a = model(batch, return_embeddings=True)
-    torch.manual_seed(0)
-    _, z_b = model(changed, return_embeddings=True)
+    (_, z_a), (_, z_b) = forward_with_audio_replaced(model, batch, row=3)
     assert torch.equal(z_a["video"], z_b["video"]) and torch.equal(z_a["text"], z_b["text"])
     model.eval()  # inference uses the running statistics: one sample's embedding is its own
     x = batch["video"][:2]
