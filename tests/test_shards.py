@@ -64,3 +64,16 @@ def test_parse_webvtt():
     assert cues == [(1.0, 2.5, "hello"), (3600.0, 3601.0, "late")]
 
 
+
+
+def test_load_row_takes_sound_from_a_separate_audio_file(tmp_path):
+    from mediagen import make_audio
+
+    from train.data import Row, load_row
+
+    make_video(tmp_path / "silent.mp4", 2.0, audio=False)
+    make_audio(tmp_path / "tone.wav", 2.0, 16000, tone_hz=440.0)
+    cfg = preset_config("tiny")
+    clip = load_row(Row(video=tmp_path / "silent.mp4", audio=tmp_path / "tone.wav", text="x"), cfg.video, cfg.audio)
+    assert clip.has_video and clip.has_audio and clip.frames.shape == (4, 3, 64, 64)
+    assert clip.wave.abs().max() > 0.1

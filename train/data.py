@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vlsa.audio import build_frontend
 from vlsa.batch import collate, make_sample
-from vlsa.config import VLSAConfig
-from vlsa.media import MediaError, load_clip
+from vlsa.config import AudioConfig, VideoConfig, VLSAConfig
+from vlsa.media import Clip, MediaError, load_clip, read_frames
 from vlsa.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -90,20 +90,33 @@ class ClipDataset(Dataset):
             return {"skipped": str(exc)}
         return make_sample(clip, row.text, self.config, self._frontend, self._tokenizer)
 
-    def _load(self, row: Row, index: int):
-        cfg = self.config
-        if row.video is None and row.audio is None:
-            raise MediaError(f"row {index}: no video and no audio")
-        source = row.video or row.audio
-        if not Path(source).exists():
-            raise MediaError(f"{source}: missing file")
-        end = row.end if row.end is not None else row.start + cfg.clip_seconds
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-        clip = load_clip(source, row.start, end, cfg.video, cfg.audio, train=self.train, generator=g)
-        if row.audio is not None and row.video is not None:
-            audio = load_clip(row.audio, row.start, end, cfg.video, cfg.audio)
-            clip.wave, clip.has_audio = audio.wave, audio.has_audio
-        return clip
+    def _load(self, row: Row, index: int) -> Clip:
+        g = sample_generator(self.seed, self.epoch, index)
+        return load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of one sample's random choices: the same in any worker and after a resume."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+
+
+def load_row(row: Row, video_cfg: VideoConfig, audio_cfg: AudioConfig, train: bool = False,
+             generator: torch.Generator | None = None) -> Clip:
+    """Decode one manifest row: its video's frames and soundtrack, or, when the row names a
+    separate audio file, the video's frames and that file's sound (each decoded once)."""
+    source = row.video or row.audio
+    if source is None:
+        raise MediaError("row: no video and no audio")
+    for path in (row.video, row.audio):
+        if path is not None and not Path(path).exists():
+            raise MediaError(f"{path}: missing file")
+    end = row.end if row.end is not None else row.start + audio_cfg.clip_seconds
+    if row.video is None or row.audio is None:
+        return load_clip(source, row.start, end, video_cfg, audio_cfg, train=train, generator=generator)
+    frames = read_frames(row.video, row.start, end, video_cfg.frames, video_cfg.size,
+                         "random" if train else "uniform", generator)
+    sound = load_clip(row.audio, row.start, end, video_cfg, audio_cfg)
+    return Clip(frames=frames, wave=sound.wave, has_audio=sound.has_audio, has_video=True)
 
 
 def collate_skipping(items: list[dict], pad_to: int | None = None) -> dict:
@@ -111,7 +124,7 @@ def collate_skipping(items: list[dict], pad_to: int | None = None) -> dict:
     fill the batch back up with copies of a good sample flagged as having no modality, so every
     batch keeps its shape (ranks gather equal sizes; compiled steps see one shape)."""
     good = [s for s in items if "skipped" not in s]
-    skipped = Counter(_reason(s["skipped"]) for s in items if "skipped" in s)
+    skipped = Counter(failure_reason(s["skipped"]) for s in items if "skipped" in s)
     if pad_to and good and len(good) < pad_to:
         filler = {**good[0], "has_video": torch.tensor(False), "has_audio": torch.tensor(False),
                   "has_text": torch.tensor(False)}
@@ -121,7 +134,7 @@ def collate_skipping(items: list[dict], pad_to: int | None = None) -> dict:
     return batch
 
 
-def _reason(message: str) -> str:
+def failure_reason(message: str) -> str:
     """'path: reason (detail)' -> 'reason', so counts group by kind of failure."""
     reason = message.split(": ", 1)[-1]
     return reason.split(" (")[0]
@@ -131,8 +144,8 @@ class ResumableSampler(Sampler[int]):
     """Shuffled indices, a new permutation per epoch from (seed, epoch), sharded across ranks,
     starting `start` samples into the epoch: the data position a checkpoint records."""
 
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
-        self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int) -> None:
@@ -142,10 +155,7 @@ class ResumableSampler(Sampler[int]):
         return self.n // self.world
 
     def __iter__(self):
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(self.n)
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         mine = order[self.rank: self.per_rank() * self.world: self.world].tolist()
         return iter(mine[self.start:])
 

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from train.data import Row, read_manifest
+from train.data import Row, failure_reason, load_row, read_manifest, sample_generator
 from vlsa.audio import build_frontend
 from vlsa.batch import make_sample
 from vlsa.config import VLSAConfig
-from vlsa.media import Clip, MediaError, load_clip
+from vlsa.media import Clip, MediaError
 from vlsa.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,9 @@ def write_shards(manifest: str | Path, out: str | Path, config: VLSAConfig, per_
         if on_row:
             on_row()
         try:
-            clip = _load_row(row, pool_cfg, config)
+            clip = load_row(row, pool_cfg, config.audio)
         except MediaError as exc:
-            skipped[str(exc).split(": ", 1)[-1].split(" (")[0]] += 1
+            skipped[failure_reason(str(exc))] += 1
             continue
         if len(entries) % per_shard == 0:
             if tar:
@@ -104,18 +104,6 @@ def write_shards(manifest: str | Path, out: str | Path, config: VLSAConfig, per_
     index = {"settings": _frontend_settings(config), "samples": entries, "skipped": dict(skipped)}
     (out / INDEX).write_text(json.dumps(index))
     return index
-
-
-def _load_row(row: Row, pool_cfg, config: VLSAConfig) -> Clip:
-    source = row.video or row.audio
-    if source is None or not Path(source).exists():
-        raise MediaError(f"{source}: missing file")
-    end = row.end if row.end is not None else row.start + config.clip_seconds
-    clip = load_clip(source, row.start, end, pool_cfg, config.audio)
-    if row.audio is not None and row.video is not None:
-        audio = load_clip(row.audio, row.start, end, pool_cfg, config.audio)
-        clip.wave, clip.has_audio = audio.wave, audio.has_audio
-    return clip
 
 
 def _add_offsets(out: Path, entries: list[dict]) -> None:
@@ -160,7 +148,7 @@ class ShardDataset(torch.utils.data.Dataset):
         meta = json.loads(self._read(s["shard"], s["members"]["json"]))
         frames = None
         if meta["has_video"]:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            g = sample_generator(self.seed, self.epoch, i)
             T = self.config.video.frames
             pick = torch.randint(0, FRAME_POOL, (T,), generator=g) if self.train else torch.zeros(T, dtype=torch.long)
             chosen = [k * FRAME_POOL + int(p) for k, p in enumerate(pick)]

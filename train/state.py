@@ -15,6 +15,7 @@ import torch
 
 from train.distributed import DistInfo
 from vlsa import VLSA
+from vlsa.checkpoint import load_into
 
 
 @dataclass
@@ -23,7 +24,7 @@ class TrainConfig:
     out: str = "runs/vlsa"  # run folder: checkpoint/, tensorboard/, metrics.jsonl
     preset: str = "tiny"
     overrides: dict = field(default_factory=dict)  # dotted model-config keys
-    init: str | None = None  # start from this checkpoint's weights (its config wins)
+    init: str | None = None  # start from this checkpoint's weights and config (+ overrides)
     batch_size: int = 32  # per process, per micro-batch
     accum: int = 1  # micro-batches per optimizer step
     steps: int = 1000  # optimizer steps
@@ -94,8 +95,7 @@ def load_run(model: VLSA, opt, sched, tc: TrainConfig) -> TrainState:
     path = Path(tc.out) / "checkpoint"
     if not (path / "trainer.pt").is_file():
         raise ValueError(f"{path}: nothing to resume (no trainer.pt)")
-    saved = VLSA.from_pretrained(path)
-    model.load_state_dict(saved.state_dict())
+    load_into(model, path)
     blob = torch.load(path / "trainer.pt", weights_only=False)
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["schedule"])

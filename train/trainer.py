@@ -24,7 +24,7 @@ from train.loop import run_steps
 from train.shards import ShardDataset
 from train.state import TrainConfig, TrainState, load_run, lr_lambda
 from vlsa import VLSA
-from vlsa.checkpoint import check_fits, load_config, load_weights
+from vlsa.checkpoint import load_config, load_into
 from vlsa.config import apply_overrides
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,7 @@ def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
     """A fresh preset, or `tc.init`'s weights under its config with `tc.overrides` on top (the loss
     switches of fine-tuning; shape-changing overrides are refused when the weights load)."""
     if tc.init:
-        config = apply_overrides(load_config(tc.init), tc.overrides)
-        model = VLSA(config)
-        state = load_weights(tc.init)
-        check_fits(model, state, tc.init)
-        model.load_state_dict(state)
+        model = load_into(VLSA(apply_overrides(load_config(tc.init), tc.overrides)), tc.init)
     else:
         model = VLSA.from_preset(tc.preset, **tc.overrides)
     model.encoder.checkpointing = model.decoder.checkpointing = tc.checkpointing

@@ -49,11 +49,7 @@ class VLSA(VLSAModel):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VLSA:
         """Load a checkpoint folder; a config that does not fit the weights is a CheckpointError."""
-        config = checkpoint.load_config(path)
-        state = checkpoint.load_weights(path)
-        model = cls(config)
-        checkpoint.check_fits(model, state, path)
-        model.load_state_dict(state)
+        model = checkpoint.load_into(cls(checkpoint.load_config(path)), path)
         return model.to(map_location).eval()
 
     def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> Path:

@@ -81,6 +81,14 @@ def check_fits(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path
                                   f"{tuple(state_dict[key].shape)} in the file, {tuple(value.shape)} by the config")
 
 
+def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load a checkpoint folder's weights into `model`, refusing weights that do not fit it."""
+    state = load_weights(path)
+    check_fits(model, state, path)
+    model.load_state_dict(state)
+    return model
+
+
 def fingerprint(path: str | os.PathLike) -> str:
     """A short hash of the weights and config, so a catalog knows which model made its vectors."""
     h = hashlib.sha256()
