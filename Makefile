@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# Options after DEMO_ARGS, e.g. `make demo DEMO_ARGS="--no-browser --port 8080"`.
 demo: $(STAMP)
-	@if $(VENV)/bin/vlsa demo --help >/dev/null 2>&1; then $(VENV)/bin/vlsa demo; else $(VENV)/bin/vlsa doctor; fi
+	$(VENV)/bin/vlsa demo $(DEMO_ARGS)
 
 # The browser test drives Debian's chromium through Playwright (never Playwright's own download).
 # Installed with apt only when missing; CI runs `make test` as root on a fresh machine.

@@ -15,11 +15,13 @@ import atexit
 import logging
 import os
 import shutil
+import socket
 import tempfile
 
 import click
 
 from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
+from vlsa.cli import UserError
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,38 @@ def make_workdir() -> str:
 def app(db_path: str, checkpoint: str | None, host: str, port: int, no_browser: bool,
         max_upload_mb: float, max_upload_seconds: float) -> None:
     """Search a catalog in the browser: by words, by a sound, or by example."""
+    check_port(host, port)
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_seconds=max_upload_seconds)
+    serve(db_path, checkpoint=checkpoint, host=host, port=port, no_browser=no_browser, limits=limits)
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise a one-line error if `port` on `host` cannot be bound (another server has it), before
+    the model loads, rather than gradio's error after it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"cannot serve on {host}: {e.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As uvicorn binds: SO_REUSEADDR, so a port left in TIME_WAIT by a previous run is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise UserError(f"port {port} on {host} is in use or not allowed ({e.strerror}); "
+                                       "pass --port with another number") from None
+
+
+def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 7860,
+          no_browser: bool = False, limits: UploadLimits | None = None) -> None:
+    """Open the catalog and serve the search page until interrupted (what `vlsa app` and
+    `vlsa demo` run)."""
     workdir = make_workdir()
     from app.context import open_context  # after make_workdir: gradio reads its settings on import
     from app.ui import build_app
 
-    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_seconds=max_upload_seconds)
+    limits = limits or UploadLimits()
     ctx = open_context(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach it can search and play your library",

@@ -1,10 +1,13 @@
 """Benchmark the full VLSA training step beside a plain reference stack, on one device.
 
-    python bench/train_step.py --device cpu --preset tiny --batch 8          # CI / laptop
-    python bench/train_step.py --device cuda --preset base --batch 128 --compile
+    python bench/train_step.py --device cpu --preset tiny --batch 8                 # CI / laptop
+    python bench/train_step.py --preset base --batch 128 --compile blocks          # one GPU
+    python bench/train_step.py --preset base --max-batch [--checkpointing]         # memory
 
 Reports JSON: samples/s, step time, model TFLOP/s (analytic count below), and MFU against the
-matrix-multiply rate measured on the same device in the same run. The reference is PRODUCT.md's
+matrix-multiply rate measured on the same device in the same run. The step is the trainer's:
+bf16 autocast on CUDA, every pass (joint masked modelling, decoder, unimodal video, audio and
+text passes), every loss, gradient clipping and fused AdamW. The reference is PRODUCT.md's
 "plain PyTorch stack of the same shapes": nn.TransformerEncoder ViT over the joint pass's visible
 tokens, then a decoder-width nn.TransformerEncoder over the full token count, forward + backward +
 AdamW, so the ratio of the two holds on any card.
@@ -12,11 +15,17 @@ AdamW, so the ratio of the two holds on any card.
 FLOPs (matmuls only, forward; training = 3x forward): a transformer layer over N tokens of width
 d with MLP ratio r costs 2 * N * (4 + 2r) * d^2 for the linear layers plus 4 * N^2 * d for the
 attention scores and their weighted sum.
+
+--max-batch finds the largest batch whose step fits: peak memory is linear in the batch, so two
+small batches give the slope, and the estimate is then stepped for real (backing off on OOM).
+--check-sync runs one step under torch.cuda.set_sync_debug_mode("error"): it fails on any
+host synchronisation inside the step.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -85,42 +94,138 @@ class ReferenceStack(nn.Module):
 
 
 def synthetic_batch(cfg, B: int, device) -> dict[str, torch.Tensor]:
+    """A batch as the loader gives it: captions of varied length, padded to text.max_len."""
     v, a, t = cfg.video, cfg.audio, cfg.text
+    g = torch.Generator().manual_seed(0)
     ones = torch.ones(B, dtype=torch.bool, device=device)
-    mask = torch.ones(B, t.max_len, dtype=torch.bool, device=device)
-    return {"video": torch.randn(B, v.frames, 3, v.size, v.size, device=device),
-            "audio": torch.randn(B, a.bins, a.frames, device=device),
-            "text": torch.randint(1, 49000, (B, t.max_len), device=device),
+    lengths = torch.randint(max(2, t.max_len // 3), t.max_len + 1, (B, 1), generator=g)
+    mask = (torch.arange(t.max_len)[None, :] < lengths).to(device)
+    return {"video": torch.randn(B, v.frames, 3, v.size, v.size, generator=g).to(device),
+            "audio": torch.randn(B, a.bins, a.frames, generator=g).to(device),
+            "text": torch.randint(1, t.vocab_size - 1, (B, t.max_len), generator=g).to(device) * mask,
             "text_mask": mask, "text_maskable": mask, "has_video": ones, "has_audio": ones, "has_text": ones}
+
+
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def time_steps(step, steps: int, warmup: int, device) -> float:
     for _ in range(warmup):
         step()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    sync()
+    synchronize(device)
     return (time.perf_counter() - t0) / steps
 
 
 def matmul_rate(device, dtype) -> float:
-    n = 8192 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    sec = time_steps(lambda: a @ b, 20 if device.type == "cuda" else 5, 3, device)
-    return 2 * n ** 3 / sec
+    """The attainable dense matmul rate: the best of a few large square products."""
+    sizes = (4096, 8192, 16384) if device.type == "cuda" else (1024,)
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        reps = max(3, int(2e13 / (2 * n ** 3))) if device.type == "cuda" else 5
+        best = max(best, 2 * n ** 3 / time_steps(functools.partial(torch.matmul, a, b), reps, 3, device))
+    return best
 
 
-def make_step(model, loss_fn, opt, amp_dtype, device):
+def make_step(params, loss_fn, opt, amp_dtype, device, clip: float | None = 1.0):
+    """forward under autocast, backward, clip, optimizer step: what the trainer does."""
+    params = list(params)
+
     def step():
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = loss_fn(model)
+            loss = loss_fn()
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
     return step
+
+
+def build(cfg, args, device):
+    model = VLSAModel(cfg).to(device)
+    model.encoder.checkpointing = model.decoder.checkpointing = args.checkpointing
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
+    fn = model
+    if args.compile == "blocks":
+        model.compile_blocks()
+    elif args.compile == "model":
+        fn = torch.compile(model)
+    return model, opt, fn
+
+
+def vlsa_step(cfg, args, device, batch_size: int, amp):
+    model, opt, fn = build(cfg, args, device)
+    batch = synthetic_batch(cfg, batch_size, device)
+    return make_step(model.parameters(), lambda: fn(batch)["loss"], opt, amp, device)
+
+
+def is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def peak_memory(cfg, args, device, batch_size: int, amp) -> float:
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    step = vlsa_step(cfg, args, device, batch_size, amp)
+    step()
+    step()  # the optimizer state exists from the first step on
+    synchronize(device)
+    del step
+    return torch.cuda.max_memory_allocated()
+
+
+def find_max_batch(cfg, args, device, amp) -> dict:
+    """Largest batch (a multiple of 8) whose training step runs on this card."""
+    total = torch.cuda.get_device_properties(device).total_memory
+    b1, b2 = 16, 32
+    m1, m2 = peak_memory(cfg, args, device, b1, amp), peak_memory(cfg, args, device, b2, amp)
+    per_sample = (m2 - m1) / (b2 - b1)
+    fixed = m1 - per_sample * b1
+    guess = int((0.97 * total - fixed) / per_sample) // 8 * 8
+    result = {"gib_per_sample": round(per_sample / 2 ** 30, 3), "fixed_gib": round(fixed / 2 ** 30, 2),
+              "card_gib": round(total / 2 ** 30, 1), "estimate": guess}
+    batch = guess
+    for _ in range(6):
+        try:
+            result["peak_gib"] = round(peak_memory(cfg, args, device, batch, amp) / 2 ** 30, 1)
+            result["max_batch"] = batch
+            return result
+        except Exception as e:  # noqa: BLE001 -- only OOM is expected; anything else is re-raised
+            if not is_oom(e):
+                raise
+            torch.cuda.empty_cache()
+            batch = int(batch * 0.93) // 8 * 8
+    result["max_batch"] = None
+    return result
+
+
+def check_sync(cfg, args, device, batch_size: int, amp) -> str:
+    """'none' if a warmed-up step runs without a host synchronisation, else the error."""
+    step = vlsa_step(cfg, args, device, batch_size, amp)
+    step()
+    synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        return "none"
+    except RuntimeError as e:
+        return str(e).splitlines()[0]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def rates(flops_per_sample: float, batch: int, sec: float, peak: float) -> dict:
+    flops = flops_per_sample * batch / sec
+    return {"step_s": round(sec, 4), "samples_per_s": round(batch / sec, 1),
+            "gflop_per_sample": round(flops_per_sample / 1e9, 1),
+            "tflops": round(flops / 1e12, 3), "mfu": round(flops / peak, 3)}
 
 
 def main() -> None:
@@ -130,44 +235,59 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile", choices=["none", "blocks", "model"], default="none",
+                    help="blocks: VLSAModel.compile_blocks (what `vlsa train --compile` does); model: torch.compile")
     ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--max-batch", action="store_true", help="find the largest batch that fits (CUDA)")
+    ap.add_argument("--check-sync", action="store_true", help="fail-fast check for host syncs in the step (CUDA)")
+    ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args()
     device = torch.device(args.device)
-    amp = torch.bfloat16 if device.type == "cuda" else None
+    cuda = device.type == "cuda"
+    amp = torch.bfloat16 if cuda else None
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cfg = preset_config(args.preset)
-    fused = device.type == "cuda"
-    result = {"preset": args.preset, "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+    result = {"preset": args.preset, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
               "batch": args.batch, "dtype": "bf16" if amp else "fp32", "compile": args.compile,
-              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    peak = matmul_rate(device, amp or torch.float32)
-    result["matmul_tflops"] = round(peak / 1e12, 2)
+              "checkpointing": args.checkpointing, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    if args.max_batch or args.check_sync:
+        if not cuda:
+            ap.error("--max-batch and --check-sync need a CUDA device")
+        if args.max_batch:
+            result["memory"] = find_max_batch(cfg, args, device, amp)
+        if args.check_sync:
+            result["host_syncs"] = check_sync(cfg, args, device, args.batch, amp)
+        return emit(result, args.out)
 
-    model = VLSAModel(cfg).to(device)
-    model.encoder.checkpointing = model.decoder.checkpointing = args.checkpointing
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=fused)
-    batch = synthetic_batch(cfg, args.batch, device)
-    fn = torch.compile(model) if args.compile else model
-    sec = time_steps(make_step(fn, lambda m: m(batch)["loss"], opt, amp, device), args.steps, args.warmup, device)
-    flops = vlsa_step_flops(cfg) * args.batch / sec
-    result["vlsa"] = {"step_s": round(sec, 4), "samples_per_s": round(args.batch / sec, 1),
-                      "gflop_per_sample": round(vlsa_step_flops(cfg) / 1e9, 1),
-                      "tflops": round(flops / 1e12, 3), "mfu": round(flops / peak, 3)}
-    if device.type == "cuda":
+    peak = matmul_rate(device, amp or torch.float32)
+    result["matmul_tflops"] = round(peak / 1e12, 1)
+    t0 = time.perf_counter()
+    step = vlsa_step(cfg, args, device, args.batch, amp)
+    step()  # the first step compiles
+    result["first_step_s"] = round(time.perf_counter() - t0, 1)
+    sec = time_steps(step, args.steps, args.warmup, device)
+    result["vlsa"] = rates(vlsa_step_flops(cfg), args.batch, sec, peak)
+    if cuda:
         result["vlsa"]["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 1)
-    del model, opt, fn
+    del step
     if not args.no_reference:
         ref = ReferenceStack(cfg).to(device)
-        ropt = torch.optim.AdamW(ref.parameters(), lr=1e-4, fused=fused)
+        ropt = torch.optim.AdamW(ref.parameters(), lr=1e-4, fused=cuda)
         x = torch.randn(args.batch, ref.n_enc, cfg.encoder.width, device=device)
-        rfn = torch.compile(ref) if args.compile else ref
-        sec = time_steps(make_step(rfn, lambda m: m(x), ropt, amp, device), args.steps, args.warmup, device)
-        flops = reference_flops(cfg) * args.batch / sec
-        result["reference"] = {"step_s": round(sec, 4), "samples_per_s": round(args.batch / sec, 1),
-                               "gflop_per_sample": round(reference_flops(cfg) / 1e9, 1),
-                               "tflops": round(flops / 1e12, 3), "mfu": round(flops / peak, 3)}
-    print(json.dumps(result, indent=2))
+        rfn = torch.compile(ref) if args.compile != "none" else ref
+        rstep = make_step(ref.parameters(), lambda: rfn(x), ropt, amp, device, clip=None)
+        sec = time_steps(rstep, args.steps, args.warmup, device)
+        result["reference"] = rates(reference_flops(cfg), args.batch, sec, peak)
+        result["ratio_to_reference_mfu"] = round(result["vlsa"]["mfu"] / result["reference"]["mfu"], 2)
+    emit(result, args.out)
+
+
+def emit(result: dict, out: str | None) -> None:
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

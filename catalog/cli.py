@@ -1,6 +1,7 @@
 """`vlsa index` and `vlsa search`: the catalog's commands.
 
     vlsa index ~/Videos ~/Sounds --db library.db --checkpoint ckpt/
+    vlsa index ~/Videos --db library.db                      # the checkpoint shipped in the package
     vlsa index ~/Videos --db library.db --preset tiny        # an untrained model, to try things
     vlsa search "a dog barks" --db library.db --top 5 --per-file
     vlsa search --audio bark.wav --db library.db --kind video --json
@@ -36,7 +37,7 @@ DB_HELP = "The catalog file (SQLite)."
 @click.argument("library", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=str), help=DB_HELP)
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=str),
-              help="Checkpoint folder to embed with (default: the packaged one, when there is one).")
+              help="Checkpoint folder to embed with [default: the one shipped in the package].")
 @click.option("--preset", type=click.Choice(list_presets()),
               help="Instead of a checkpoint: an untrained model of this preset, seeded (for trying things).")
 @click.option("--window", type=click.FloatRange(min=0, min_open=True),

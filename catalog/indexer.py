@@ -102,7 +102,7 @@ class Indexer:
         report.removed = self.catalog.remove_media(gone)
         todo = [f for f in found.files if known.get(f.path) != (f.size, f.mtime_ns)]
         report.unchanged = len(found.files) - len(todo)
-        with tqdm(total=len(todo), unit="file", disable=not self.progress, dynamic_ncols=True) as bar:
+        with tqdm(total=len(todo), unit="file", disable=not (self.progress and todo), dynamic_ncols=True) as bar:
             for stat in todo:
                 self._index_file(stat, report, bar)
             self._flush(report, bar, final=True)

@@ -12,14 +12,16 @@ import torch
 
 from catalog.store import Catalog, CatalogError, CheckpointMismatch
 from vlsa.api import VLSA
+from vlsa.checkpoint import shipped_checkpoint
 
 SEED = 0  # an untrained preset is drawn from this seed, so the same command gives the same model
 
 
 def default_checkpoint() -> str | None:
-    """The checkpoint used when none is named. None for now: a later release ships a trained one
-    inside the package and returns its folder here."""
-    return None
+    """The checkpoint used when none is named: the one shipped inside the package (vlsa/assets/demo),
+    or None if this installation lacks it."""
+    path = shipped_checkpoint()
+    return None if path is None else str(path)
 
 
 def load_model(checkpoint: str | os.PathLike | None = None, preset: str | None = None) -> tuple[VLSA, str | None]:
@@ -31,8 +33,8 @@ def load_model(checkpoint: str | os.PathLike | None = None, preset: str | None =
         return seeded_preset(preset), None
     checkpoint = checkpoint if checkpoint is not None else default_checkpoint()
     if checkpoint is None:
-        raise CatalogError("no checkpoint: pass --checkpoint PATH (or --preset tiny for an untrained "
-                           "model, good only for trying the commands)")
+        raise CatalogError("no checkpoint: pass --checkpoint PATH (this installation ships none), or --preset "
+                           "tiny for an untrained model, good only for trying the commands")
     path = os.path.abspath(checkpoint)
     return VLSA.from_pretrained(path), path
 

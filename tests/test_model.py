@@ -155,6 +155,21 @@ def test_losses_finite_with_some_rows_missing_a_modality():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_step_under_bf16_autocast_keeps_contrastive_logits_in_float32():
+    """The trainer runs the step under bf16 autocast on CUDA; the same runs under CPU autocast.
+    The contrastive similarities must stay float32: the blocked-pair value does not exist in
+    bf16 (this failed on an H100 before the fix) and the softmax runs at temperatures to 0.01."""
+    model = VLSAModel(preset_config("tiny"))
+    batch = random_batch(model.config)
+    batch["has_audio"][1] = False  # a blocked pair in every InfoNCE matrix
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    assert all(torch.isfinite(v) for v in out.values()), out
+    assert out["nce_av"].dtype == torch.float32
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_no_leak_holds_with_pool_norm_in_training_mode():
     """pool_norm standardises pooled features with batch statistics: it couples the samples of
     one modality in a training batch, never one modality to another."""

@@ -8,6 +8,7 @@ the window's losses are read once; a non-finite one stops the run naming the ste
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from vlsa import VLSA
 from vlsa.batch import to_device
 
 log = logging.getLogger(__name__)
+POOL_STAT_BATCHES = 16  # x batch size: 512 samples at the tiny recipe's batch of 32
 
 
 class NonFiniteLoss(RuntimeError):
@@ -52,9 +54,13 @@ def run_steps(model: VLSA, step_fn, opt, sched, dataset: ClipDataset, sampler: R
                 if state.step % tc.log_every == 0 or state.step == tc.steps:
                     _log_window(window, state, tc, dist, writer, model, sched, time.time() - window_start)
                     window, window_start = [], time.time()
-                if dist.main and tc.ckpt_every and state.step % tc.ckpt_every == 0:
+                saving = dist.main and tc.ckpt_every and state.step % tc.ckpt_every == 0
+                evaluating = tc.eval_every and tc.eval_split and state.step % tc.eval_every == 0 and dist.main
+                if saving or evaluating:
+                    refresh_pool_statistics(model, dataset, tc, dist)
+                if saving:
                     save_run(model, opt, sched, state, tc, dist)
-                if tc.eval_every and tc.eval_split and state.step % tc.eval_every == 0 and dist.main:
+                if evaluating:
                     _evaluate(model, tc, writer, state.step)
                 reason = ("steps" if state.step < tc.steps else "done") if not stop.set else "SIGTERM"
                 if time.time() > deadline:
@@ -67,12 +73,31 @@ def run_steps(model: VLSA, step_fn, opt, sched, dataset: ClipDataset, sampler: R
     if window:
         _log_window(window, state, tc, dist, writer, model, sched, time.time() - window_start)
     if dist.main:
+        if reason != "SIGTERM":  # a scheduler's grace period is short: save at once
+            refresh_pool_statistics(model, dataset, tc, dist)
         path = save_run(model, opt, sched, state, tc, dist)
         log.info("stopped (%s) at step %d; checkpoint %s", reason, state.step, path)
     result = {"step": state.step, "stopped_by": reason, "skipped": dict(state.skipped)}
     if tc.eval_split and dist.main and reason != "SIGTERM":
         result["eval"] = _evaluate(model, tc, writer, state.step)
     return result
+
+
+def refresh_pool_statistics(model: VLSA, dataset, tc: TrainConfig, dist: DistInfo) -> None:
+    """Before weights are saved or evaluated: pool_norm's statistics from POOL_STAT_BATCHES fixed
+    training batches (VLSAModel.estimate_pool_statistics). Training itself uses batch statistics
+    only, and this touches neither the RNG nor the data position, so resumed runs stay exact."""
+    if not model.config.pool_norm:
+        return
+    sampler = ResumableSampler(len(dataset), tc.seed + 1)
+    loader = make_loader(dataset, sampler, tc.batch_size, min(tc.workers, 2))
+    batches = []
+    for batch in itertools.islice(loader, POOL_STAT_BATCHES):
+        batch.pop("skipped")
+        if "video" in batch:
+            batches.append(to_device(batch, dist.device))
+    with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):
+        model.estimate_pool_statistics(batches)
 
 
 def _micro_batches(dataset, sampler, state: TrainState, tc: TrainConfig):

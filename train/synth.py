@@ -1,8 +1,9 @@
 """The synthetic tri-modal set: short clips whose caption, picture and sound agree.
 
-Each clip shows coloured shapes moving on a dark background. One of them SOUNDS; one or two
-silent distractors (another colour and another shape) move beside it. Every attribute of the
-sounding object can be read from the picture alone and from the sound alone:
+Each clip shows shapes on a dark background. One of them, in one of eight bright colours, moves
+and SOUNDS; one or two silent distractors (another shape, in a dim grey) stand still beside it, so
+the picture alone says which object makes the sound, as a listener would see it. Every attribute of
+the sounding object can be read from the picture alone and from the sound alone:
 
     colour -> pitch       8 notes a fourth apart, 220 Hz to 1.66 kHz (3 octaves)
     shape  -> timbre      whistle (sine), buzzer (square), horn (sawtooth), bell (inharmonic),
@@ -82,6 +83,8 @@ TEMPLATES = (
     "{instrument} {sound}",
 )
 BACKGROUND = (18, 18, 24)
+# Silent distractors: dim greys, far from every caption colour and from the background.
+DISTRACTOR_RGB = ((78, 78, 84), (96, 92, 86), (70, 84, 78))
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}  # keeps the seeds of different splits disjoint
 PLAN_TAG, CLIP_TAG = 0, 1  # seed sequences (seed, split, PLAN_TAG) and (seed, split, CLIP_TAG, index)
 PULSE_SCALE = (1.35, 1.15)  # size of a pulsing object on a beat frame and the frame after
@@ -272,15 +275,15 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
 
 def make_sprites(rng: np.random.Generator, attrs: Attributes, frames: int, fps: float,
                  size: int) -> list[Sprite]:
-    """1-2 silent distractors (other colour, other shape, any size and motion), then the sounder:
-    distractors never share the caption's colour or shape, so the caption picks out one object."""
+    """1-2 silent distractors (another shape, a dim grey, any size, standing still), then the
+    sounder: the caption's colour, shape, size and motion pick out exactly one object."""
     sprites = []
     for _ in range(int(rng.integers(1, 3))):
-        colour = _pick(rng, [c for c in COLOURS if c != attrs.colour])
         shape = _pick(rng, [s for s in SHAPES if s != attrs.shape])
+        rgb = DISTRACTOR_RGB[int(rng.integers(len(DISTRACTOR_RGB)))]
         side = round(SIZES[_pick(rng, list(SIZES))][0] * size)
-        track = TRACKS[_pick(rng, list(MOTIONS))](rng, size - side, frames, fps)
-        sprites.append(Sprite(shape, COLOURS[colour], side, track))
+        place = rng.uniform(0, size - side, size=2)
+        sprites.append(Sprite(shape, rgb, side, Track(np.tile(place, (frames, 1)), np.ones(frames), [])))
     side = round(SIZES[attrs.size][0] * size)
     track = TRACKS[attrs.motion](rng, size - side, frames, fps)
     sprites.append(Sprite(attrs.shape, COLOURS[attrs.colour], side, track))

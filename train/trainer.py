@@ -70,10 +70,11 @@ def train(tc: TrainConfig) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     state = load_run(model, opt, sched, tc) if tc.resume else TrainState()
     wrapped = wrap_ddp(model, dist.device) if dist.world > 1 else model
-    step_fn = torch.compile(wrapped) if tc.compile else wrapped
+    if tc.compile:  # regional: see VLSAModel.compile_blocks
+        model.compile_blocks()
     writer = _writer(tc) if dist.main else None
     try:
-        metrics = run_steps(model, step_fn, opt, sched, dataset, sampler, state, tc, dist, writer)
+        metrics = run_steps(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer)
     finally:
         if writer:
             writer.close()

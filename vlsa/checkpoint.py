@@ -19,6 +19,9 @@ from vlsa.config import VLSAConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# The small trained checkpoint that ships inside the package (package data, see pyproject.toml):
+# `vlsa demo` indexes with it, and `vlsa index` / `vlsa search` fall back to it.
+SHIPPED = Path(__file__).resolve().parent / "assets" / "demo"
 
 
 class CheckpointError(ValueError):
@@ -40,6 +43,13 @@ def save_checkpoint(state_dict: dict[str, torch.Tensor], config: VLSAConfig, pat
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path / CONFIG_NAME)
     return path
+
+
+def shipped_checkpoint() -> Path | None:
+    """The folder of the checkpoint shipped in the package, or None if this installation lacks one."""
+    if (SHIPPED / CONFIG_NAME).is_file() and (SHIPPED / WEIGHTS_NAME).is_file():
+        return SHIPPED
+    return None
 
 
 def load_config(path: str | os.PathLike) -> VLSAConfig:

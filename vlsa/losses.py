@@ -70,8 +70,11 @@ def contrastive_loss(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor
     all_valid = all_valid > 0.5
     labels = torch.arange(x.shape[0], device=x.device) + offset
     blocked = torch.finfo(torch.float32).min
-    logits_xy = (logit_scale * x.float() @ all_y.float().T).masked_fill(~all_valid[None, :], blocked)
-    logits_yx = (logit_scale * y.float() @ all_x.float().T).masked_fill(~all_valid[None, :], blocked)
+    # similarities in float32 even under bf16 autocast: the softmax runs at temperatures down to
+    # 0.01, and the blocked value does not exist in bf16
+    with torch.autocast(x.device.type, enabled=False):
+        logits_xy = (logit_scale * x.float() @ all_y.float().T).masked_fill(~all_valid[None, :], blocked)
+        logits_yx = (logit_scale * y.float() @ all_x.float().T).masked_fill(~all_valid[None, :], blocked)
     loss_xy = F.cross_entropy(logits_xy, labels, reduction="none")
     loss_yx = F.cross_entropy(logits_yx, labels, reduction="none")
     return _masked_mean((loss_xy + loss_yx) / 2, valid)

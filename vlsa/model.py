@@ -252,6 +252,37 @@ class VLSAModel(nn.Module):
             pooled = self.pool_norm[modality](pooled)
         return F.normalize(self.proj[modality](pooled), dim=-1)
 
+    @torch.no_grad()
+    def estimate_pool_statistics(self, batches) -> None:
+        """pool_norm's running statistics recomputed as plain averages over `batches` with the
+        weights as they are now ("precise BN"). The running averages kept during training lag
+        the weights, and pooled caption features vary so little from caption to caption that
+        the lag alone shifts every caption the same way. Measured on the tiny 15-minute run:
+        text->video R@1 2.5% with the lagging statistics, 21% with recomputed ones."""
+        if not self.config.pool_norm:
+            return
+        was_training = self.training
+        self.eval()
+        norms = self.pool_norm.values()
+        momenta = [bn.momentum for bn in norms]
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the batches
+            bn.train()
+        for batch in batches:
+            for modality, encode in (("video", lambda b: self.encode_video(b["video"])),
+                                     ("audio", lambda b: self.encode_audio(b["audio"]))):
+                rows = batch[f"has_{modality}"]
+                if rows.sum() > 1:
+                    self.pool(encode({modality: batch[modality][rows]}), modality)
+            rows = batch["has_text"]
+            if rows.sum() > 1:
+                mask = batch["text_mask"][rows]
+                self.pool(self.encode_text(batch["text"][rows], mask), "text", mask)
+        for bn, momentum in zip(norms, momenta, strict=True):
+            bn.momentum = momentum
+        self.train(was_training)
+
     def patch_embeddings(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
         """Each token projected into the joint space and normalised, for heatmaps: (B, N, E).
         The projection is linear, so the mean of these before normalising is the global one."""
@@ -259,6 +290,18 @@ class VLSAModel(nn.Module):
             bn = self.pool_norm[modality]
             tokens = (tokens - bn.running_mean) / (bn.running_var + bn.eps).sqrt()
         return F.normalize(self.proj[modality](tokens), dim=-1)
+
+    def compile_blocks(self) -> None:
+        """Regional torch.compile: each transformer block on its own. All blocks of a width share
+        one compiled graph per sequence length (parameters are graph inputs), so compiling takes
+        seconds rather than minutes, and the fused kernels (norms, GELU, residuals, bias) are
+        where eager mode loses most of its time."""
+        import torch._dynamo
+
+        # one graph per (width, sequence length): the joint, video, audio, text and decoder passes
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        for block in [*self.encoder.blocks, *self.decoder.blocks]:
+            block.compile(dynamic=False)
 
     def logit_scale_clamped(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(1 / self.config.loss.temperature_min)).exp()

@@ -1,0 +1,215 @@
+"""`vlsa demo`: the first thing to run. Builds a small library offline, indexes it with the
+checkpoint shipped in the package and opens the search app.
+
+    vlsa demo                                   # http://127.0.0.1:7860; library in ~/.cache/vlsa/demo
+    vlsa demo --add ../shared/media --no-browser --port 8080
+    vlsa demo --rebuild                         # generate and index everything again
+
+The demo folder (--dir, else $VLSA_DEMO_DIR, else ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo) holds:
+
+    library/        the generated clips (clips/NNNNN.mp4, with sound), manifest.jsonl (captions, the
+                    sounding object's box per frame) and demo.json (how many clips, which seed)
+    demo.db         the catalog
+
+The first run generates the clips with the trainer's generator (`vlsa data synth`, run as a
+subprocess so that app/ does not import train/) into a temporary folder inside the demo folder
+and renames it into place, so a killed first run never leaves half a library: the next run
+removes the leftover and generates again. Later runs find the library, index incrementally (no
+file changed: nothing is embedded) and start in seconds. A catalog made with another checkpoint
+(a new release shipped a new one) is rebuilt. Folders given with --add are indexed in place beside
+the clips; the library of a run is the clips plus that run's --add folders, so files from a folder
+not given again leave the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from catalog.indexer import Indexer, IndexReport
+from catalog.model import load_model
+from catalog.store import Catalog, SchemaError, is_under
+
+DEMO_SEED = 20261126  # the generator's seed for the demo clips; the shipped checkpoint trains on seeds 0 and 1
+DEMO_CLIPS = 64
+# The generator's distinct captions (8 colours x 6 shapes x 2 sizes x 3 motions, train/synth.py):
+# the test split gives every clip its own caption, so a caption names exactly one clip.
+MAX_CLIPS = 288
+LIBRARY, CATALOG, STAMP = "library", "demo.db", "demo.json"
+TEMP_PREFIX = ".library-"  # generation in progress, or an old library being removed
+
+
+class DemoError(ValueError):
+    """A problem the user can fix, reported in one line (vlsa.cli.main turns it into "error: ...")."""
+
+
+@dataclass
+class Demo:
+    dir: Path
+    library: Path  # the generated clips and their manifest
+    db: Path  # the catalog
+    checkpoint: Path  # the shipped checkpoint the catalog was built with
+    roots: list[str]  # what was indexed: the library and the --add folders
+    generated: bool  # whether this call generated the clips
+    report: IndexReport  # what this call's indexing did
+
+
+def default_dir() -> Path:
+    """$VLSA_DEMO_DIR, else the user's cache folder: ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo."""
+    if os.environ.get("VLSA_DEMO_DIR"):
+        return Path(os.environ["VLSA_DEMO_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vlsa" / "demo"
+
+
+def shipped() -> Path:
+    """The checkpoint shipped in the package; DemoError if this installation lacks it."""
+    from vlsa.checkpoint import SHIPPED, shipped_checkpoint
+
+    path = shipped_checkpoint()
+    if path is None:
+        raise DemoError(f"no checkpoint ships with this installation ({SHIPPED} is missing or incomplete); "
+                        "reinstall vlsa, or index your own with `vlsa index --checkpoint`")
+    return path
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _stamp(clips: int, seed: int) -> dict:
+    return {"clips": clips, "seed": seed, "split": "test"}
+
+
+def library_ready(library: Path, clips: int, seed: int = DEMO_SEED) -> bool:
+    """Whether `library` is a complete demo library of `clips` clips from `seed`."""
+    try:
+        stamp = json.loads((library / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == _stamp(clips, seed) and (library / "manifest.jsonl").is_file()
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Delete what a killed run left: half-generated libraries and old ones being removed."""
+    for leftover in folder.glob(TEMP_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _discard(library: Path) -> None:
+    """Remove a library: renamed aside first, so a kill half-way leaves a leftover, not a damaged
+    library that looks complete."""
+    if library.exists():
+        aside = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=library.parent))
+        os.replace(library, aside / LIBRARY)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def generate_library(folder: Path, clips: int, seed: int = DEMO_SEED, progress: bool = True) -> Path:
+    """Generate `clips` demo clips as `folder`/library, atomically: in a temporary folder beside
+    it, renamed into place when complete. Returns the library folder."""
+    library = folder / LIBRARY
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=folder))
+    command = [sys.executable, "-m", "vlsa.cli", "data", "synth", str(tmp), "--n", str(clips),
+               "--seed", str(seed), "--split", "test"]
+    try:
+        # The generator's progress bar goes to the user's stderr; its summary line is not needed.
+        proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE)
+        if proc.returncode != 0:
+            lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
+            reason = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise DemoError(f"generating the demo clips failed: {reason}")
+        (tmp / STAMP).write_text(json.dumps(_stamp(clips, seed)) + "\n")
+        _discard(library)
+        os.replace(tmp, library)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename happened
+    return library
+
+
+def _added_roots(add: Sequence[str | os.PathLike]) -> list[str]:
+    roots = []
+    for folder in add:
+        if not os.path.isdir(folder):
+            raise DemoError(f"--add {os.fspath(folder)}: no such folder")
+        roots.append(os.path.abspath(folder))
+    return roots
+
+
+def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequence[str | os.PathLike] = (),
+                 rebuild: bool = False, progress: bool = False) -> Demo:
+    """Make sure `folder` holds the demo library (generated if missing) and its catalog, up to
+    date with the shipped checkpoint, the library and the `add` folders. Returns what it did."""
+    if not 1 <= clips <= MAX_CLIPS:
+        raise DemoError(f"--clips must be between 1 and {MAX_CLIPS} (the generator's distinct captions), not {clips}")
+    checkpoint = shipped()
+    added = _added_roots(add)
+    folder = Path(folder).expanduser().absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(folder)
+    library, db = folder / LIBRARY, folder / CATALOG
+    if rebuild:
+        _discard(library)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    generated = not library_ready(library, clips)
+    if generated:
+        _say(f"generating {clips} demo clips in {library} ...")
+        generate_library(folder, clips, progress=progress)
+
+    roots = [str(library), *added]
+    _say(f"indexing {', '.join(roots)} ...")
+    model, model_path = load_model(str(checkpoint))
+    try:
+        catalog = Catalog(db)
+    except SchemaError as e:  # damaged, or made by a newer vlsa: the demo's own file, so say how to redo it
+        raise DemoError(f"{e}; pass --rebuild to build the demo afresh") from None
+    with catalog:
+        settings = catalog.settings
+        if settings is not None and settings.fingerprint != model.fingerprint():
+            _say(f"the shipped checkpoint changed since {db} was built: re-indexing everything")
+        # The library is this run's folders: files from folders not given again leave the catalog.
+        outside = [p for p in catalog.known_files() if not any(is_under(p, r) for r in roots)]
+        removed = catalog.remove_media(outside)
+        report = Indexer(catalog, model, checkpoint=model_path, progress=progress).run(roots, rebuild=True)
+        report.removed += removed
+    _say(f"indexed {report.indexed} files ({report.windows} windows), {report.unchanged} unchanged, "
+         f"{report.removed} removed, {len(report.failed)} failed")
+    return Demo(folder, library, db, checkpoint, roots, generated, report)
+
+
+@click.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo library and its catalog live [default: $VLSA_DEMO_DIR, else "
+                   "${XDG_CACHE_HOME:-~/.cache}/vlsa/demo].")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the library to your network.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
+@click.option("--add", "add", multiple=True, type=click.Path(path_type=str), metavar="FOLDER",
+              help="Also index the media in FOLDER, in place (repeatable), e.g. ../shared/media.")
+@click.option("--clips", default=DEMO_CLIPS, show_default=True, type=click.IntRange(1, MAX_CLIPS),
+              help="How many synthetic clips the library has.")
+@click.option("--rebuild", is_flag=True, help="Generate the clips and index everything again.")
+def demo(folder: Path | None, port: int, host: str, no_browser: bool, add: tuple[str, ...], clips: int,
+         rebuild: bool) -> None:
+    """Build a small demo library, index it with the shipped checkpoint and open the search app.
+
+    The first run generates and indexes the library (a minute or so); later runs reuse it and
+    start in seconds. Works offline.
+    """
+    from app.cli import check_port, serve
+
+    check_port(host, port)
+    _added_roots(add)  # a missing folder fails now, not after the clips are generated
+    state = prepare_demo(folder or default_dir(), clips=clips, add=add, rebuild=rebuild, progress=True)
+    serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser)

@@ -1,0 +1,270 @@
+"""`vlsa demo` and the checkpoint shipped in the package: the demo library is built once, reused,
+recovered after a killed first run; the command serves the app, and starts again from its catalog;
+the shipped checkpoint's spatial heatmap falls on the sounding object of the demo clips."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import VLSA_BIN, _wait_until_up, free_port
+from mediagen import make_audio
+
+import catalog.model
+from app.demo import DEMO_SEED, LIBRARY, STAMP, TEMP_PREFIX, DemoError, generate_library, prepare_demo
+from catalog.store import Catalog
+from vlsa.checkpoint import CONFIG_NAME, WEIGHTS_NAME, shipped_checkpoint
+from vlsa.cli import main
+from vlsa.media import probe
+
+SMALL = 8  # clips in the library the build / reuse tests make
+HEATMAP_CLIPS = 32
+HEATMAP_MIN_FRACTION = 0.70  # the issue's bar: the caption's peak inside the sounding object's box
+
+
+def clip_mtimes(library: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted((library / "clips").glob("*.mp4"))}
+
+
+def manifest_rows(library: Path) -> list[dict]:
+    return [json.loads(line) for line in (library / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A demo folder prepared once with SMALL clips, and what the first prepare did."""
+    folder = tmp_path_factory.mktemp("demo")
+    return folder, prepare_demo(folder, clips=SMALL)
+
+
+# --- the shipped checkpoint ---------------------------------------------------------------------
+
+
+def test_a_checkpoint_ships_in_the_package_and_is_the_default():
+    path = shipped_checkpoint()
+    assert path is not None and (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+    assert sum(p.stat().st_size for p in path.iterdir()) <= 25 * 2**20  # the issue's size limit
+    assert catalog.model.default_checkpoint() == str(path)
+    model, used = catalog.model.load_model()  # what `vlsa index` without --checkpoint loads
+    assert used == str(path) and model.config.preset == "tiny"
+
+
+def test_index_without_any_checkpoint_is_one_line(monkeypatch, capsys, tmp_path):
+    # An installation without the shipped checkpoint: `vlsa index` says to pass one.
+    monkeypatch.setattr(catalog.model, "default_checkpoint", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["vlsa", "index", str(tmp_path), "--db", str(tmp_path / "c.db")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: no checkpoint: pass --checkpoint")
+
+
+# --- building and reusing the demo library ------------------------------------------------------
+
+
+def test_prepare_demo_builds_the_library_and_its_catalog(built):
+    folder, demo = built
+    assert demo.generated and demo.library == folder / LIBRARY and demo.db == folder / "demo.db"
+    rows = manifest_rows(demo.library)
+    assert len(rows) == SMALL and len(clip_mtimes(demo.library)) == SMALL
+    assert len({r["text"] for r in rows}) == SMALL  # the test split: a caption names one clip
+    assert all(r["split"] == "test" and r["boxes"] for r in rows)
+    assert json.loads((demo.library / STAMP).read_text())["seed"] == DEMO_SEED
+    assert demo.report.indexed == SMALL and not demo.report.failed
+    with Catalog(demo.db) as cat:
+        assert cat.stats()["media_ok"] == SMALL and cat.stats()["media_failed"] == 0
+        assert cat.settings.checkpoint == str(shipped_checkpoint())
+        assert {Path(m.path).name for m in cat.media()} == {Path(r["video"]).name for r in rows}
+    assert not list(folder.glob(TEMP_PREFIX + "*"))
+
+
+def test_prepare_demo_again_regenerates_and_reindexes_nothing(built):
+    folder, first = built
+    before = clip_mtimes(first.library)
+    with Catalog(first.db) as cat:
+        generation = cat.generation()
+    again = prepare_demo(folder, clips=SMALL)
+    assert not again.generated
+    assert (again.report.indexed, again.report.unchanged, again.report.removed) == (0, SMALL, 0)
+    assert clip_mtimes(again.library) == before
+    with Catalog(again.db) as cat:
+        assert cat.generation() == generation  # not one write to the catalog
+
+
+def test_prepare_demo_indexes_added_folders_in_place(built, tmp_path):
+    folder, _ = built
+    extra = tmp_path / "sounds"
+    extra.mkdir()
+    make_audio(extra / "tone.wav", 3.0)
+    demo = prepare_demo(folder, clips=SMALL, add=[extra])
+    assert demo.report.indexed == 1 and demo.report.unchanged == SMALL and not demo.generated
+    with Catalog(demo.db) as cat:
+        assert str(extra / "tone.wav") in {m.path for m in cat.media(status="ok")}
+    # A later run without --add: the library is the clips alone again.
+    demo = prepare_demo(folder, clips=SMALL)
+    assert demo.report.removed == 1 and demo.report.indexed == 0
+    with pytest.raises(DemoError, match="--add .*nowhere: no such folder"):
+        prepare_demo(folder, clips=SMALL, add=[tmp_path / "nowhere"])
+
+
+def test_a_killed_first_run_and_a_damaged_catalog_are_recovered(tmp_path):
+    # What a first run killed while generating leaves: a temporary folder with part of the clips
+    # and no library. The next run removes it and generates the library whole.
+    folder = tmp_path / "demo"
+    partial = folder / (TEMP_PREFIX + "killed")
+    (partial / "clips").mkdir(parents=True)
+    (partial / "clips" / "00000.mp4").write_bytes(b"half a clip")
+    demo = prepare_demo(folder, clips=2)
+    assert demo.generated and not partial.exists() and not list(folder.glob(TEMP_PREFIX + "*"))
+    assert len(manifest_rows(demo.library)) == 2 and demo.report.indexed == 2
+    # A library of another size is replaced, not mixed: its catalog follows.
+    demo = prepare_demo(folder, clips=3)
+    assert demo.generated and len(clip_mtimes(demo.library)) == 3
+    with Catalog(demo.db) as cat:
+        assert cat.stats()["media_ok"] == 3
+    # A damaged catalog: a one-line error that names the way out, which works.
+    for suffix in ("-wal", "-shm"):
+        Path(f"{demo.db}{suffix}").unlink(missing_ok=True)
+    demo.db.write_bytes(b"not a database" * 100)
+    with pytest.raises(DemoError, match="pass --rebuild"):
+        prepare_demo(folder, clips=3)
+    demo = prepare_demo(folder, clips=3, rebuild=True)
+    assert demo.generated and demo.report.indexed == 3
+
+
+def test_prepare_demo_without_a_shipped_checkpoint_says_so(monkeypatch, tmp_path):
+    import vlsa.checkpoint
+
+    monkeypatch.setattr(vlsa.checkpoint, "shipped_checkpoint", lambda: None)
+    with pytest.raises(DemoError, match="no checkpoint ships with this installation"):
+        prepare_demo(tmp_path / "demo", clips=2)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_errors_are_one_line(monkeypatch, capsys, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for args, expected in ((["--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
+                               (["--add", str(tmp_path / "nowhere")], "no such folder")):
+            argv = ["vlsa", "demo", "--no-browser", "--dir", str(tmp_path / "demo"), *args]
+            if "--port" not in args:
+                argv += ["--port", str(free_port())]
+            monkeypatch.setattr(sys, "argv", argv)
+            with pytest.raises(SystemExit) as exit_:
+                main()
+            err = capsys.readouterr().err
+            assert exit_.value.code == 1 and len(err.strip().splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "demo").exists()  # refused before anything was generated
+
+
+# --- the heatmap points at the sounding object --------------------------------------------------
+
+
+def frame_indices(duration: float, clip_seconds: float, frames: int, fps: float, count: int) -> list[int]:
+    """The video frame each sampled model frame of a clip shows: read_frames("uniform") takes the
+    centres of `frames` equal segments of [0, min(clip, duration)) and the last frame at or before
+    each time."""
+    stop = min(clip_seconds, duration) if duration > 0 else clip_seconds
+    seg = stop / frames
+    return [min(count - 1, math.floor((i + 0.5) * seg * fps + 1e-6)) for i in range(frames)]
+
+
+def heatmap_hits(library: Path) -> list[dict]:
+    """Per clip: where the caption's spatial map peaks and whether that is inside the box of the
+    sounding object on that frame."""
+    from vlsa.api import VLSA
+
+    model = VLSA.from_pretrained(shipped_checkpoint())
+    cfg = model.config
+    rows = manifest_rows(library)
+    queries = model.embed_text([r["text"] for r in rows])
+    out = []
+    for row, query in zip(rows, queries, strict=True):
+        path = library / row["video"]
+        heat = model.video_patch_map(query, path).numpy()  # (frames, g, g): what the app draws
+        t, r, c = np.unravel_index(int(heat.argmax()), heat.shape)
+        g = heat.shape[-1]
+        frame = frame_indices(probe(path).duration, cfg.clip_seconds, cfg.video.frames, row["fps"],
+                              len(row["boxes"]))[t]
+        x0, y0, x1, y1 = row["boxes"][frame]
+        x, y = (c + 0.5) / g, (r + 0.5) / g  # the peak patch's centre, as a fraction of the frame
+        out.append({"clip": row["video"], "inside": bool(x0 <= x < x1 and y0 <= y < y1),
+                    "overlaps": bool(x0 < (c + 1) / g and c / g < x1 and y0 < (r + 1) / g and r / g < y1)})
+    return out
+
+
+def test_heatmap_peaks_on_the_sounding_object(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("heatmap")
+    library = generate_library(folder, HEATMAP_CLIPS, seed=DEMO_SEED, progress=False)
+    hits = heatmap_hits(library)
+    inside = sum(h["inside"] for h in hits) / len(hits)
+    overlaps = sum(h["overlaps"] for h in hits) / len(hits)
+    print(f"heatmap peak inside the sounding object's box: {inside:.2f} of {len(hits)} demo clips "
+          f"(peak patch overlapping it: {overlaps:.2f})")
+    assert inside >= HEATMAP_MIN_FRACTION, [h["clip"] for h in hits if not h["inside"]]
+
+
+# --- the command, end to end --------------------------------------------------------------------
+
+
+def start_demo(folder: Path, port: int, log: Path) -> tuple[subprocess.Popen, float]:
+    """`vlsa demo` on `port`; returns the process and the seconds until its page answered."""
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    began = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(VLSA_BIN), "demo", "--no-browser", "--dir", str(folder), "--clips", str(SMALL),
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/", proc, log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, time.monotonic() - began
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def search_through_api(port: int, caption: str) -> list[dict]:
+    from gradio_client import Client
+
+    client = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=False)
+    _, results, _ = client.predict(caption, api_name="/search_text")
+    return results
+
+
+@pytest.mark.slow
+def test_vlsa_demo_serves_and_starts_again_from_its_catalog(tmp_path, record_property):
+    folder = tmp_path / "demo"
+    times = {}
+    for run in ("first", "second"):
+        port, log = free_port(), tmp_path / f"{run}.log"
+        proc, times[run] = start_demo(folder, port, log)
+        try:
+            caption = manifest_rows(folder / LIBRARY)[0]["text"]
+            results = search_through_api(port, caption)
+            assert results and all(r["file"].startswith(str(folder / LIBRARY)) for r in results)
+        finally:
+            stop(proc)
+        text = log.read_text()
+        assert ("generating" in text) == (run == "first"), text
+        assert f"on http://127.0.0.1:{port}" in text
+    record_property("demo_start_seconds", times)
+    print(f"vlsa demo start to HTTP 200: first {times['first']:.1f} s, second {times['second']:.1f} s")
