@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vlsa.config import preset_config
 from vlsa.model import VLSAModel, patchify_audio, patchify_video
@@ -181,3 +182,39 @@ def test_no_leak_holds_with_pool_norm_in_training_mode():
     x = batch["video"][:2]
     alone = model.pool(model.encode_video(x[:1]), "video")
     assert torch.allclose(alone[0], model.pool(model.encode_video(x), "video")[0], atol=1e-6)
+
+
+def test_estimate_pool_statistics_gives_exact_averages_and_leaves_rng_alone():
+    """Precise BN: the running statistics become the plain mean/variance of the pooled features
+    over the given batches (rows without the modality left out), whatever they were before."""
+    model = VLSAModel(preset_config("tiny")).eval()
+    batches = [random_batch(model.config, B=6, seed=s) for s in range(3)]
+    batches[1]["has_audio"][[0, 2]] = False
+    for bn in model.pool_norm.values():  # stale statistics, as lagging running averages leave them
+        bn.running_mean.fill_(5.0)
+        bn.running_var.fill_(0.01)
+    rng = torch.get_rng_state()
+    model.estimate_pool_statistics(batches)
+    assert torch.equal(rng, torch.get_rng_state()) and not model.training
+    with torch.no_grad():  # per batch, the rows that have audio
+        pooled = [model.encode_audio(b["audio"][b["has_audio"]]).mean(1) for b in batches]
+    bn = model.pool_norm["audio"]
+    assert [len(x) for x in pooled] == [6, 4, 6]
+    # a cumulative average over batches (BatchNorm with momentum None): each batch weighs the same
+    assert torch.allclose(bn.running_mean, torch.stack([x.mean(0) for x in pooled]).mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, torch.stack([x.var(0) for x in pooled]).mean(0), atol=1e-5)
+    assert bn.momentum == 0.1  # restored
+
+
+def test_patch_contributions_average_to_the_global_cosine():
+    """The heatmap is each patch's share of the match: its mean is the clip's cosine with the query."""
+    model = VLSAModel(preset_config("tiny")).eval()
+    batch = random_batch(model.config, B=3)
+    with torch.no_grad():
+        model.estimate_pool_statistics([random_batch(model.config, B=8, seed=1)])  # non-trivial statistics
+        tokens = model.encode_video(batch["video"])
+        query = F.normalize(torch.randn(model.config.embed_dim), dim=0)
+        shares = model.patch_contributions(tokens, "video", query)
+        cosine = model.pool(tokens, "video") @ query
+    assert shares.shape == (3, model.config.video.num_patches)
+    assert torch.allclose(shares.mean(dim=1), cosine, atol=1e-5)

@@ -4,7 +4,7 @@
     model.save_pretrained("ckpt/")
     text = model.embed_text(["a red circle bounces"])     # (1, E), L2-normalised, on CPU
     clips = model.embed_video(["a.mp4", ("b.mp4", 10.0, 12.0)])
-    heat = model.video_patch_map(text[0], "a.mp4")      # (frames, h, w) cosine similarities
+    heat = model.video_patch_map(text[0], "a.mp4")      # (frames, h, w) each patch's share of the match
 
 An item is a path, a `(path, start_s, end_s)` tuple or an already-decoded tensor: video as uint8
 frames (T, 3, H, W) at the preset's size (float frames are taken as already normalised); audio as
@@ -147,20 +147,21 @@ class VLSA(VLSAModel):
 
     @torch.inference_mode()
     def video_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
-        """Cosine similarity of a query embedding (E,) to each video patch: (frames, h, w)."""
+        """Each video patch's share of the clip's cosine with a query embedding (E,):
+        (frames, h, w), averaging to that cosine (VLSAModel.patch_contributions)."""
         self.eval()
         x = self.prepare_video(item)[None].to(self.device)
-        patches = self.patch_embeddings(self.encode_video(x), "video")[0]
+        heat = self.patch_contributions(self.encode_video(x), "video", query)[0]
         g = self.config.video.grid
-        return (patches @ query.to(patches)).view(self.config.video.frames, g, g).float().cpu()
+        return heat.view(self.config.video.frames, g, g).float().cpu()
 
     @torch.inference_mode()
     def audio_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
-        """Cosine similarity of a query embedding (E,) to each spectrogram patch: (f, t)."""
+        """Each spectrogram patch's share of the sound's cosine with a query embedding (E,): (f, t)."""
         self.eval()
         x = self.prepare_audio(item)[None].to(self.device)
-        patches = self.patch_embeddings(self.encode_audio(x), "audio")[0]
-        return (patches @ query.to(patches)).view(*self.config.audio.grid).float().cpu()
+        heat = self.patch_contributions(self.encode_audio(x), "audio", query)[0]
+        return heat.view(*self.config.audio.grid).float().cpu()
 
 
 def _name(item: Item) -> str:
