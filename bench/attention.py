@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train_step import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from vlsa.config import preset_config  # noqa: E402
 
@@ -91,10 +92,7 @@ def main() -> None:
                 except RuntimeError as e:  # this backend does not take these inputs
                     rows[key] = {"error": str(e).splitlines()[0][:120]}
         result["passes"][name] = {"tokens": N, "heads": H, "head_dim": Dh, **rows}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,16 @@ def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise SystemExit(f"vlsa demo did not answer in {UP_TIMEOUT:.0f} s:\n{log.read_text()}")
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def one_start(folder: Path, clips: int, add: list[str], log: Path) -> dict:
     from gradio_client import Client
 
@@ -67,12 +77,7 @@ def one_start(folder: Path, clips: int, add: list[str], log: Path) -> dict:
         _, results, _ = client.predict(caption, api_name="/search_text")
         total = time.monotonic() - began
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
     if not results:
         raise SystemExit(f"the text search returned nothing:\n{log.read_text()}")
     return {"page_up_s": round(page, 2), "page_and_search_s": round(total, 2), "results": len(results)}

@@ -15,7 +15,6 @@ off the CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train_step import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from train.data import ResumableSampler, make_loader  # noqa: E402
 from train.shards import ShardDataset  # noqa: E402
@@ -92,10 +93,7 @@ def main() -> None:
             result["gpu_jpeg"] = gpu_jpeg_rate(args.shards, cfg, 128)
         except RuntimeError as e:
             result["gpu_jpeg"] = {"error": str(e).splitlines()[0][:200]}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,34 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
-import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from demo_start import (  # bench/ is on sys.path when run as a script
+    VLSA_BIN,
+    free_port,
+    stop_process,
+    wait_up,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 300) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            sys.exit(f"vlsa demo exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    sys.exit(f"{url} did not answer in {seconds:.0f} s")
 
 
 def main() -> None:
@@ -49,11 +35,13 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    vlsa = Path(sys.executable).with_name("vlsa")
-    proc = subprocess.Popen([str(vlsa), "demo", "--no-browser", "--dir", args.dir, "--port", str(port)])
+    log = Path(tempfile.mkdtemp(prefix="vlsa-screenshot-")) / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(VLSA_BIN), "demo", "--no-browser", "--dir", args.dir, "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_until_up(url, proc)
+        wait_up(url, proc, log)
         rows = [json.loads(line) for line in (Path(args.dir) / "library" / "manifest.jsonl").open()]
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -71,8 +59,7 @@ def main() -> None:
             browser.close()
         print(f"{args.out}: {rows[args.clip]['text']!r}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,16 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"vlsa app did not answer in {APP_START_SECONDS} s:\n{log.read_text()}")
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class RunningApp:
     url: str  # http://127.0.0.1:PORT
@@ -138,9 +148,4 @@ def running_app(app_library, tmp_path_factory) -> RunningApp:
         _wait_until_up(url + "/", proc, log)
         yield RunningApp(url, port, UPLOAD_MB)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

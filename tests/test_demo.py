@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VLSA_BIN, _wait_until_up, free_port
+from conftest import VLSA_BIN, _wait_until_up, free_port, stop_process
 from mediagen import make_audio
 
 import catalog.model
@@ -238,18 +238,9 @@ def start_demo(folder: Path, port: int, log: Path) -> tuple[subprocess.Popen, fl
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/", proc, log)
     except BaseException:
-        stop(proc)
+        stop_process(proc)
         raise
     return proc, time.monotonic() - began
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def search_through_api(port: int, caption: str) -> list[dict]:
@@ -272,7 +263,7 @@ def test_vlsa_demo_serves_and_starts_again_from_its_catalog(tmp_path, record_pro
             results = search_through_api(port, caption)
             assert results and all(r["file"].startswith(str(folder / LIBRARY)) for r in results)
         finally:
-            stop(proc)
+            stop_process(proc)
         text = log.read_text()
         assert ("generating" in text) == (run == "first"), text
         assert f"on http://127.0.0.1:{port}" in text
