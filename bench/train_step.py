@@ -3,6 +3,7 @@
     python bench/train_step.py --device cpu --preset tiny --batch 8                 # CI / laptop
     python bench/train_step.py --preset base --batch 128 --compile blocks          # one GPU
     python bench/train_step.py --preset base --max-batch [--checkpointing]         # memory
+    python bench/train_step.py --preset base --set decoder.heads=16 --set decoder.key_mask=true  # MAE's decoder
 
 Reports JSON: samples/s, step time, model TFLOP/s (analytic count below), and MFU against the
 matrix-multiply rate measured on the same device in the same run. The step is the trainer's:
@@ -228,6 +229,16 @@ def rates(flops_per_sample: float, batch: int, sec: float, peak: float) -> dict:
             "tflops": round(flops / 1e12, 3), "mfu": round(flops / peak, 3)}
 
 
+def parse_set(pair: str, ap: argparse.ArgumentParser) -> tuple[str, object]:
+    key, sep, value = pair.partition("=")
+    if not sep:
+        ap.error(f"--set {pair!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny")
@@ -241,14 +252,17 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--max-batch", action="store_true", help="find the largest batch that fits (CUDA)")
     ap.add_argument("--check-sync", action="store_true", help="fail-fast check for host syncs in the step (CUDA)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="model override as for `vlsa train --set` (JSON value), e.g. decoder.heads=16")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     amp = torch.bfloat16 if cuda else None
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    cfg = preset_config(args.preset)
-    result = {"preset": args.preset, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+    overrides = dict(parse_set(pair, ap) for pair in args.sets)
+    cfg = preset_config(args.preset, **overrides)
+    result = {"preset": args.preset, "overrides": overrides, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
               "batch": args.batch, "dtype": "bf16" if amp else "fp32", "compile": args.compile,
               "checkpointing": args.checkpointing, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     if args.max_batch or args.check_sync:

@@ -138,6 +138,34 @@ def test_missing_audio_rows_are_left_out_of_audio_losses():
     assert out["nce_at"] == 0 and out["video_mse"] > 0
 
 
+def test_decoder_key_mask_hides_only_padding_and_missing_modalities():
+    """decoder.key_mask (off by default, for the faster unmasked attention kernel) changes nothing
+    when there is nothing to hide; with caption padding or a missing modality it changes the
+    masked-modelling terms only, never the global (retrieval) ones."""
+    off = VLSAModel(preset_config("tiny")).eval()
+    on = VLSAModel(preset_config("tiny", **{"decoder.key_mask": True})).eval()
+    on.load_state_dict(off.state_dict())
+
+    def both(batch):
+        torch.manual_seed(0)
+        a = off(batch)
+        torch.manual_seed(0)
+        return a, on(batch)
+
+    full = random_batch(off.config)
+    full["text_mask"][:] = True
+    full["text_maskable"][:] = True
+    a, b = both(full)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    padded = random_batch(off.config)  # captions padded after 10 tokens
+    padded["has_audio"][2] = False
+    a, b = both(padded)
+    assert not torch.allclose(a["video_mse"], b["video_mse"])
+    for k in ("nce_av", "nce_at", "match_av", "match_at"):
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_forward_grads_reach_every_parameter():
     model = VLSAModel(preset_config("tiny"))
     model(random_batch(model.config))["loss"].backward()

@@ -94,8 +94,16 @@ class EncoderConfig:
 class DecoderConfig:
     width: int = 512  # MAE / TVLT decoder: 512 wide, 8 layers
     depth: int = 8
-    heads: int = 16
+    # MAE has 16 heads of 32; 8 heads of 64 train the base step 8% faster on an H100 (the
+    # attention kernels run head width 64 at a far higher rate; docs/PERFORMANCE.md).
+    heads: int = 8
     mlp_ratio: float = 4.0
+    # Hide caption padding and missing modalities from the decoder's keys, as the joint pass does.
+    # Off by default: those positions tell the decoder nothing (their input is a constant, zeros
+    # or the padding token, and in the joint pass they attended only to valid keys), the losses
+    # skip them, and inference never runs the decoder; a key mask forces a slower attention
+    # kernel (35-40% slower on an H100, docs/PERFORMANCE.md).
+    key_mask: bool = False
 
 
 @dataclass

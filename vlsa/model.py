@@ -373,7 +373,7 @@ class VLSAModel(nn.Module):
         dv = self._unmask(self.decoder_embed(hv), keep_v, nv) + pos["video"]() + mod["video"]
         da = self._unmask(self.decoder_embed(ha), keep_a, na) + pos["audio"]() + mod["audio"]
         dt = self.decoder_embed(ht) + pos["text"]()[:L] + mod["text"]
-        key_valid = _key_valid([has_v, has_a], [nv, na], text_mask)
+        key_valid = _key_valid([has_v, has_a], [nv, na], text_mask) if cfg.decoder.key_mask else None
         yv, ya, yt = self.decoder(torch.cat([dv, da, dt], dim=1), key_valid).split([nv, na, L], dim=1)
         return self.video_head(yv), self.audio_head(ya), yt
 
