@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from train.shards import write_shards
 from train.synth import generate
 from vlsa.config import preset_config
@@ -41,3 +44,22 @@ def test_loader_bench_reads_shards_with_workers(tmp_path):
     r = run_bench("loader.py", str(tmp_path / "shards"), "--preset", "tiny", "--workers", "0", "1",
                   "--batch", "2", "--seconds", "1", "--repeat", "8", tmp_path=tmp_path)
     assert r["workers"]["0"]["samples"] > 0 and r["workers"]["1"]["samples_per_s"] > 0
+
+
+def test_attribute_probe_names_what_wrong_hits_get_wrong(app_library):
+    sys.path.insert(0, str(BENCH))
+    import attribute_probe as probe
+
+    rows = [{"attributes": {"colour": c, "shape": s, "size": "small", "motion": "slides"}}
+            for c, s in [("red", "star"), ("red", "cross"), ("blue", "star")]]
+    video = torch.eye(3)
+    text = torch.tensor([[1.0, 0, 0], [1.0, 0.5, 0], [0, 0, 1.0]])  # caption 1 finds clip 0 first
+    counts = probe.wrong_first_hits({"text": text, "video": video}, rows, "text")
+    assert counts == {"shape": 1}
+    assert probe.centroid_accuracy(video, ["a", "a", "b"]) == 1.0
+    # row 0 lies nearer b's centroid than its own (a's is pulled off by row 1)
+    assert probe.centroid_accuracy(torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0]]), ["a", "a", "b"]) == pytest.approx(2 / 3)
+    # and the script end to end on the generated library and its checkpoint
+    out = subprocess.run([sys.executable, str(BENCH / "attribute_probe.py"), str(app_library.checkpoint),
+                          str(app_library.root / "manifest.jsonl")], check=True, capture_output=True, text=True)
+    assert out.stdout.startswith("text->video: ") and "motion" in out.stdout.splitlines()[-1]
