@@ -38,7 +38,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlsa.config import preset_config  # noqa: E402
+from vlsa.config import parse_override, preset_config  # noqa: E402
 from vlsa.model import VLSAModel  # noqa: E402
 
 
@@ -229,16 +229,6 @@ def rates(flops_per_sample: float, batch: int, sec: float, peak: float) -> dict:
             "tflops": round(flops / 1e12, 3), "mfu": round(flops / peak, 3)}
 
 
-def parse_set(pair: str, ap: argparse.ArgumentParser) -> tuple[str, object]:
-    key, sep, value = pair.partition("=")
-    if not sep:
-        ap.error(f"--set {pair!r} is not KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny")
@@ -260,7 +250,10 @@ def main() -> None:
     cuda = device.type == "cuda"
     amp = torch.bfloat16 if cuda else None
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    overrides = dict(parse_set(pair, ap) for pair in args.sets)
+    try:
+        overrides = dict(parse_override(pair) for pair in args.sets)
+    except ValueError as e:
+        ap.error(f"--set: {e}")
     cfg = preset_config(args.preset, **overrides)
     result = {"preset": args.preset, "overrides": overrides, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
               "batch": args.batch, "dtype": "bf16" if amp else "fp32", "compile": args.compile,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from vlsa.config import parse_override
+
 
 @click.group()
 def data() -> None:
@@ -53,16 +55,10 @@ def synth(out: Path, n: int, seed: int, split: str, seconds: float, fps: int, si
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict:
     """--set encoder.depth=2 --set loss.matching=none -> {"encoder.depth": 2, ...} (JSON values)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    try:
+        return dict(parse_override(pair) for pair in pairs)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
 
 
 def _load_config_file(path: Path | None) -> dict:

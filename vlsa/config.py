@@ -7,6 +7,7 @@ model is rebuilt from the checkpoint folder alone.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +202,18 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         raise ValueError(f"unknown config key {prefix}.{sorted(unknown)[0]}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**values)
+
+
+def parse_override(pair: str) -> tuple[str, Any]:
+    """`"encoder.depth=2"` -> `("encoder.depth", 2)`: the value read as JSON, else kept as text
+    (`loss.matching=none`). The syntax of `vlsa train --set` and the benchmarks' `--set`."""
+    key, sep, value = pair.partition("=")
+    if not sep:
+        raise ValueError(f"{pair!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def apply_overrides(cfg: VLSAConfig, overrides: dict[str, Any]) -> VLSAConfig:
