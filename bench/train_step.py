@@ -60,10 +60,16 @@ def vlsa_step_flops(cfg) -> float:
         scored = min(L, math.ceil(2 * cfg.text.mask_ratio * L))  # see VLSAModel.scored_tokens
         flops += 2 * scored * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
     if cfg.loss.matching != "none":
-        visible = cfg.loss.global_tokens == "visible"
-        flops += enc(kv if visible else nv) + enc(L)
+        gv, ga = nv, na  # tokens of the unimodal passes (VLSAModel.global_token_ids)
+        if cfg.loss.global_tokens == "visible":
+            gv, ga = kv, ka
+        elif cfg.loss.global_tokens == "sampled":
+            keep = cfg.loss.global_keep
+            gv = cfg.video.frames * max(1, round(cfg.video.grid ** 2 * keep))
+            ga = max(1, round(na * keep))
+        flops += enc(gv) + enc(L)
         if cfg.loss.matching == "audio":
-            flops += enc(ka if visible else na)
+            flops += enc(ga)
     return 3 * flops
 
 

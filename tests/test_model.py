@@ -80,6 +80,26 @@ def test_mask_video_masks_each_frame_on_its_own():
     assert ids.shape == (4, cfg.video.frames * round(n * 0.25))
 
 
+def test_global_token_ids_follow_loss_global_tokens():
+    batch_size, dev = 4, torch.device("cpu")
+    full = VLSAModel(preset_config("tiny"))
+    masks = {"video": full.mask_video(batch_size, dev), "audio": full.mask_audio(batch_size, dev)}
+    assert full.global_token_ids(batch_size, dev, masks) == (None, None)
+    visible = VLSAModel(preset_config("tiny", **{"loss.global_tokens": "visible"}))
+    keep_v, keep_a = visible.global_token_ids(batch_size, dev, masks)
+    assert keep_v is masks["video"][0] and keep_a is masks["audio"][0]
+    sampled = VLSAModel(preset_config("tiny", **{"loss.global_tokens": "sampled", "loss.global_keep": 0.5}))
+    cfg = sampled.config
+    keep_v, keep_a = sampled.global_token_ids(batch_size, dev, masks)
+    n = cfg.video.grid ** 2
+    per_frame = torch.stack([((keep_v >= t * n) & (keep_v < (t + 1) * n)).sum(-1) for t in range(cfg.video.frames)])
+    assert (per_frame == n // 2).all()  # half of every frame, not half of the clip
+    assert keep_a.shape == (batch_size, cfg.audio.num_patches // 2)
+    assert not torch.equal(keep_v[:, : masks["video"][0].shape[1]].sort().values, masks["video"][0].sort().values)
+    out = sampled(random_batch(cfg))
+    assert torch.isfinite(out["loss"]) and {"nce_av", "nce_at"} <= set(out)
+
+
 def test_mask_text_chooses_only_maskable_tokens():
     cfg = preset_config("tiny", **{"text.mask_ratio": 0.5})
     model = VLSAModel(cfg)
@@ -100,6 +120,14 @@ def test_forward_returns_every_term():
                 "local", "global", "loss"}
     assert set(out) == expected
     assert all(torch.isfinite(v) for v in out.values())
+    assert torch.allclose(out["loss"], out["local"] + 5 * out["global"])
+
+
+def test_local_term_weights_scale_their_terms():
+    weights = {"loss.video_mse_weight": 4.0, "loss.audio_mse_weight": 1.0, "loss.text_mlm_weight": 0.5}
+    model = VLSAModel(preset_config("tiny", **weights))
+    out = model(random_batch(model.config))
+    assert torch.allclose(out["local"], 4 * out["video_mse"] + out["audio_mse"] + 0.5 * out["text_mlm"])
     assert torch.allclose(out["loss"], out["local"] + 5 * out["global"])
 
 

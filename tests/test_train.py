@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from train.data import ResumableSampler, read_manifest
+from train.data import GroupedSampler, ResumableSampler, caption_keys, read_manifest
 from train.evaluate import ranks_of_truth, retrieval_metrics
 from train.synth import generate
 
@@ -93,6 +93,15 @@ def test_train_ablations_run(synth_manifest, tmp_path):
         assert ("video_mse" in logged) == (flags != ["--no-masked-modelling"])
 
 
+def test_train_with_hard_negative_groups(synth_manifest, tmp_path):
+    result = subprocess.run(train_cmd(synth_manifest, tmp_path / "grouped", "--steps", "3", "--group-size", "2"),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    keyed = int(result.stderr.split("hard-negative groups of 2: ")[1].split()[0])
+    assert 0 < keyed <= 12  # the 12 synthetic captions share colour words
+    assert len((tmp_path / "grouped" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
 def test_sampler_shards_ranks_and_resumes():
     full = list(ResumableSampler(10, seed=1))
     assert sorted(full) == list(range(10))
@@ -101,6 +110,35 @@ def test_sampler_shards_ranks_and_resumes():
     assert list(sampler) == full[4:]
     ranks = [list(ResumableSampler(10, seed=1, rank=r, world=2)) for r in range(2)]
     assert sorted(ranks[0] + ranks[1]) == list(range(10)) and not set(ranks[0]) & set(ranks[1])
+
+
+def test_caption_keys_pick_the_rarest_word_shared_by_a_group():
+    captions = ["a red circle", "a red square", "a red star", "a blue circle", "a blue square", "a blue star",
+                "a green circle", "a green square", "a grey circle", None]
+    # "a" is in more than half of the captions; "green", "grey" and "star" in fewer than 3;
+    # "red" and "blue" (3 each) are rarer than "circle" (4) and win a tie with "square" (3)
+    assert caption_keys(captions, group=3) == ["red"] * 3 + ["blue"] * 3 + ["circle", "square", "circle", None]
+
+
+def test_grouped_sampler_keeps_groups_together_and_resumes():
+    colours = ["red", "blue", "green", "cyan", "white", "pink", "teal"]
+    captions = [f"a {c} {s} moves" for c in colours for s in ["circle", "square", "star", "cross"]] + ["silence"] * 3
+    sampler = GroupedSampler(captions, seed=1, group=3)
+    assert set(sampler.keys) == {*colours, "silence"}  # a colour (4 clips) is rarer than a shape (7)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(captions)))
+    # the full groups first (one of 3 per colour, and the 3 silent clips), then the 7 leftovers
+    groups = [order[k:k + 3] for k in range(0, 24, 3)]
+    assert all(len({sampler.keys[i] for i in g}) == 1 for g in groups)
+    assert len({sampler.keys[g[0]] for g in groups}) == 8
+    assert len({sampler.keys[i] for i in order[24:]}) == 7
+    again = GroupedSampler(captions, seed=1, group=3)
+    again.set_position(0, 5)
+    assert list(again) == order[5:]
+    again.set_position(1, 0)
+    assert list(again) != order and sorted(again) == sorted(order)
+    ranks = [list(GroupedSampler(captions, seed=1, group=3, rank=r, world=2)) for r in range(2)]
+    assert [i for pair in zip(*ranks, strict=True) for i in pair] == order[:len(order) // 2 * 2]
 
 
 def test_retrieval_metrics_on_known_ranks():

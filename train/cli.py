@@ -109,6 +109,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 @click.option("--grad-clip", type=float)
 @click.option("--seed", type=int)
 @click.option("--workers", type=int, help="Loader processes per rank.")
+@click.option("--group-size", type=int, help="Hard-negative batches: clips sharing a rare caption word, this many "
+              "at a time (0: plain shuffle).")
 @click.option("--device", type=str, help="cpu, cuda (default: cuda when available).")
 @click.option("--compile/--no-compile", default=None)
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Activation checkpointing.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
@@ -90,6 +91,9 @@ class ClipDataset(Dataset):
             return {"skipped": str(exc)}
         return make_sample(clip, row.text, self.config, self._frontend, self._tokenizer)
 
+    def captions(self) -> list[str | None]:
+        return [row.text for row in self.rows]
+
     def _load(self, row: Row, index: int) -> Clip:
         g = sample_generator(self.seed, self.epoch, index)
         return load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
@@ -154,13 +158,58 @@ class ResumableSampler(Sampler[int]):
     def per_rank(self) -> int:
         return self.n // self.world
 
+    def epoch_order(self) -> list[int]:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+
     def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        mine = order[self.rank: self.per_rank() * self.world: self.world].tolist()
+        # rank r takes every world-th index, so the step-k batches of all ranks together are
+        # epoch_order()[k * B * world : (k + 1) * B * world]
+        mine = self.epoch_order()[self.rank: self.per_rank() * self.world: self.world]
         return iter(mine[self.start:])
 
     def __len__(self) -> int:
         return self.per_rank() - self.start
+
+
+class GroupedSampler(ResumableSampler):
+    """Hard-negative batches: clips whose captions share a rare word come `group` at a time.
+
+    Each clip's key is its rarest caption word that at least `group` captions and at most half of
+    them contain (ties: alphabetical), so a group is a handful of clips about the same specific
+    thing ("trombone", "red") that differ in the rest: the negatives a contrastive loss learns the
+    most from, and that random batches rarely hold. Per epoch the clips of each key are shuffled
+    and cut into groups of `group`; the full groups come first, in random order, then the leftovers.
+    With batch * world a multiple of `group`, no full group straddles two steps. The order is a
+    function of (seed, epoch) alone, so resuming stays exact.
+    """
+
+    def __init__(self, captions: list[str | None], seed: int, group: int, rank: int = 0, world: int = 1):
+        super().__init__(len(captions), seed, rank, world)
+        self.group = group
+        self.keys = caption_keys(captions, group)
+
+    def epoch_order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        shuffled = torch.randperm(self.n, generator=g).tolist()
+        by_key: dict[str, list[int]] = {}
+        for i in shuffled:
+            by_key.setdefault(self.keys[i] or "", []).append(i)
+        full, rest = [], []
+        for key in sorted(by_key):
+            members = by_key[key]
+            cut = len(members) - len(members) % self.group if key else 0
+            full += [members[k: k + self.group] for k in range(0, cut, self.group)]
+            rest += members[cut:]
+        order = [i for k in torch.randperm(len(full), generator=g).tolist() for i in full[k]]
+        return order + [rest[k] for k in torch.randperm(len(rest), generator=g).tolist()]
+
+
+def caption_keys(captions: list[str | None], group: int) -> list[str | None]:
+    """Each caption's rarest word shared by >= group and <= half of the captions, else None."""
+    words = [set(re.findall(r"[^\W\d_]+", (c or "").lower())) for c in captions]
+    df = Counter(w for ws in words for w in ws)
+    usable = {w for w, n in df.items() if group <= n <= len(captions) / 2}
+    return [min((df[w], w) for w in ws & usable)[1] if ws & usable else None for ws in words]
 
 
 def make_loader(dataset: ClipDataset, sampler: ResumableSampler, batch_size: int, workers: int) -> DataLoader:

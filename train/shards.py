@@ -141,6 +141,9 @@ class ShardDataset(torch.utils.data.Dataset):
         f.seek(where[0])
         return f.read(where[1])
 
+    def captions(self) -> list[str | None]:
+        return [json.loads(self._read(s["shard"], s["members"]["json"]))["text"] for s in self.samples]
+
     def __getitem__(self, i: int) -> dict:
         if self._frontend is None:
             self._frontend, self._tokenizer = build_frontend(self.config.audio), build_tokenizer(self.config.text)

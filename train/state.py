@@ -35,6 +35,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     workers: int = 2  # loader processes per rank
+    group_size: int = 0  # > 1: hard-negative batches of clips sharing a rare caption word (GroupedSampler)
     device: str | None = None  # default: cuda if available
     compile: bool = False  # torch.compile the model
     checkpointing: bool = False  # activation checkpointing in encoder and decoder

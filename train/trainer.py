@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from train.data import ClipDataset, ResumableSampler, read_manifest
+from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manifest
 from train.distributed import cleanup, init_distributed, wrap_ddp
 from train.loop import run_steps
 from train.shards import ShardDataset
@@ -46,6 +46,19 @@ def training_dataset(source: str, config, seed: int):
     return ClipDataset(read_manifest(source, split="train"), config, train=True, seed=seed)
 
 
+def training_sampler(dataset, tc: TrainConfig, dist) -> ResumableSampler:
+    """A plain shuffle, or hard-negative groups of `tc.group_size` clips (GroupedSampler)."""
+    if tc.group_size <= 1:
+        return ResumableSampler(len(dataset), tc.seed, dist.rank, dist.world)
+    if (tc.batch_size * dist.world) % tc.group_size:
+        log.warning("batch %d x %d ranks is not a multiple of --group-size %d: some groups straddle two steps",
+                    tc.batch_size, dist.world, tc.group_size)
+    sampler = GroupedSampler(dataset.captions(), tc.seed, tc.group_size, dist.rank, dist.world)
+    keyed = sum(k is not None for k in sampler.keys)
+    log.info("hard-negative groups of %d: %d of %d clips have a shared caption word", tc.group_size, keyed, len(dataset))
+    return sampler
+
+
 def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
     """A fresh preset, or `tc.init`'s weights under its config with `tc.overrides` on top (the loss
     switches of fine-tuning; shape-changing overrides are refused when the weights load)."""
@@ -65,7 +78,7 @@ def train(tc: TrainConfig) -> dict:
     dataset = training_dataset(tc.manifest, model.config, tc.seed)
     if len(dataset) < tc.batch_size * dist.world:
         raise ValueError(f"{tc.manifest}: {len(dataset)} training samples, fewer than one batch")
-    sampler = ResumableSampler(len(dataset), tc.seed, dist.rank, dist.world)
+    sampler = training_sampler(dataset, tc, dist)
     opt = build_optimizer(model, tc, fused=dist.device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     state = load_run(model, opt, sched, tc) if tc.resume else TrainState()

@@ -115,15 +115,22 @@ class LossConfig:
     matching: str = "audio"
     matching_head: bool = True  # the binary "do these belong together" head with drawn negatives
     global_weight: float = 5.0  # L = L_local + global_weight * L_global (the paper's 5)
+    # L_local = sum of the three terms, each times its weight (the paper: all 1). On frames that are
+    # mostly flat background the video term averages over patches that are trivial to predict.
+    video_mse_weight: float = 1.0
+    audio_mse_weight: float = 1.0
+    text_mlm_weight: float = 1.0
     temperature_init: float = 0.07  # CLIP / VATT
     temperature_min: float = 0.01  # clamp: logit scale at most 100, as CLIP
     norm_video_targets: bool = True  # MAE's norm_pix_loss: pixel targets normalised per patch
     # Spectrogram targets stay as they are: normalising near-silent patches per patch would turn
     # codec noise into unit-variance targets that nothing can predict.
     norm_audio_targets: bool = False
-    # Global embeddings for the contrastive loss come from a unimodal pass over the "full" clip or
-    # only its "visible" (unmasked) tokens, which is cheaper (FLIP). Inference always uses all.
+    # Global embeddings for the contrastive loss come from a unimodal pass over the "full" clip,
+    # only its "visible" (unmasked) tokens, or a fresh random "sampled" share `global_keep` of
+    # each frame's and of the spectrogram's patches: cheaper passes, as FLIP. Inference uses all.
     global_tokens: str = "full"
+    global_keep: float = 0.5
 
 
 @dataclass
@@ -158,7 +165,9 @@ class VLSAConfig:
             (d.width % d.heads == 0, f"decoder.width {d.width} is not divisible by decoder.heads {d.heads}"),
             (a.frontend in ("logfreq", "mel"), f"audio.frontend must be logfreq or mel, not {a.frontend!r}"),
             (self.loss.matching in ("audio", "video_text", "none"), f"loss.matching {self.loss.matching!r}"),
-            (self.loss.global_tokens in ("full", "visible"), f"loss.global_tokens {self.loss.global_tokens!r}"),
+            (self.loss.global_tokens in ("full", "visible", "sampled"),
+             f"loss.global_tokens must be full, visible or sampled, not {self.loss.global_tokens!r}"),
+            (0 < self.loss.global_keep <= 1, f"loss.global_keep {self.loss.global_keep} is not in (0, 1]"),
             (0 <= v.mask_ratio < 1 and 0 <= a.mask_ratio < 1, "mask ratios must lie in [0, 1)"),
         ]
         for ok, reason in checks:

@@ -200,17 +200,18 @@ class VLSAModel(nn.Module):
 
     # --- masking ---
 
-    def mask_video(self, B: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each frame masked on its own. Returns ids_keep (B, T * k) and removed (B, Nv)."""
+    def mask_video(self, B: int, device: torch.device, ratio: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame masked on its own (`ratio`: video.mask_ratio by default).
+        Returns ids_keep (B, T * k) and removed (B, Nv)."""
         T, n = self.config.video.frames, self.config.video.grid ** 2
-        keep = max(1, round(n * (1 - self.config.video.mask_ratio)))
+        keep = max(1, round(n * (1 - (self.config.video.mask_ratio if ratio is None else ratio))))
         ids = torch.rand(B, T, n, device=device).argsort(dim=-1)[..., :keep]
         ids = (ids + torch.arange(T, device=device)[:, None] * n).flatten(1)
         return ids, _removed_from_keep(ids, T * n)
 
-    def mask_audio(self, B: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def mask_audio(self, B: int, device: torch.device, ratio: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.config.audio.num_patches
-        keep = max(1, round(n * (1 - self.config.audio.mask_ratio)))
+        keep = max(1, round(n * (1 - (self.config.audio.mask_ratio if ratio is None else ratio))))
         ids = torch.rand(B, n, device=device).argsort(dim=-1)[:, :keep]
         return ids, _removed_from_keep(ids, n)
 
@@ -332,7 +333,8 @@ class VLSAModel(nn.Module):
             z = self.global_embeddings(batch, masks)
             terms.update(self.global_losses(z, batch, gather))
         zero = batch["audio"].new_zeros(())
-        local = sum((terms[k] for k in LOCAL_TERMS if k in terms), zero)
+        weights = self.config.loss
+        local = sum((getattr(weights, f"{k}_weight") * terms[k] for k in LOCAL_TERMS if k in terms), zero)
         global_ = sum((v for k, v in terms.items() if k not in LOCAL_TERMS), zero)
         losses = {**terms, "local": local, "global": global_,
                   "loss": local + self.config.loss.global_weight * global_}
@@ -399,14 +401,23 @@ class VLSAModel(nn.Module):
     def global_embeddings(self, batch: dict[str, torch.Tensor], masks: dict) -> dict[str, torch.Tensor]:
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
-        visible = self.config.loss.global_tokens == "visible"
+        keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
         z = {
-            "video": self.pool(self.encode_video(batch["video"], masks["video"][0] if visible else None), "video"),
+            "video": self.pool(self.encode_video(batch["video"], keep_v), "video"),
             "text": self.pool(self.encode_text(batch["text"], batch["text_mask"]), "text", batch["text_mask"]),
         }
         if self.config.loss.matching == "audio":
-            z["audio"] = self.pool(self.encode_audio(batch["audio"], masks["audio"][0] if visible else None), "audio")
+            z["audio"] = self.pool(self.encode_audio(batch["audio"], keep_a), "audio")
         return z
+
+    def global_token_ids(self, B: int, device: torch.device, masks: dict) -> tuple:
+        """The video and audio patches the unimodal passes see in training (None: all of them)."""
+        loss = self.config.loss
+        if loss.global_tokens == "visible":
+            return masks["video"][0], masks["audio"][0]
+        if loss.global_tokens == "sampled":
+            return self.mask_video(B, device, 1 - loss.global_keep)[0], self.mask_audio(B, device, 1 - loss.global_keep)[0]
+        return None, None
 
     def global_losses(self, z: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                       gather=None) -> dict[str, torch.Tensor]:
