@@ -46,6 +46,19 @@ def layer_flops(n: int, d: int, mlp_ratio: float = 4.0) -> float:
     return 2 * n * (4 + 2 * mlp_ratio) * d * d + 4 * n * n * d
 
 
+def conv_stem_flops(cfg) -> float:
+    """Forward FLOPs of VLSAModel's ConvStem over one clip (0 for the linear patch embedding,
+    which the formula below leaves out as negligible)."""
+    if cfg.video.stem != "conv":
+        return 0.0
+    stem = VLSAModel(cfg).video_embed.net
+    side, flops = cfg.video.size, 0.0
+    for conv in (m for m in stem if isinstance(m, nn.Conv2d)):
+        side //= conv.stride[0]
+        flops += 2 * conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1] * side * side
+    return cfg.video.frames * flops
+
+
 def vlsa_step_flops(cfg) -> float:
     """Forward + backward FLOPs of one VLSA training sample (all passes, decoder, heads)."""
     e, dd = cfg.encoder, cfg.decoder
@@ -55,7 +68,7 @@ def vlsa_step_flops(cfg) -> float:
     enc = lambda n: e.depth * layer_flops(n, e.width, e.mlp_ratio)  # noqa: E731
     flops = 0.0
     if cfg.loss.masked_modelling:
-        flops += enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
+        flops += conv_stem_flops(cfg) + enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
         text_dim = cfg.text.embed_dim or e.width
         scored = min(L, math.ceil(2 * cfg.text.mask_ratio * L))  # see VLSAModel.scored_tokens
         flops += 2 * scored * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
@@ -67,7 +80,7 @@ def vlsa_step_flops(cfg) -> float:
             keep = cfg.loss.global_keep
             gv = cfg.video.frames * max(1, round(cfg.video.grid ** 2 * keep))
             ga = max(1, round(na * keep))
-        flops += enc(gv) + enc(L)
+        flops += conv_stem_flops(cfg) + enc(gv) + enc(L)
         if cfg.loss.matching == "audio":
             flops += enc(ga)
     return 3 * flops

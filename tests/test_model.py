@@ -63,6 +63,25 @@ def test_patchify_video_is_frame_major():
     assert patches[0, 5, 0] == video[0, 1, 0, 0, 2]
 
 
+def test_conv_stem_tokens_sit_on_their_own_patches():
+    model = VLSAModel(preset_config("tiny", **{"video.stem": "conv"}))
+    cfg = model.config.video
+    blank = torch.zeros(1, cfg.frames, 3, cfg.size, cfg.size)
+    base = model.video_embed(blank)
+    assert base.shape == (1, cfg.num_patches, model.config.encoder.width)
+    p, g = cfg.patch, cfg.grid
+    for t, row, col in [(0, 0, 0), (2, 2, 5), (cfg.frames - 1, g - 1, g - 1)]:
+        lit = blank.clone()
+        lit[0, t, :, row * p:(row + 1) * p, col * p:(col + 1) * p] = 3.0
+        change = (model.video_embed(lit) - base).abs().sum(-1)[0]
+        assert change.argmax() == t * g * g + row * g + col  # patchify_video's order
+        assert change.view(cfg.frames, g, g)[[u for u in range(cfg.frames) if u != t]].max() == 0
+    out = model(random_batch(model.config))
+    assert torch.isfinite(out["loss"])
+    with pytest.raises(ValueError, match="video.stem"):
+        preset_config("tiny", **{"video.stem": "conv", "video.patch": 6, "video.size": 60})
+
+
 def test_patchify_audio_is_frequency_major():
     spec = torch.arange(4 * 6, dtype=torch.float).view(1, 4, 6)
     patches = patchify_audio(spec, 2)  # 2 frequency x 3 time patches

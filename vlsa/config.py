@@ -20,6 +20,9 @@ class VideoConfig:
     size: int = 224  # frames are resized (short side) and centre-cropped to size x size
     patch: int = 16  # square patch side in pixels; size must be a multiple
     mask_ratio: float = 0.75  # fraction of each frame's patches dropped for masked modelling
+    # "linear": each patch's pixels through one linear layer (the paper, ViT); "conv": overlapping
+    # stride-2 convolutions down to the patch grid, so a token sees a little beyond its patch.
+    stem: str = "linear"
     # CLIP's pixel statistics: the encoder sees (x/255 - mean) / std per channel.
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -165,6 +168,8 @@ class VLSAConfig:
             (d.width % d.heads == 0, f"decoder.width {d.width} is not divisible by decoder.heads {d.heads}"),
             (a.frontend in ("logfreq", "mel"), f"audio.frontend must be logfreq or mel, not {a.frontend!r}"),
             (self.loss.matching in ("audio", "video_text", "none"), f"loss.matching {self.loss.matching!r}"),
+            (v.stem == "linear" or (v.stem == "conv" and v.patch >= 2 and v.patch & (v.patch - 1) == 0),
+             f"video.stem must be linear, or conv with a power-of-two patch, not {v.stem!r} (patch {v.patch})"),
             (self.loss.global_tokens in ("full", "visible", "sampled"),
              f"loss.global_tokens must be full, visible or sampled, not {self.loss.global_tokens!r}"),
             (0 < self.loss.global_keep <= 1, f"loss.global_keep {self.loss.global_keep} is not in (0, 1]"),

@@ -96,6 +96,29 @@ def patchify_audio(spec: torch.Tensor, p: int) -> torch.Tensor:
     return spec.reshape(B, f, p, m, p).permute(0, 1, 3, 2, 4).reshape(B, f * m, p * p)
 
 
+class ConvStem(nn.Module):
+    """Stride-2 convolutions from pixels down to the patch grid, then a 1x1, in place of the
+    linear patch embedding (Xiao et al. 2021, "Early convolutions help transformers see better").
+    Tokens come out in patchify_video's order. A 4x4 kernel with stride 2 and padding 1 keeps each
+    token centred on its own patch while its view reaches a few pixels into the neighbouring
+    ones, so a small shape cut by a patch border is still seen whole."""
+
+    def __init__(self, patch: int, width: int):
+        super().__init__()
+        layers, channels, n = [], 3, patch.bit_length() - 1
+        for i in range(n):  # channels width/2^n, ..., width/4, then width
+            out = width if i == n - 1 else max(width >> (n - i), 8)
+            layers += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.GELU()]
+            channels = out
+        self.net = nn.Sequential(*layers, nn.Conv2d(width, width, 1))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, T * H/p * W/p, width), frame-major as patchify_video."""
+        B, T = video.shape[:2]
+        x = self.net(video.flatten(0, 1))  # (B * T, width, H/p, W/p)
+        return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
+
+
 class SeparablePositions(nn.Module):
     """Learned position embedding over a 2-D grid as the sum of a row and a column table:
     (frame, spatial patch) for video, (frequency, time) for audio, (1, position) for text."""
@@ -151,7 +174,7 @@ class VLSAModel(nn.Module):
         pv, pa = cfg.video.patch, cfg.audio.patch
         text_dim = cfg.text.embed_dim or D
         # per-modality input embeddings
-        self.video_embed = nn.Linear(pv * pv * 3, D)
+        self.video_embed = nn.Linear(pv * pv * 3, D) if cfg.video.stem == "linear" else ConvStem(pv, D)
         self.audio_embed = nn.Linear(pa * pa, D)
         self.token_embed = nn.Embedding(cfg.text.vocab_size, text_dim)
         self.text_embed = nn.Linear(text_dim, D) if text_dim != D else nn.Identity()
@@ -185,7 +208,10 @@ class VLSAModel(nn.Module):
 
     def tokens_video(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> (B, Nv, D) with position and modality embeddings."""
-        x = self.video_embed(patchify_video(video, self.config.video.patch))
+        if self.config.video.stem == "conv":
+            x = self.video_embed(video)
+        else:
+            x = self.video_embed(patchify_video(video, self.config.video.patch))
         return x + self.positions["video"]() + self.modality["video"]
 
     def tokens_audio(self, spec: torch.Tensor) -> torch.Tensor:
