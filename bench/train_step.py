@@ -39,7 +39,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlsa.config import parse_override, preset_config  # noqa: E402
-from vlsa.model import VLSAModel  # noqa: E402
+from vlsa.model import ConvStem, VLSAModel  # noqa: E402
 
 
 def layer_flops(n: int, d: int, mlp_ratio: float = 4.0) -> float:
@@ -51,7 +51,7 @@ def conv_stem_flops(cfg) -> float:
     which the formula below leaves out as negligible)."""
     if cfg.video.stem != "conv":
         return 0.0
-    stem = VLSAModel(cfg).video_embed.net
+    stem = ConvStem(cfg.video.patch, cfg.encoder.width).net
     side, flops = cfg.video.size, 0.0
     for conv in (m for m in stem if isinstance(m, nn.Conv2d)):
         side //= conv.stride[0]

@@ -24,6 +24,8 @@ def test_shards_match_decoded_samples(tmp_path):
     assert len(list((tmp_path / "shards").glob("shard-*.tar"))) == 2
     from_shards = ShardDataset(tmp_path / "shards", cfg, split="test", train=False)
     decoded = ClipDataset(read_manifest(manifest, split="test")[:6], cfg, train=False)
+    assert from_shards.captions() == decoded.captions()
+    assert not from_shards._files  # nothing left open for forked workers to share
     for i in range(6):
         a, b = from_shards[i], decoded[i]
         assert torch.equal(a["text"], b["text"]) and bool(a["has_audio"]) == bool(b["has_audio"])

@@ -142,7 +142,15 @@ class ShardDataset(torch.utils.data.Dataset):
         return f.read(where[1])
 
     def captions(self) -> list[str | None]:
-        return [json.loads(self._read(s["shard"], s["members"]["json"]))["text"] for s in self.samples]
+        """Every sample's caption, read through files of its own that are closed again: worker
+        processes forked later must not inherit open shard files, whose offsets they would share."""
+        saved, self._files = self._files, {}
+        try:
+            return [json.loads(self._read(s["shard"], s["members"]["json"]))["text"] for s in self.samples]
+        finally:
+            for f in self._files.values():
+                f.close()
+            self._files = saved
 
     def __getitem__(self, i: int) -> dict:
         if self._frontend is None:
