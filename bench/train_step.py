@@ -1,7 +1,8 @@
 """Benchmark the full VLSA training step beside a plain reference stack, on one device.
 
     python bench/train_step.py --device cpu --preset tiny --batch 8                 # CI / laptop
-    python bench/train_step.py --preset base --batch 128 --compile blocks          # one GPU
+    python bench/train_step.py --preset base --batch 72 --compile model --bf16-residual --profile  # one GPU
+    python bench/train_step.py --preset base --batch 64 --compile blocks          # `vlsa train --compile`
     python bench/train_step.py --preset base --max-batch [--checkpointing]         # memory
     python bench/train_step.py --preset base --set decoder.heads=16 --set decoder.key_mask=true  # MAE's decoder
 
@@ -13,9 +14,14 @@ text passes), every loss, gradient clipping and fused AdamW. The reference is PR
 tokens, then a decoder-width nn.TransformerEncoder over the full token count, forward + backward +
 AdamW, so the ratio of the two holds on any card.
 
-FLOPs (matmuls only, forward; training = 3x forward): a transformer layer over N tokens of width
-d with MLP ratio r costs 2 * N * (4 + 2r) * d^2 for the linear layers plus 4 * N^2 * d for the
-attention scores and their weighted sum.
+FLOPs (every matrix product, forward; training = 3x forward): a transformer layer over N tokens of
+width d with MLP ratio r costs 2 * N * (4 + 2r) * d^2 for the linear layers plus 4 * N^2 * d for
+the attention scores and their weighted sum; a linear map of N tokens from a to b features 2Nab
+(patch embeddings, decoder_embed, the heads, the text logits). tests/test_bench.py checks the
+count against torch.utils.flop_counter on a real step.
+
+--profile adds a torch.profiler pass over two steps: kernel time by kind (matmul, attention,
+Inductor's fused kernels, ...), how busy the device was, the top kernels (a table beside --out).
 
 --max-batch finds the largest batch whose step fits: peak memory is linear in the batch, so two
 small batches give the slope, and the estimate is then stepped for real (backing off on OOM).
@@ -29,6 +35,7 @@ import argparse
 import functools
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,32 +53,52 @@ def layer_flops(n: int, d: int, mlp_ratio: float = 4.0) -> float:
     return 2 * n * (4 + 2 * mlp_ratio) * d * d + 4 * n * n * d
 
 
-def conv_stem_flops(cfg) -> float:
-    """Forward FLOPs of VLSAModel's ConvStem over one clip (0 for the linear patch embedding,
-    which the formula below leaves out as negligible)."""
-    if cfg.video.stem != "conv":
-        return 0.0
+def linear_flops(n: int, d_in: int, d_out: int) -> float:
+    return 2 * n * d_in * d_out
+
+
+def conv_stem_flops(cfg) -> tuple[float, float]:
+    """Forward FLOPs of VLSAModel's ConvStem over one clip, and those of its first convolution
+    (which reads pixels, so its backward computes no input gradient)."""
     stem = ConvStem(cfg.video.patch, cfg.encoder.width).net
-    side, flops = cfg.video.size, 0.0
+    side, layers = cfg.video.size, []
     for conv in (m for m in stem if isinstance(m, nn.Conv2d)):
         side //= conv.stride[0]
-        flops += 2 * conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1] * side * side
-    return cfg.video.frames * flops
+        layers.append(2 * conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1] * side * side)
+    return cfg.video.frames * sum(layers), cfg.video.frames * layers[0]
 
 
-def vlsa_step_flops(cfg) -> float:
-    """Forward + backward FLOPs of one VLSA training sample (all passes, decoder, heads)."""
+def patch_embedding_flops(cfg) -> float:
+    """Forward + backward FLOPs of embedding one clip's video and audio patches (VLSAModel.embed,
+    once a step). A layer that reads pixels or spectrogram values needs only its weight
+    gradient: 2x its forward, not 3x."""
+    D = cfg.encoder.width
+    if cfg.video.stem == "conv":
+        forward, first = conv_stem_flops(cfg)
+        video = 3 * forward - first
+    else:
+        video = 2 * linear_flops(cfg.video.num_patches, cfg.video.patch ** 2 * 3, D)
+    return video + 2 * linear_flops(cfg.audio.num_patches, cfg.audio.patch ** 2, D)
+
+
+def vlsa_step_flops(cfg, layers_only: bool = False) -> float:
+    """Forward + backward FLOPs of one VLSA training sample: every matrix product of every pass
+    (training = 3x forward, except the patch embeddings, see above). layers_only: the
+    transformer layers and the text logits alone, the count of the leases before 2026-11-27."""
     e, dd = cfg.encoder, cfg.decoder
     nv, na, L = cfg.video.num_patches, cfg.audio.num_patches, cfg.text.max_len
     kv = cfg.video.frames * max(1, round(cfg.video.grid ** 2 * (1 - cfg.video.mask_ratio)))
     ka = max(1, round(na * (1 - cfg.audio.mask_ratio)))
+    text_dim = cfg.text.embed_dim or e.width
     enc = lambda n: e.depth * layer_flops(n, e.width, e.mlp_ratio)  # noqa: E731
-    flops = 0.0
+    text_in = (lambda n: linear_flops(n, text_dim, e.width)) if text_dim != e.width else (lambda n: 0.0)  # noqa: E731
+    flops, extra = 0.0, 0.0  # forward; extra: what the older count left out
     if cfg.loss.masked_modelling:
-        flops += conv_stem_flops(cfg) + enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
-        text_dim = cfg.text.embed_dim or e.width
+        flops += enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
         scored = min(L, math.ceil(2 * cfg.text.mask_ratio * L))  # see VLSAModel.scored_tokens
         flops += 2 * scored * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
+        extra += text_in(L) + linear_flops(kv + ka + L, e.width, dd.width)  # decoder_embed
+        extra += linear_flops(nv, dd.width, cfg.video.patch ** 2 * 3) + linear_flops(na, dd.width, cfg.audio.patch ** 2)
     if cfg.loss.matching != "none":
         gv, ga = nv, na  # tokens of the unimodal passes (VLSAModel.global_token_ids)
         if cfg.loss.global_tokens == "visible":
@@ -80,10 +107,14 @@ def vlsa_step_flops(cfg) -> float:
             keep = cfg.loss.global_keep
             gv = cfg.video.frames * max(1, round(cfg.video.grid ** 2 * keep))
             ga = max(1, round(na * keep))
-        flops += conv_stem_flops(cfg) + enc(gv) + enc(L)
+        flops += enc(gv) + enc(L)
+        extra += text_in(L) + 2 * linear_flops(1, e.width, cfg.embed_dim)  # projections
         if cfg.loss.matching == "audio":
             flops += enc(ga)
-    return 3 * flops
+            extra += linear_flops(1, e.width, cfg.embed_dim)
+    if layers_only:
+        return 3 * flops
+    return 3 * (flops + extra) + patch_embedding_flops(cfg)
 
 
 def reference_flops(cfg) -> float:
@@ -91,7 +122,8 @@ def reference_flops(cfg) -> float:
     ka = round(cfg.audio.num_patches * (1 - cfg.audio.mask_ratio))
     n_enc, n_dec = kv + ka + cfg.text.max_len, cfg.video.num_patches + cfg.audio.num_patches + cfg.text.max_len
     e, d = cfg.encoder, cfg.decoder
-    return 3 * (e.depth * layer_flops(n_enc, e.width) + d.depth * layer_flops(n_dec, d.width))
+    bridge = linear_flops(n_enc, e.width, d.width)
+    return 3 * (e.depth * layer_flops(n_enc, e.width) + bridge + d.depth * layer_flops(n_dec, d.width))
 
 
 class ReferenceStack(nn.Module):
@@ -153,6 +185,57 @@ def matmul_rate(device, dtype) -> float:
     return best
 
 
+# what each kernel is, by name (first match wins): Inductor names its kernels triton_* (triton_tem_*:
+# a matmul template; the others fused pointwise and reductions, named after the ops they absorb),
+# cuBLAS its Hopper matmuls sm90_xmma_* and nvjet_*, cuDNN its attention *sdpa*
+KERNEL_KINDS = [
+    ("matmul", r"^triton_tem"),
+    ("fused (inductor)", r"^triton_"),
+    ("attention", r"sdpa|fmha|flash|attention|attn"),
+    ("matmul", r"gemm|xmma|nvjet|cutlass|wgmma|splitk|aten::mm|aten::addmm|aten::bmm"),
+    ("optimizer", r"adam|multi_tensor|foreach"),
+    ("copy", r"memcpy|memset|copy|cat"),
+]
+
+
+def kernel_kind(name: str) -> str:
+    return next((kind for kind, pattern in KERNEL_KINDS if re.search(pattern, name, re.IGNORECASE)), "other")
+
+
+def profile_steps(step, device, steps: int = 2, top: int = 25) -> tuple[dict, str]:
+    """Where a step's device time goes: milliseconds a step by kernel kind, the busy fraction
+    (kernel time over wall time: the rest is the device waiting on the host), and the top kernels.
+    On a CPU the same table is made of the operators' own times."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        wall_ms = (time.perf_counter() - t0) * 1e3 / steps
+    events = prof.key_averages()
+    if cuda:
+        kernels = [(e.key, e.device_time_total, e.count) for e in events if e.device_type == DeviceType.CUDA]
+    else:
+        kernels = [(e.key, e.self_cpu_time_total, e.count) for e in events if e.key.startswith("aten::")]
+    kernels = sorted(((name, us / 1e3 / steps, n // steps) for name, us, n in kernels), key=lambda k: -k[1])
+    busy = sum(ms for _, ms, _ in kernels)
+    by_kind: dict[str, float] = {}
+    for name, ms, _ in kernels:
+        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + ms
+    summary = {"wall_ms": round(wall_ms, 2), "kernel_ms": round(busy, 2), "busy": round(busy / wall_ms, 3),
+               "launches": sum(n for *_, n in kernels),
+               "by_kind_ms": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+               "top": [{"kernel": name[:120], "kind": kernel_kind(name), "ms": round(ms, 3), "calls": n}
+                       for name, ms, n in kernels[:top]]}
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+    return summary, events.table(sort_by=sort, row_limit=60, max_name_column_width=90)
+
+
 def make_step(params, loss_fn, opt, amp_dtype, device, clip: float | None = 1.0):
     """forward under autocast, backward, clip, optimizer step: what the trainer does."""
     params = list(params)
@@ -171,12 +254,13 @@ def make_step(params, loss_fn, opt, amp_dtype, device, clip: float | None = 1.0)
 def build(cfg, args, device):
     model = VLSAModel(cfg).to(device)
     model.encoder.checkpointing = model.decoder.checkpointing = args.checkpointing
+    model.encoder.low_precision_residual = model.decoder.low_precision_residual = args.bf16_residual
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
     fn = model
     if args.compile == "blocks":
-        model.compile_blocks()
+        model.compile_blocks(mode=args.compile_mode)
     elif args.compile == "model":
-        fn = torch.compile(model)
+        fn = torch.compile(model, mode=args.compile_mode)
     return model, opt, fn
 
 
@@ -257,7 +341,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", choices=["none", "blocks", "model"], default="none",
                     help="blocks: VLSAModel.compile_blocks (what `vlsa train --compile` does); model: torch.compile")
+    ap.add_argument("--compile-mode", help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    ap.add_argument("--bf16-residual", action="store_true",
+                    help="keep the residual stream in bf16 under autocast (Transformer.low_precision_residual)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing, profile two steps: device time by kernel kind, busy fraction, top kernels")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--max-batch", action="store_true", help="find the largest batch that fits (CUDA)")
     ap.add_argument("--check-sync", action="store_true", help="fail-fast check for host syncs in the step (CUDA)")
@@ -276,7 +365,8 @@ def main() -> None:
     cfg = preset_config(args.preset, **overrides)
     result = {"preset": args.preset, "overrides": overrides, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
               "batch": args.batch, "dtype": "bf16" if amp else "fp32", "compile": args.compile,
-              "checkpointing": args.checkpointing, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+              "compile_mode": args.compile_mode,
+              "checkpointing": args.checkpointing, "bf16_residual": args.bf16_residual, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     if args.max_batch or args.check_sync:
         if not cuda:
             ap.error("--max-batch and --check-sync need a CUDA device")
@@ -294,8 +384,15 @@ def main() -> None:
     result["first_step_s"] = round(time.perf_counter() - t0, 1)
     sec = time_steps(step, args.steps, args.warmup, device)
     result["vlsa"] = rates(vlsa_step_flops(cfg), args.batch, sec, peak)
+    # MFU under the earlier leases' count (transformer layers and text logits only), to compare
+    result["vlsa"]["mfu_layers_only"] = round(vlsa_step_flops(cfg, layers_only=True) * args.batch / sec / peak, 3)
     if cuda:
         result["vlsa"]["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 1)
+    if args.profile:
+        emit(result, args.out, echo=False)  # the timing stands even if profiling fails
+        result["profile"], table = profile_steps(step, device)
+        if args.out:
+            Path(args.out).with_suffix(".profile.txt").write_text(table + "\n")
     del step
     if not args.no_reference:
         ref = ReferenceStack(cfg).to(device)
@@ -309,9 +406,10 @@ def main() -> None:
     emit(result, args.out)
 
 
-def emit(result: dict, out: str | None) -> None:
+def emit(result: dict, out: str | None, echo: bool = True) -> None:
     text = json.dumps(result, indent=2)
-    print(text)
+    if echo:
+        print(text)
     if out:
         Path(out).write_text(text + "\n")
 

@@ -24,11 +24,67 @@ def run_bench(script: str, *args: str, tmp_path: Path) -> dict:
 
 def test_train_step_bench_counts_flops_and_compares_to_reference(tmp_path):
     r = run_bench("train_step.py", "--device", "cpu", "--preset", "tiny", "--batch", "2", "--steps", "1",
-                  "--warmup", "1", tmp_path=tmp_path)
+                  "--warmup", "1", "--profile", tmp_path=tmp_path)
     for key in ("vlsa", "reference"):
         assert r[key]["samples_per_s"] > 0 and 0 < r[key]["mfu"]
     # the full step does more work than the reference stack: unimodal passes on top
     assert r["vlsa"]["gflop_per_sample"] > r["reference"]["gflop_per_sample"]
+    # the profile splits the step's time by kind; on a CPU the matrix products and attention lead
+    prof = r["profile"]
+    assert prof["by_kind_ms"]["matmul"] > 0 and prof["by_kind_ms"]["attention"] > 0
+    assert 0 < prof["kernel_ms"] <= 1.5 * prof["wall_ms"] and prof["top"][0]["kind"] in ("matmul", "attention")
+    assert (tmp_path / "train_step.py.profile.txt").read_text().count("aten::") > 10
+
+
+@pytest.mark.parametrize("preset,sets", [("tiny", {}), ("tiny", {"video.stem": "conv"}),
+                                         ("tiny", {"loss.global_tokens": "sampled"}), ("base", {})])
+def test_analytic_flop_count_matches_the_step_it_describes(preset, sets):
+    """MFU is only as honest as its FLOP count: the formula in bench/train_step.py must equal what
+    PyTorch's FLOP counter sees in one real forward + backward of the model (base on fake tensors,
+    no memory or time spent). Attention through the math kernel, so it counts as its two matrix
+    products (flash kernels would add a recomputation the model FLOPs leave out)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(BENCH))
+    import train_step
+
+    from vlsa.model import VLSAModel
+
+    cfg, B = preset_config(preset, **sets), 2
+    with torch.device("meta"):
+        model, ref = VLSAModel(cfg), train_step.ReferenceStack(cfg)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model, ref = model.to_empty(device="cpu"), ref.to_empty(device="cpu")
+        batch = train_step.synthetic_batch(cfg, B, torch.device("cpu"))
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counted:
+            model(batch)["loss"].backward()
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counted_ref:
+            ref(torch.randn(B, ref.n_enc, cfg.encoder.width)).backward()
+    # the count leaves out only the contrastive logits and the matching head (well under 0.1%)
+    assert train_step.vlsa_step_flops(cfg) == pytest.approx(counted.get_total_flops() / B, rel=1e-3)
+    assert train_step.reference_flops(cfg) == pytest.approx(counted_ref.get_total_flops() / B, rel=1e-6)
+    # the count of the earlier leases was short by the embeddings, decoder_embed and the heads
+    assert train_step.vlsa_step_flops(cfg, layers_only=True) < 0.999 * counted.get_total_flops() / B
+
+
+def test_profile_sorts_kernels_by_kind():
+    sys.path.insert(0, str(BENCH))
+    from train_step import kernel_kind
+
+    names = {  # as an H100 profile names them
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64_warpgroupsize2x1x1_execute_segment_k_off": "matmul",
+        "nvjet_tst_256x128_64x4_1x2_h_bz_coopA_NNT": "matmul",
+        "triton_tem_fused_addmm_gelu_3": "matmul",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3_64x64x64_4x1x1_kernel0_0": "attention",
+        "triton_poi_fused__scaled_dot_product_cudnn_attention_backward_7": "fused (inductor)",
+        "triton_red_fused__to_copy_add_native_layer_norm_backward_1": "fused (inductor)",
+        "void at::native::multi_tensor_apply_kernel<at::native::FusedAdamMathFunctor<float, 4>>": "optimizer",
+        "Memcpy DtoD (Device -> Device)": "copy",
+        "void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>": "other",
+    }
+    assert {name: kernel_kind(name) for name in names} == names
 
 
 def test_attention_bench_times_masked_and_unmasked(tmp_path):

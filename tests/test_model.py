@@ -142,6 +142,37 @@ def test_forward_returns_every_term():
     assert torch.allclose(out["loss"], out["local"] + 5 * out["global"])
 
 
+@pytest.mark.parametrize("stem", ["linear", "conv"])
+def test_training_forward_embeds_the_patches_once(stem):
+    """The joint and the unimodal passes share one embedding of the clip (VLSAModel.embed), and
+    the step gives what separate embeddings gave: same terms, same gradients."""
+    model = VLSAModel(preset_config("tiny", **{"video.stem": stem}))
+    calls = {"video": 0, "audio": 0}
+    for name in calls:
+        getattr(model, f"{name}_embed").register_forward_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
+    batch = random_batch(model.config)
+
+    def step(separate: bool):
+        torch.manual_seed(1)
+        model.zero_grad()
+        B = batch["text"].shape[0]
+        masks = {"video": model.mask_video(B, "cpu"), "audio": model.mask_audio(B, "cpu")}
+        shared = None if separate else model.embed(batch)
+        terms = {**model.forward_local(batch, masks, shared), **model.global_losses(
+            model.global_embeddings(batch, masks, shared), batch)}
+        sum(terms.values()).backward()
+        return terms, model.video_embed.parameters().__next__().grad.clone()
+
+    torch.manual_seed(1)
+    model(batch)
+    assert calls == {"video": 1, "audio": 1}
+    (shared, grad_shared), (separate, grad_separate) = step(False), step(True)
+    assert calls == {"video": 4, "audio": 4}  # 1 + 1 shared + 2 separate
+    for k in shared:
+        torch.testing.assert_close(shared[k], separate[k])
+    torch.testing.assert_close(grad_shared, grad_separate)
+
+
 def test_local_term_weights_scale_their_terms():
     weights = {"loss.video_mse_weight": 4.0, "loss.audio_mse_weight": 1.0, "loss.text_mlm_weight": 0.5}
     model = VLSAModel(preset_config("tiny", **weights))
@@ -244,6 +275,32 @@ def test_step_under_bf16_autocast_keeps_contrastive_logits_in_float32():
     assert out["nce_av"].dtype == torch.float32
     out["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_low_precision_residual_keeps_the_stream_in_the_autocast_dtype():
+    """Transformer.low_precision_residual: under bf16 autocast the blocks' outputs (the residual
+    stream) are bf16 instead of float32, the step's terms stay within bf16 rounding of the float32
+    stream's, and without autocast nothing changes."""
+    model = VLSAModel(preset_config("tiny"))
+    batch = random_batch(model.config)
+    dtypes = []
+    model.encoder.blocks[0].register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    model.decoder.blocks[0].register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+
+    def terms(low: bool, autocast: bool) -> dict:
+        model.encoder.low_precision_residual = model.decoder.low_precision_residual = low
+        dtypes.clear()
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return {k: v.item() for k, v in model(batch).items()}
+
+    assert terms(False, False) == terms(True, False) and set(dtypes) == {torch.float32}
+    reference = terms(False, True)
+    assert set(dtypes) == {torch.float32}
+    low = terms(True, True)
+    assert set(dtypes) == {torch.bfloat16}
+    for k in ("video_mse", "audio_mse", "text_mlm", "local"):  # the global terms sit at chance at init
+        assert low[k] == pytest.approx(reference[k], rel=2e-2), k
 
 
 def test_no_leak_holds_with_pool_norm_in_training_mode():

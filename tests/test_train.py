@@ -93,6 +93,52 @@ def test_train_ablations_run(synth_manifest, tmp_path):
         assert ("video_mse" in logged) == (flags != ["--no-masked-modelling"])
 
 
+@pytest.mark.slow
+def test_train_whole_model_compile_matches_eager(synth_manifest, tmp_path, monkeypatch):
+    """--compile model (the whole training forward) trains the same steps as eager mode, to float32
+    rounding; --bf16-residual changes nothing without autocast. Inductor draws random numbers its
+    own way (the masks differ, not their distribution), so this comparison asks for eager's."""
+    import torch._inductor.config
+
+    from train.state import TrainConfig
+    from train.trainer import train
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    common = dict(manifest=str(synth_manifest), batch_size=4, workers=0, lr=1e-3, warmup=2, log_every=1, steps=2,
+                  seed=3, progress=False, overrides={"encoder.depth": 2, "decoder.depth": 1})
+    train(TrainConfig(out=str(tmp_path / "eager"), **common))
+    train(TrainConfig(out=str(tmp_path / "model"), compile="model", bf16_residual=True, **common))
+    eager, compiled = losses_by_step(tmp_path / "eager"), losses_by_step(tmp_path / "model")
+    assert sorted(eager) == sorted(compiled) == [1, 2]
+    for step, loss in eager.items():
+        assert compiled[step] == pytest.approx(loss, rel=1e-4), step
+
+
+def test_train_cli_compile_choices(synth_manifest, tmp_path, monkeypatch):
+    """--compile alone means blocks (also before another option); --compile model; none by default."""
+    from click.testing import CliRunner
+
+    import train.trainer
+    from vlsa.cli import cli
+
+    seen = []
+    monkeypatch.setattr(train.trainer, "train", lambda tc: seen.append(tc) or {"step": 0, "stopped_by": "done",
+                                                                                 "skipped": {}})
+    for flags in ([], ["--compile", "--steps", "1"], ["--compile", "model", "--bf16-residual"]):
+        result = CliRunner().invoke(cli, ["train", "--manifest", str(synth_manifest), *flags])
+        assert result.exit_code == 0, result.output
+    assert [(tc.compile, tc.bf16_residual) for tc in seen] == [("none", False), ("blocks", False), ("model", True)]
+    assert CliRunner().invoke(cli, ["train", "--manifest", str(synth_manifest), "--compile", "all"]).exit_code == 2
+
+
+def test_train_config_reads_the_old_compile_switch():
+    from train.state import TrainConfig
+
+    assert TrainConfig("m", compile=True).compile == "blocks" and TrainConfig("m", compile=False).compile == "none"
+    with pytest.raises(ValueError, match="compile must be one of"):
+        TrainConfig("m", compile="everything")
+
+
 def test_train_with_hard_negative_groups(synth_manifest, tmp_path):
     result = subprocess.run(train_cmd(synth_manifest, tmp_path / "grouped", "--steps", "3", "--group-size", "2"),
                             capture_output=True, text=True)

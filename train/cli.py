@@ -112,8 +112,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 @click.option("--group-size", type=int, help="Hard-negative batches: clips sharing a rare caption word, this many "
               "at a time (0: plain shuffle).")
 @click.option("--device", type=str, help="cpu, cuda (default: cuda when available).")
-@click.option("--compile/--no-compile", default=None)
+@click.option("--compile", type=click.Choice(["none", "blocks", "model"]), is_flag=False, flag_value="blocks",
+              default=None, help="torch.compile each transformer block (--compile, or --compile blocks) or the "
+              "whole training forward (--compile model: minutes to compile, the fastest GPU step).")
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Activation checkpointing.")
+@click.option("--bf16-residual/--no-bf16-residual", default=None,
+              help="GPU: keep the residual stream in bf16 under autocast (faster; default float32).")
 @click.option("--ckpt-every", type=int)
 @click.option("--log-every", type=int)
 @click.option("--eval-every", type=int)

@@ -37,8 +37,14 @@ class TrainConfig:
     workers: int = 2  # loader processes per rank
     group_size: int = 0  # > 1: hard-negative batches of clips sharing a rare caption word (GroupedSampler)
     device: str | None = None  # default: cuda if available
-    compile: bool = False  # torch.compile the model
+    # torch.compile: "none", "blocks" (each transformer block on its own: seconds to compile) or
+    # "model" (the whole training forward: minutes to compile, the fastest step on a GPU);
+    # true/false (the field was a switch for regional compile) read as "blocks"/"none"
+    compile: str = "none"
     checkpointing: bool = False  # activation checkpointing in encoder and decoder
+    # under bf16 autocast (CUDA), keep the transformers' residual stream in bf16 rather than
+    # float32 (Transformer.low_precision_residual): 5% faster at base on an H100; no effect on CPU
+    bf16_residual: bool = False
     ckpt_every: int = 500  # steps; also at the end and on SIGTERM
     log_every: int = 10
     eval_every: int = 0  # steps; 0 = only at the end when eval_split is set
@@ -46,6 +52,14 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-time budget: stop, checkpoint and evaluate
     resume: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.compile = {True: "blocks", False: "none"}.get(self.compile, self.compile)
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}")
+
+
+COMPILE_MODES = ("none", "blocks", "model")
 
 
 @dataclass

@@ -67,6 +67,7 @@ def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
     else:
         model = VLSA.from_preset(tc.preset, **tc.overrides)
     model.encoder.checkpointing = model.decoder.checkpointing = tc.checkpointing
+    model.encoder.low_precision_residual = model.decoder.low_precision_residual = tc.bf16_residual
     return model.to(device).train()
 
 
@@ -83,8 +84,10 @@ def train(tc: TrainConfig) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     state = load_run(model, opt, sched, tc) if tc.resume else TrainState()
     wrapped = wrap_ddp(model, dist.device) if dist.world > 1 else model
-    if tc.compile:  # regional: see VLSAModel.compile_blocks
+    if tc.compile == "blocks":  # see VLSAModel.compile_blocks
         model.compile_blocks()
+    elif tc.compile == "model":  # the training forward only: evaluation runs `model` as it is
+        wrapped = torch.compile(wrapped)
     writer = _writer(tc) if dist.main else None
     try:
         metrics = run_steps(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer)
