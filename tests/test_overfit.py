@@ -25,15 +25,20 @@ def synthetic_batch(model, tmp_path, n=8):
 
 
 @pytest.mark.slow
-def test_overfit_every_loss_term_halves(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16-autocast-bf16-residual"])
+def test_overfit_every_loss_term_halves(tmp_path, bf16):
+    """bf16: the GPU recipe's numerics on the CPU, bf16 autocast with the residual stream in bf16
+    (`vlsa train --bf16-residual`); it must learn as the float32 model does."""
     torch.manual_seed(0)
     model = VLSA.from_preset("tiny").train()
+    model.encoder.low_precision_residual = model.decoder.low_precision_residual = bf16
     batch = synthetic_batch(model, tmp_path)
     assert batch["has_audio"].all() and batch["has_video"].all()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     history = []
     for step in range(STEPS):
-        out = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(batch)
         out["loss"].backward()
         if step == 0:
             no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
