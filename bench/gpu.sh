@@ -38,6 +38,7 @@ step blocks 90 bench/train_step.py --preset base --batch 64 --steps 8 --warmup 2
 step blocks_bf16res 90 bench/train_step.py --preset base --batch 64 --steps 8 --warmup 2 --compile blocks --no-reference --bf16-residual
 step eager 120 bench/train_step.py --preset base --batch 64 --steps 8 --warmup 2
 step memory 150 bench/train_step.py --preset base --max-batch --check-sync --batch 64
+step memory_bf16res 150 bench/train_step.py --preset base --max-batch --bf16-residual
 step attention 90 bench/attention.py --preset base --batch 128
 if [ -n "$shards" ]; then
     step loader 120 bench/loader.py "$shards" --preset base --workers 1 4 8 16 --seconds 6 --gpu-jpeg

@@ -88,6 +88,7 @@ def train(tc: TrainConfig) -> dict:
         model.compile_blocks()
     elif tc.compile == "model":  # the training forward only: evaluation runs `model` as it is
         wrapped = torch.compile(wrapped)
+        log.info("compile model: the first step compiles the whole training forward (about two minutes at base)")
     writer = _writer(tc) if dist.main else None
     try:
         metrics = run_steps(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer)
