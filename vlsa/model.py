@@ -68,9 +68,9 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.checkpointing = False  # activation checkpointing trades compute for memory
-        # Under autocast the residual stream is float32 (bf16 block outputs added to float32
-        # tokens); with this set it is kept in the autocast dtype, as Megatron-LM does by default,
-        # halving the bytes every norm, residual add and their backward move (training option)
+        # Under autocast the residual stream is float32 (bf16 block outputs added to float32 tokens);
+        # set, it is kept in the autocast dtype (as Megatron-LM does): half the bytes for every norm
+        # and residual add, forward and backward (docs/PERFORMANCE.md)
         self.low_precision_residual = False
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -377,9 +377,8 @@ class VLSAModel(nn.Module):
         return (losses, z) if return_embeddings else losses
 
     def embed(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every video and audio patch embedded (with positions), for both kinds of pass. Embedding
-        once and selecting after saves the training step a second stem run and the scatter of its
-        gradient (with the conv stem, 6% of tiny's FLOPs)."""
+        """Every video and audio patch embedded (with positions), once for both kinds of pass: a
+        second conv-stem run would add 5% to tiny's step FLOPs."""
         return {"video": self.tokens_video(batch["video"]), "audio": self.tokens_audio(batch["audio"])}
 
     def forward_local(self, batch: dict[str, torch.Tensor], masks: dict,
