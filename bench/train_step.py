@@ -226,7 +226,8 @@ def profile_steps(step, device, steps: int = 2, top: int = 25) -> tuple[dict, st
     busy = sum(ms for _, ms, _ in kernels)
     by_kind: dict[str, float] = {}
     for name, ms, _ in kernels:
-        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + ms
+        kind = kernel_kind(name)
+        by_kind[kind] = by_kind.get(kind, 0.0) + ms
     summary = {"wall_ms": round(wall_ms, 2), "kernel_ms": round(busy, 2), "busy": round(busy / wall_ms, 3),
                "launches": sum(n for *_, n in kernels),
                "by_kind_ms": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
