@@ -46,7 +46,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlsa.config import parse_override, preset_config  # noqa: E402
-from vlsa.model import ConvStem, VLSAModel  # noqa: E402
+from vlsa.model import ConvStem, VLSAModel, num_kept  # noqa: E402
 
 
 def layer_flops(n: int, d: int, mlp_ratio: float = 4.0) -> float:
@@ -81,34 +81,38 @@ def patch_embedding_flops(cfg) -> float:
     return video + 2 * linear_flops(cfg.audio.num_patches, cfg.audio.patch ** 2, D)
 
 
+def visible_tokens(cfg) -> tuple[int, int]:
+    """Video and audio tokens of the joint masked-modelling pass (VLSAModel.mask_video/mask_audio)."""
+    return cfg.video.frames * num_kept(cfg.video.grid ** 2, cfg.video.mask_ratio), \
+        num_kept(cfg.audio.num_patches, cfg.audio.mask_ratio)
+
+
 def vlsa_step_flops(cfg, layers_only: bool = False) -> float:
     """Forward + backward FLOPs of one VLSA training sample: every matrix product of every pass
     (training = 3x forward, except the patch embeddings, see above). layers_only: the
     transformer layers and the text logits alone, the count of the leases before 2026-11-27."""
     e, dd = cfg.encoder, cfg.decoder
     nv, na, L = cfg.video.num_patches, cfg.audio.num_patches, cfg.text.max_len
-    kv = cfg.video.frames * max(1, round(cfg.video.grid ** 2 * (1 - cfg.video.mask_ratio)))
-    ka = max(1, round(na * (1 - cfg.audio.mask_ratio)))
+    kv, ka = visible_tokens(cfg)
     text_dim = cfg.text.embed_dim or e.width
     enc = lambda n: e.depth * layer_flops(n, e.width, e.mlp_ratio)  # noqa: E731
-    text_in = (lambda n: linear_flops(n, text_dim, e.width)) if text_dim != e.width else (lambda n: 0.0)  # noqa: E731
+    text_in = linear_flops(L, text_dim, e.width) if text_dim != e.width else 0.0  # a factorised token embedding
     flops, extra = 0.0, 0.0  # forward; extra: what the older count left out
     if cfg.loss.masked_modelling:
         flops += enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
         scored = min(L, math.ceil(2 * cfg.text.mask_ratio * L))  # see VLSAModel.scored_tokens
         flops += 2 * scored * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
-        extra += text_in(L) + linear_flops(kv + ka + L, e.width, dd.width)  # decoder_embed
+        extra += text_in + linear_flops(kv + ka + L, e.width, dd.width)  # decoder_embed
         extra += linear_flops(nv, dd.width, cfg.video.patch ** 2 * 3) + linear_flops(na, dd.width, cfg.audio.patch ** 2)
     if cfg.loss.matching != "none":
         gv, ga = nv, na  # tokens of the unimodal passes (VLSAModel.global_token_ids)
         if cfg.loss.global_tokens == "visible":
             gv, ga = kv, ka
         elif cfg.loss.global_tokens == "sampled":
-            keep = cfg.loss.global_keep
-            gv = cfg.video.frames * max(1, round(cfg.video.grid ** 2 * keep))
-            ga = max(1, round(na * keep))
+            drop = 1 - cfg.loss.global_keep
+            gv, ga = cfg.video.frames * num_kept(cfg.video.grid ** 2, drop), num_kept(na, drop)
         flops += enc(gv) + enc(L)
-        extra += text_in(L) + 2 * linear_flops(1, e.width, cfg.embed_dim)  # projections
+        extra += text_in + 2 * linear_flops(1, e.width, cfg.embed_dim)  # projections
         if cfg.loss.matching == "audio":
             flops += enc(ga)
             extra += linear_flops(1, e.width, cfg.embed_dim)
@@ -118,8 +122,7 @@ def vlsa_step_flops(cfg, layers_only: bool = False) -> float:
 
 
 def reference_flops(cfg) -> float:
-    kv = cfg.video.frames * round(cfg.video.grid ** 2 * (1 - cfg.video.mask_ratio))
-    ka = round(cfg.audio.num_patches * (1 - cfg.audio.mask_ratio))
+    kv, ka = visible_tokens(cfg)
     n_enc, n_dec = kv + ka + cfg.text.max_len, cfg.video.num_patches + cfg.audio.num_patches + cfg.text.max_len
     e, d = cfg.encoder, cfg.decoder
     bridge = linear_flops(n_enc, e.width, d.width)
@@ -134,8 +137,7 @@ class ReferenceStack(nn.Module):
         self.encoder = nn.TransformerEncoder(layer(e.width, e.heads), e.depth, enable_nested_tensor=False)
         self.bridge = nn.Linear(e.width, d.width)
         self.decoder = nn.TransformerEncoder(layer(d.width, d.heads), d.depth, enable_nested_tensor=False)
-        kv = cfg.video.frames * round(cfg.video.grid ** 2 * (1 - cfg.video.mask_ratio))
-        ka = round(cfg.audio.num_patches * (1 - cfg.audio.mask_ratio))
+        kv, ka = visible_tokens(cfg)
         self.n_enc = kv + ka + cfg.text.max_len
         self.n_dec = cfg.video.num_patches + cfg.audio.num_patches + cfg.text.max_len
 

@@ -157,9 +157,9 @@ def test_training_forward_embeds_the_patches_once(stem):
         model.zero_grad()
         B = batch["text"].shape[0]
         masks = {"video": model.mask_video(B, "cpu"), "audio": model.mask_audio(B, "cpu")}
-        shared = None if separate else model.embed(batch)
-        terms = {**model.forward_local(batch, masks, shared), **model.global_losses(
-            model.global_embeddings(batch, masks, shared), batch)}
+        shared = model.embed(batch)
+        terms = {**model.forward_local(batch, masks, model.embed(batch) if separate else shared),
+                 **model.global_losses(model.global_embeddings(batch, masks, shared), batch)}
         sum(terms.values()).backward()
         return terms, model.video_embed.parameters().__next__().grad.clone()
 

@@ -153,6 +153,11 @@ def _gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, ids[..., None].expand(-1, -1, x.shape[-1]))
 
 
+def num_kept(n: int, mask_ratio: float) -> int:
+    """Patches a mask of `mask_ratio` keeps out of n (at least one)."""
+    return max(1, round(n * (1 - mask_ratio)))
+
+
 def _select_tokens(x: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
     """All tokens (ids None) or those at ids."""
     return x if ids is None else _gather_tokens(x, ids)
@@ -241,14 +246,14 @@ class VLSAModel(nn.Module):
         """Each frame masked on its own (`ratio`: video.mask_ratio by default).
         Returns ids_keep (B, T * k) and removed (B, Nv)."""
         T, n = self.config.video.frames, self.config.video.grid ** 2
-        keep = max(1, round(n * (1 - (self.config.video.mask_ratio if ratio is None else ratio))))
+        keep = num_kept(n, self.config.video.mask_ratio if ratio is None else ratio)
         ids = torch.rand(B, T, n, device=device).argsort(dim=-1)[..., :keep]
         ids = (ids + torch.arange(T, device=device)[:, None] * n).flatten(1)
         return ids, _removed_from_keep(ids, T * n)
 
     def mask_audio(self, B: int, device: torch.device, ratio: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.config.audio.num_patches
-        keep = max(1, round(n * (1 - (self.config.audio.mask_ratio if ratio is None else ratio))))
+        keep = num_kept(n, self.config.audio.mask_ratio if ratio is None else ratio)
         ids = torch.rand(B, n, device=device).argsort(dim=-1)[:, :keep]
         return ids, _removed_from_keep(ids, n)
 
@@ -382,10 +387,9 @@ class VLSAModel(nn.Module):
         return {"video": self.tokens_video(batch["video"]), "audio": self.tokens_audio(batch["audio"])}
 
     def forward_local(self, batch: dict[str, torch.Tensor], masks: dict,
-                      tokens: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                      tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Masked modelling: one joint pass over the visible tokens of all three modalities
         (attention crosses modalities here), then the shared decoder and per-modality losses."""
-        tokens = tokens or self.embed(batch)
         (keep_v, removed_v), (keep_a, removed_a) = masks["video"], masks["audio"]
         has_v, has_a, has_t = batch["has_video"], batch["has_audio"], batch["has_text"]
         ids, text_mask = batch["text"], batch["text_mask"]
@@ -441,10 +445,9 @@ class VLSAModel(nn.Module):
         return full.scatter(1, ids_keep[..., None].expand(-1, -1, C), x)
 
     def global_embeddings(self, batch: dict[str, torch.Tensor], masks: dict,
-                          tokens: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                          tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
-        tokens = tokens or self.embed(batch)
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
         z = {
             "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video"),
