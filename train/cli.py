@@ -208,6 +208,38 @@ def shard(manifest: Path, out: Path, preset: str, checkpoint: str | None, per_sh
                (f"; skipped {skipped}: {index['skipped']}" if skipped else ""))
 
 
+@data.command("corpus")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
+              default=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlsa" / "corpus-debs",
+              show_default="${XDG_CACHE_HOME:-~/.cache}/vlsa/corpus-debs", help="Downloaded and extracted packages.")
+@click.option("--shared-media", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also take the labelled sounds of this folder (sounds/labels.jsonl); all held out for test.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--offline", is_flag=True, help="Use only packages already extracted in --cache.")
+@click.option("--workers", type=click.IntRange(min=1), default=min(os.cpu_count() or 1, 8), show_default=True,
+              help="Processes rendering rows; the output does not depend on it.")
+def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline: bool, workers: int) -> None:
+    """Build the real-media corpus (Debian packages + --shared-media) into OUT/manifest.jsonl."""
+    from tqdm import tqdm
+
+    from train.corpus.build import build, plan_corpus
+
+    start = time.perf_counter()
+    with tqdm(desc="fetch", unit="pkg", file=sys.stderr) as bar:
+        plan = plan_corpus(cache, shared_media, seed=seed, offline=offline,
+                           on_package=lambda name: (bar.set_postfix_str(name), bar.update(1)))
+    with tqdm(total=len(plan.jobs), desc="render", unit="row", file=sys.stderr) as bar:
+        summary = build(out, plan, workers=workers, on_row=lambda: bar.update(1))
+
+    def counts(c) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
+
+    click.echo(f"wrote {summary['rows']} rows to {out / 'manifest.jsonl'} in {time.perf_counter() - start:.0f} s; "
+               f"kinds: {counts(summary['kinds'])}; splits: {counts(summary['splits'])}; "
+               f"test groups: {counts(summary['groups'])}; skipped: {counts(summary['skipped'])}")
+
+
 @data.command("manifest")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: FOLDER/manifest.jsonl.")

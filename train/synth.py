@@ -357,22 +357,28 @@ def synthesize(attrs: Attributes, event_times: list[float], seconds: float, sr: 
 # --- container ----------------------------------------------------------------------------------
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sr: int) -> None:
-    """h264 yuv420p video and aac mono audio in one mp4."""
-    with av.open(str(path), "w") as container:
+def write_mp4(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, sr: int) -> None:
+    """h264 yuv420p video and aac mono audio in one mp4; either may be None (an audio-only .m4a,
+    a silent picture clip)."""
+    with av.open(str(path), "w", format="mp4") as container:
         rate = Fraction(fps).limit_denominator(1000)
-        video = container.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        # Constant quantiser, no rate control: x264's macroblock-tree rate control gave different
-        # bytes from run to run here. qp 18 keeps the colours clean; parallelism is across clips.
-        video.options = {"qp": "18", "preset": "veryfast", "threads": "1"}
-        sound = container.add_stream("aac", rate=sr)
-        sound.layout = "mono"
-        for i, f in enumerate(frames):
+        if frames is not None:
+            video = container.add_stream("libx264", rate=rate)
+            video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            # Constant quantiser, no rate control: x264's macroblock-tree rate control gave different
+            # bytes from run to run here. qp 18 keeps the colours clean; parallelism is across clips.
+            video.options = {"qp": "18", "preset": "veryfast", "threads": "1"}
+        if audio is not None:
+            sound = container.add_stream("aac", rate=sr)
+            sound.layout = "mono"
+        for i, f in enumerate(frames if frames is not None else []):
             frame = av.VideoFrame.from_ndarray(f, format="rgb24")
             frame.pts, frame.time_base = i, 1 / rate
             container.mux(video.encode(frame))
-        container.mux(video.encode())
+        if frames is not None:
+            container.mux(video.encode())
+        if audio is None:
+            return
         for start in range(0, len(audio), AAC_FRAME):
             frame = av.AudioFrame.from_ndarray(audio[None, start:start + AAC_FRAME], format="fltp", layout="mono")
             frame.sample_rate, frame.pts = sr, start

@@ -1,0 +1,231 @@
+"""The real-media corpus builder (train/corpus): captions from file names, the picture+sound clip
+maker, the SoundFont renderer on a SoundFont made here, the held-out split rule, and two builds of
+a small fake package tree giving one manifest. Nothing here downloads a Debian package; the real
+build (`vlsa data corpus`, minutes and about 3 GB of downloads) is not run by the tests."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train.corpus import clips, instruments, speech, split
+from train.corpus.captions import sound_caption
+from train.corpus.fetch import licence
+from train.corpus.sources import SkipCounter, sound_items
+from vlsa.media import probe, read_audio, read_frames
+
+VLSA = Path(sys.executable).parent / "vlsa"
+RATE = 16000
+
+
+@pytest.mark.parametrize("name, folders, caption", [
+    ("doors_steel_door_close.ogg", (), "a steel door closes"),
+    ("default_gravel_footstep.3.ogg", (), "footsteps on gravel"),
+    ("default_break_glass.2.ogg", (), "a glass breaks"),
+    ("tnt_gunpowder_burning.ogg", (), "gunpowder burns"),
+    ("arrowfly_1.ogg", ("attack", "weapon"), "an arrow flies"),
+    ("wolf_01.ogg", ("sound", "animals"), "a wolf howls"),
+    ("horse.ogg", ("fauna", "death"), "a horse dies"),
+    ("LrgExpl.ogg", (), "a large explosion"),
+    ("RailTrain1.wav", (), "a train passes"),
+    ("sound042.wav", (), None),
+])
+def test_sound_caption_from_names(name, folders, caption):
+    """Catches: a lost VOCAB entry (LrgExpl), a verb rule that stops conjugating (door closes), a
+    dying animal read as calling (the death folder), a numbered name that gets a caption."""
+    assert sound_caption(name, folders) == caption
+
+
+@pytest.mark.parametrize("pack, stem, caption", [
+    ("Pirate", "Leavemealone", "a pirate says 'leave me alone'"),
+    ("Default", "Ooff2", "a man grunts in pain"),
+    ("Singer", "Victory", "a singer sings 'victory'"),
+    ("Default_es", "Hello", None),
+])
+def test_hedgewars_voice_captions(pack, stem, caption):
+    """Catches: phrases left run together, other-language packs captioned as English."""
+    assert speech.hedgewars_caption(pack, stem) == caption
+
+
+def test_klettres_captions_name_the_letter_and_language():
+    """Catches: a letter file's number kept in the caption, or a non-Latin script captioned."""
+    assert speech.klettres_caption("de", "alpha", "e-12") == "a voice says the letter e in german"
+    assert speech.klettres_caption("de", "syllab", "bus") == "a voice says the syllable 'bus' in german"
+    assert speech.klettres_caption("ru", "alpha", "a-1") is None
+
+
+def test_licence_read_from_copyright(tmp_path):
+    """Catches: the licence of a secondary paragraph taken instead of the `Files: *` one."""
+    doc = tmp_path / "usr/share/doc/pkg"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Format: x\n\nFiles: debian/*\nLicense: GPL-2+\n\n"
+                                   "Files: *\nCopyright: someone\nLicense: CC-BY-SA-3.0\n")
+    assert licence(tmp_path, "pkg") == "CC-BY-SA-3.0"
+
+
+def test_clip_maker_moves_the_picture_while_the_sound_plays(tmp_path):
+    """A tiny picture + a tone -> a decodable clip of the asked length whose frames differ.
+    Catches: a static picture (no motion), a sound track cut or padded to the wrong length."""
+    picture = Image.new("RGBA", (12, 12), (250, 20, 20, 255))
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)).astype(np.float32)
+    path = tmp_path / "clip.mp4"
+    clips.write_clip(path, picture, tone, 2.0, np.random.default_rng(0))
+    info = probe(path)
+    assert info.has_video and info.has_audio
+    assert abs(info.duration - 2.0) < 0.15
+    frames = read_frames(path, 0.0, 2.0, num_frames=4, size=64)
+    assert (frames[0].float() - frames[-1].float()).abs().mean() > 2.0
+    sound = read_audio(path, 0.0, 2.0)
+    assert sound[: RATE // 2].abs().max() > 0.2  # the tone, at the start
+    assert sound[-RATE // 4:].abs().max() < 0.05  # padded with silence after its one second
+
+
+def _sf2(path: Path, freq: float, root_key: int) -> None:
+    """A one-preset SoundFont: a looped sine at `freq` Hz recorded as MIDI key `root_key`."""
+    period = round(RATE / freq)
+    n = period * 100
+    samples = (np.sin(2 * np.pi * np.arange(n) / period) * 20000).astype("<i2").tobytes() + bytes(92)
+
+    def chunk(cid: bytes, body: bytes) -> bytes:
+        return cid + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
+
+    def lst(kind: bytes, *chunks: bytes) -> bytes:
+        return chunk(b"LIST", kind + b"".join(chunks))
+
+    name = b"Sine".ljust(20, b"\0")
+    pdta = lst(
+        b"pdta",
+        chunk(b"phdr", struct.pack("<20sHHHIII", name, 0, 0, 0, 0, 0, 0)
+              + struct.pack("<20sHHHIII", b"EOP".ljust(20, b"\0"), 0, 0, 1, 0, 0, 0)),
+        chunk(b"pbag", struct.pack("<HHHH", 0, 0, 1, 0)),
+        chunk(b"pmod", bytes(10)),
+        chunk(b"pgen", struct.pack("<HHHH", instruments.INSTRUMENT, 0, 0, 0)),
+        chunk(b"inst", struct.pack("<20sH", name, 0) + struct.pack("<20sH", b"EOI".ljust(20, b"\0"), 1)),
+        chunk(b"ibag", struct.pack("<HHHH", 0, 0, 2, 0)),
+        chunk(b"imod", bytes(10)),
+        chunk(b"igen", struct.pack("<HHHHHH", instruments.SAMPLE_MODES, 1, instruments.SAMPLE_ID, 0, 0, 0)),
+        chunk(b"shdr", struct.pack("<20sIIIIIBbHH", name, 0, n, 0, n, RATE, root_key, 0, 0, 1)
+              + struct.pack("<20sIIIIIBbHH", b"EOS".ljust(20, b"\0"), 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+    )
+    body = b"sfbk" + lst(b"INFO", chunk(b"ifil", struct.pack("<HH", 2, 1))) + lst(b"sdta", chunk(b"smpl", samples)) + pdta
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def _pitch(wave: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spectrum) * RATE / len(wave))
+
+
+def test_soundfont_renders_notes_at_their_pitch(tmp_path):
+    """A note an octave above the sample's root key sounds at twice its frequency, for longer than
+    the sample lasts (it loops), and a softer velocity is quieter. Catches: pitch ratios off (root
+    key or sample rate ignored), loops not followed (silence after the sample), velocity ignored."""
+    _sf2(tmp_path / "sine.sf2", 500.0, 60)
+    font = instruments.SoundFont(tmp_path / "sine.sf2")
+    assert font.name(0, 0) == "Sine"
+    root = font.render(0, 0, 60, 127, 1.0, RATE)
+    octave = font.render(0, 0, 72, 127, 1.0, RATE)
+    assert abs(_pitch(root[:RATE]) - 500) < 10
+    assert abs(_pitch(octave[:RATE]) - 1000) < 20
+    assert np.abs(octave[int(0.9 * RATE):RATE]).max() > 0.3  # still sounding after the sample's 0.4 s
+    soft = font.render(0, 0, 60, 40, 1.0, RATE)
+    assert np.abs(soft).max() < 0.5 * np.abs(root).max()
+
+
+def test_instrument_phrases_cover_programs_and_drums(tmp_path):
+    """Catches: a program or the drum kit left out of the renders, or a caption without its instrument."""
+    renders = instruments.instrument_renders(np.random.default_rng(0), {(0, 56), (128, 0)})
+    captions = {r.caption for r in renders}
+    assert {"a trumpet plays a slow melody", "a snare drum roll", "a drum kit plays a rock beat"} <= captions
+    assert all(r.program == 56 or r.bank == 128 for r in renders)
+
+
+def test_split_keeps_held_out_words_out_of_training():
+    """Catches: a held-out concept (plural too) left in training, a held-out source or voice in
+    training, and a check that lets a training caption with a held-out word through."""
+    assert split.assign("minetest-data", ["a wolf howls"]) == ("test", "heldout-concept")
+    assert split.assign("minetest-data", ["two sheeps bleat"]) == ("test", "heldout-concept")
+    assert split.assign("minetest-data", ["a door closes", "a violins plays"])[0] == "test"
+    assert split.assign("supertuxkart-data", ["a car horn honks"]) == ("test", "heldout-package")
+    assert split.assign("espeak-ng", ["a voice says the letter k"], held_out_voice=True) == \
+        ("test", "speech-heldout-voice")
+    assert split.assign("minetest-data", ["a steel door closes"]) == ("train", None)
+    assert split.held_out_concept("a glassy lake") is None  # a word, not a prefix
+    with pytest.raises(AssertionError, match="trumpet"):
+        split.check_split([{"text": "a trumpet plays a note", "split": "train"}])
+    split.check_split([{"text": "a trumpet plays a note", "split": "test"}])
+
+
+def test_held_out_voices_say_the_36_digits_and_letters():
+    """Catches: a held-out voice that also trains, or an eval set that is not the 36 items."""
+    held = speech.held_out_utterances()
+    assert not set(speech.HELD_OUT_VARIANTS) & set(speech.TRAIN_VARIANTS)
+    per_voice = {u.variant: {u.caption for u in held if u.variant == u.variant} for u in held}
+    assert all(len({u.caption for u in held if u.variant == v}) == 36 for v in per_voice)
+
+
+def _tone_wav(path: Path, freq: float, seconds: float = 0.6) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    data = (0.4 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes(data.tobytes())
+
+
+def _fake_cache(cache: Path) -> None:
+    """minetest-data, extracted as the builder leaves it, with four sounds (one silent)."""
+    root = cache / "root" / "minetest-data"
+    sounds = root / "usr/share/games/minetest/games/minetest_game/mods/doors/sounds"
+    _tone_wav(sounds / "doors_steel_door_close.ogg".replace(".ogg", ".wav"), 300)
+    _tone_wav(sounds / "doors_door_open.wav", 500)
+    _tone_wav(sounds / "default_gravel_footstep.1.wav", 700)
+    _tone_wav(sounds / "default_glass_footstep.wav", 900)
+    with wave.open(str(sounds / "default_snow_footstep.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes(bytes(RATE))
+    doc = root / "usr/share/doc/minetest-data"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Files: *\nLicense: CC-BY-SA-3.0\n")
+    (root / ".extracted").write_text("{}")
+
+
+def test_corpus_command_builds_the_same_manifest_twice(tmp_path):
+    """`vlsa data corpus --offline` on a fake package tree, twice: identical manifests; rows carry
+    source, licence and split; the silent file is skipped and counted; the glass row is held out.
+    Catches: unsorted walks or unseeded choices (manifests differ), lost source/licence fields."""
+    _fake_cache(tmp_path / "cache")
+    manifests = []
+    for run in ("a", "b"):
+        done = subprocess.run([str(VLSA), "data", "corpus", str(tmp_path / run), "--cache", str(tmp_path / "cache"),
+                               "--offline", "--workers", "1"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "render: silent" in done.stdout  # the silent sound (and its copies) skipped and counted
+        manifests.append((tmp_path / run / "manifest.jsonl").read_text())
+    assert manifests[0] == manifests[1]
+    rows = [json.loads(line) for line in manifests[0].splitlines()]
+    assert {r["text"] for r in rows} >= {"a steel door closes", "footsteps on gravel"}
+    assert all(r["source"] == "minetest-data" and r["licence"] == "CC-BY-SA-3.0" for r in rows)
+    glass = [r for r in rows if "glass" in r["text"]]
+    assert glass and all(r["split"] == "test" and r["group"] == "heldout-concept" for r in glass)
+    for r in rows:
+        assert probe(tmp_path / "a" / r["audio"]).has_audio
+
+
+def test_sound_items_skip_music_and_unnamed_files(tmp_path):
+    """Catches: game music captioned by its title, numbered files captioned."""
+    for rel in ("data/music/theme.ogg", "data/sfx/sound042.ogg", "data/sfx/explosion.ogg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    skipped = SkipCounter()
+    items = sound_items("supertuxkart-data", tmp_path, skipped)
+    assert [i.caption for i in items] == ["the sound of an explosion"]
+    assert sum(skipped.values()) == 2

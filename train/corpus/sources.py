@@ -1,0 +1,107 @@
+"""What the corpus takes from each package: the folders to extract and how each file is captioned.
+
+`sound_items(name, root)` lists a package's sounds as Items (file, caption, kind); a file that gets
+no caption is left out and counted by `SkipCounter` with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.corpus.captions import sound_caption
+from train.corpus.fetch import Package
+from train.corpus.speech import hedgewars_caption, klettres_caption
+
+AUDIO_EXTENSIONS = (".ogg", ".wav", ".flac", ".mp3")
+ZERO_AD_AUDIO = "audio/"  # 0ad-data keeps its files in one zip; these members are opened
+
+SOUND_PACKAGES = (
+    Package("minetest-data", ("./usr/share/games/minetest/games/minetest_game/mods/*/sounds/*",)),
+    Package("lincity-ng-data", ("./usr/share/games/lincity-ng/sounds/*",)),
+    Package("freeciv-data", ("./usr/share/games/freeciv/stdsounds/*",)),
+    Package("pingus-data", ("./usr/share/games/pingus/data/sounds/*",)),
+    Package("oxygen-sounds", ("./usr/share/sounds/*",)),
+    Package("heroes-sound-effects", ("./usr/share/games/heroes/sfx/*",)),
+    Package("hedgewars-data", ("./usr/share/games/hedgewars/Data/Sounds/*",)),
+    Package("supertuxkart-data", ("./usr/share/games/supertuxkart/data/sfx/*",)),
+    Package("widelands-data", ("./usr/share/games/widelands/data/sound/*",
+                               "./usr/share/games/widelands/data/world/critters/*.ogg")),
+    Package("0ad-data", ("./usr/share/games/0ad/mods/public/public.zip",),
+            {"usr/share/games/0ad/mods/public/public.zip": ZERO_AD_AUDIO}),
+    Package("klettres-data", ("./usr/share/klettres/*",)),
+)
+# Folders of a package whose sounds are not captioned from their names: music (titles, not
+# sounds), game-interface beeps, and 0ad's voices (Greek, Latin, ... soldiers' lines).
+LEFT_OUT_FOLDERS = {"music", "interface", "voice", "devtest", "Music"}
+SOUNDFONT = Package("fluid-soundfont-gm", ("./usr/share/sounds/sf2/FluidR3_GM.sf2",))
+SOUNDFONT_FILE = "usr/share/sounds/sf2/FluidR3_GM.sf2"
+CLIPART = Package("openclipart-png", ("./usr/share/openclipart/png/*",))
+EMOJI = Package("fonts-noto-color-emoji", ("./usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",))
+EMOJI_FONT = "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
+SHARED_MEDIA = "shared-media"
+# ../shared/media (sounds/labels.jsonl): its folders' licences, from its README.
+SHARED_MEDIA_LICENCES = {"scratch": "CC-BY-SA-3.0", "lmms": "GPL-2+"}
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path  # the file to decode
+    origin: str  # where it is in its package (for credits)
+    caption: str
+    source: str  # the package, or shared-media
+    kind: str  # sound, speech
+
+
+class SkipCounter(Counter):
+    def skip(self, reason: str) -> None:
+        self[reason] += 1
+
+
+def _audio_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+
+
+def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
+    """The captioned sounds of one extracted package."""
+    items = []
+    for path in _audio_files(root):
+        rel = path.relative_to(root)
+        folders = rel.parts[:-1]
+        if LEFT_OUT_FOLDERS & set(folders):
+            skipped.skip("music, interface or foreign voice")
+            continue
+        caption, kind = _caption(name, folders, path.stem)
+        if caption is None:
+            skipped.skip("no caption from its name")
+            continue
+        items.append(Item(path, rel.as_posix(), caption, name, kind))
+    return items
+
+
+def _caption(package: str, folders: tuple[str, ...], stem: str) -> tuple[str | None, str]:
+    if package == "hedgewars-data" and "voices" in folders:
+        return hedgewars_caption(folders[folders.index("voices") + 1], stem), "speech"
+    if package == "klettres-data":
+        tail = folders[folders.index("klettres") + 1:]
+        return (klettres_caption(tail[0], tail[1], stem), "speech") if len(tail) >= 2 else (None, "speech")
+    if package == "oxygen-sounds":  # notification sounds: the name says the event, not the sound
+        caption = sound_caption(stem)
+        return (f"a notification chime for {caption.removeprefix('the sound of ')}" if caption else None), "sound"
+    return sound_caption(stem, folders), "sound"
+
+
+def shared_media_items(folder: Path, skipped: SkipCounter) -> list[Item]:
+    """The labelled sounds of ../shared/media (sounds/labels.jsonl)."""
+    labels = folder / "sounds" / "labels.jsonl"
+    items = []
+    for line in labels.read_text().splitlines():
+        d = json.loads(line)
+        caption = sound_caption(d["name"]) or f"the sound of {d['name']}"
+        if d.get("source") not in SHARED_MEDIA_LICENCES:
+            skipped.skip("shared media without a known licence")
+            continue
+        items.append(Item(folder / d["path"], d["path"], caption, SHARED_MEDIA, "sound"))
+    return items
