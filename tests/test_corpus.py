@@ -88,9 +88,10 @@ def test_clip_maker_moves_the_picture_while_the_sound_plays(tmp_path):
     assert sound[-RATE // 4:].abs().max() < 0.05  # padded with silence after its one second
 
 
-def _sf2(path: Path, freq: float, root_key: int) -> None:
-    """A one-preset SoundFont: a looped sine at `freq` Hz recorded as MIDI key `root_key`."""
-    period = round(RATE / freq)
+def _sf2(path: Path, freq: float, root_key: int, rate: int) -> None:
+    """A one-preset SoundFont: a looped sine at `freq` Hz sampled at `rate`, recorded as MIDI key
+    `root_key`."""
+    period = round(rate / freq)
     n = period * 100
     samples = (np.sin(2 * np.pi * np.arange(n) / period) * 20000).astype("<i2").tobytes() + bytes(92)
 
@@ -112,7 +113,7 @@ def _sf2(path: Path, freq: float, root_key: int) -> None:
         chunk(b"ibag", struct.pack("<HHHH", 0, 0, 2, 0)),
         chunk(b"imod", bytes(10)),
         chunk(b"igen", struct.pack("<HHHHHH", instruments.SAMPLE_MODES, 1, instruments.SAMPLE_ID, 0, 0, 0)),
-        chunk(b"shdr", struct.pack("<20sIIIIIBbHH", name, 0, n, 0, n, RATE, root_key, 0, 0, 1)
+        chunk(b"shdr", struct.pack("<20sIIIIIBbHH", name, 0, n, 0, n, rate, root_key, 0, 0, 1)
               + struct.pack("<20sIIIIIBbHH", b"EOS".ljust(20, b"\0"), 0, 0, 0, 0, 0, 0, 0, 0, 0)),
     )
     body = b"sfbk" + lst(b"INFO", chunk(b"ifil", struct.pack("<HH", 2, 1))) + lst(b"sdta", chunk(b"smpl", samples)) + pdta
@@ -128,15 +129,15 @@ def test_soundfont_renders_notes_at_their_pitch(tmp_path):
     """A note an octave above the sample's root key sounds at twice its frequency, for longer than
     the sample lasts (it loops), and a softer velocity is quieter. Catches: pitch ratios off (root
     key or sample rate ignored), loops not followed (silence after the sample), velocity ignored."""
-    _sf2(tmp_path / "sine.sf2", 500.0, 60)
+    _sf2(tmp_path / "sine.sf2", 500.0, 64, 2 * RATE)  # recorded at another rate than rendered
     font = instruments.SoundFont(tmp_path / "sine.sf2")
     assert font.name(0, 0) == "Sine"
-    root = font.render(0, 0, 60, 127, 1.0, RATE)
-    octave = font.render(0, 0, 72, 127, 1.0, RATE)
+    root = font.render(0, 0, 64, 127, 1.0, RATE)
+    octave = font.render(0, 0, 76, 127, 1.0, RATE)
     assert abs(_pitch(root[:RATE]) - 500) < 10
     assert abs(_pitch(octave[:RATE]) - 1000) < 20
-    assert np.abs(octave[int(0.9 * RATE):RATE]).max() > 0.3  # still sounding after the sample's 0.4 s
-    soft = font.render(0, 0, 60, 40, 1.0, RATE)
+    assert np.abs(octave[int(0.9 * RATE):RATE]).max() > 0.3  # still sounding after the sample's 0.2 s
+    soft = font.render(0, 0, 64, 40, 1.0, RATE)
     assert np.abs(soft).max() < 0.5 * np.abs(root).max()
 
 
