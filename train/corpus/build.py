@@ -130,7 +130,9 @@ def _font(path: str) -> instruments.SoundFont:
 
 def _picture(spec: tuple[str, str, str]):
     kind, root, key = spec
-    return pictures.render_emoji(Path(root), key) if kind == "emoji" else pictures.load_clipart(Path(root), key)
+    if kind == "emoji":
+        return pictures.render_emoji(Path(root), key)
+    return pictures.load_clipart(Path(root), key, clips.SIZE)
 
 
 def _write_picture(out: Path, rng, spec) -> None:

@@ -32,6 +32,7 @@ def motion_frames(picture: Image.Image, seconds: float, rng: np.random.Generator
     scale0, scale1 = rng.uniform(0.45, 0.8, size=2)
     start, end = rng.uniform(0.0, 1.0, size=2), rng.uniform(0.0, 1.0, size=2)
     picture = picture.convert("RGBA")
+    picture.thumbnail((size, size), Image.LANCZOS)  # once, not per frame
     out = np.empty((frames, size, size, 3), dtype=np.uint8)
     for i in range(frames):
         w = i / (frames - 1)

@@ -3,6 +3,7 @@ shows) and Noto colour emoji (Python's unicodedata names each one)."""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,14 @@ def emoji_pictures() -> list[Picture]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _emoji_font(path: str) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, EMOJI_PIXELS)  # 10 MB: loaded once per process
+
+
 def render_emoji(font_path: Path, key: str) -> Image.Image | None:
     """RGBA picture of one emoji, cropped to its glyph; None if the font has no picture for it."""
-    font = ImageFont.truetype(str(font_path), EMOJI_PIXELS)
+    font = _emoji_font(str(font_path))
     image = Image.new("RGBA", (EMOJI_PIXELS + 40, EMOJI_PIXELS + 40), (0, 0, 0, 0))
     ImageDraw.Draw(image).text((0, 0), chr(int(key[2:], 16)), font=font, embedded_color=True)
     box = image.getbbox()
@@ -66,8 +72,17 @@ def clipart_pictures(root: Path) -> list[Picture]:
     return out
 
 
-def load_clipart(root: Path, key: str) -> Image.Image:
-    return Image.open(root / "usr/share/openclipart/png" / key).convert("RGBA")
+MAX_PIXELS = 16_000_000  # a few clip-art files are posters of 100+ megapixels: too slow to decode
+
+
+def load_clipart(root: Path, key: str, side: int) -> Image.Image:
+    """The drawing shrunk to fit `side` x `side`; ValueError for one too large to decode."""
+    image = Image.open(root / "usr/share/openclipart/png" / key)
+    if image.size[0] * image.size[1] > MAX_PIXELS:
+        raise ValueError("picture too large")
+    image = image.convert("RGBA")
+    image.thumbnail((side, side), Image.LANCZOS)
+    return image
 
 
 def _a(phrase: str) -> str:
