@@ -115,7 +115,7 @@ class VLSA(VLSAModel):
         out = []
         for chunk in _batches(list(texts), batch_size):
             ids, mask = (t.to(self.device) for t in self.prepare_text(chunk))
-            out.append(self.pool(self.encode_text(ids, mask), "text", mask).float().cpu())
+            out.append(self.embed_text_ids(ids, mask).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
 
     @torch.inference_mode()

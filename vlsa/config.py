@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlsa import __version__
+from vlsa.text_tower import PRETRAINED
 
 
 @dataclass
@@ -84,6 +85,13 @@ class TextConfig:
     vocab_size: int = 49409  # tokenizer vocabulary + 1 id reserved for [MASK] where it has none
     embed_dim: int | None = None  # factorised token embedding width (ALBERT); None = encoder width
     mask_ratio: float = 0.15  # BERT: 15% of tokens chosen; of those 80% [MASK], 10% random, 10% kept
+    # Where the global text embedding comes from: "shared", the shared encoder's text pass (the
+    # paper), or a pretrained sentence encoder ("all-minilm-l6-v2", vlsa/text_tower.py) kept frozen,
+    # its sentence embedding mapped into the joint space by a small trained adapter.
+    tower: str = "shared"
+    # A pretrained sentence encoder whose similarities between captions the shared text path is
+    # trained to reproduce (loss.distill_weight); None = no distillation. Needs its tokenizer.
+    teacher: str | None = None
 
 
 @dataclass
@@ -134,6 +142,10 @@ class LossConfig:
     # each frame's and of the spectrogram's patches: cheaper passes, as FLIP. Inference uses all.
     global_tokens: str = "full"
     global_keep: float = 0.5
+    # Weight of the text distillation term (text.teacher), inside L_global.
+    distill_weight: float = 1.0
+    # Temperature of the teacher's and the student's similarity distributions in that term.
+    distill_temperature: float = 0.05
 
 
 @dataclass
@@ -174,6 +186,16 @@ class VLSAConfig:
              f"loss.global_tokens must be full, visible or sampled, not {self.loss.global_tokens!r}"),
             (0 < self.loss.global_keep <= 1, f"loss.global_keep {self.loss.global_keep} is not in (0, 1]"),
             (0 <= v.mask_ratio < 1 and 0 <= a.mask_ratio < 1, "mask ratios must lie in [0, 1)"),
+            (self.text.tower in ("shared", *PRETRAINED),
+             f"text.tower must be shared or one of {', '.join(PRETRAINED)}, not {self.text.tower!r}"),
+            (self.text.teacher in (None, *PRETRAINED),
+             f"text.teacher must be one of {', '.join(PRETRAINED)}, not {self.text.teacher!r}"),
+            (self.text.tower == "shared" or self.text.tokenizer == self.text.tower,
+             f"text.tower {self.text.tower!r} reads its own token ids: set text.tokenizer={self.text.tower}"),
+            (self.text.teacher is None or self.text.tokenizer == self.text.teacher,
+             f"text.teacher {self.text.teacher!r} reads the model's token ids: set text.tokenizer={self.text.teacher}"),
+            (self.text.teacher is None or self.text.tower == "shared",
+             "text.teacher distils into the shared text path: it needs text.tower=shared"),
         ]
         for ok, reason in checks:
             if not ok:

