@@ -65,6 +65,7 @@ class Clip:
     wave: torch.Tensor  # float32 (audio_cfg.num_samples,), mono in [-1, 1]; zeros without audio
     has_audio: bool
     has_video: bool
+    duration: float = 0.0  # of the whole file, seconds, from headers; 0.0 when nothing says
 
 
 # --- opening -----------------------------------------------------------------------------------
@@ -455,7 +456,8 @@ def load_clip(path: PathLike, start: float, end: float | None, video_cfg: VideoC
             read = functools.partial(_read_audio, name=name, start=start, end=end, rate=audio_cfg.sample_rate)
             audio = _retrying(path, read, opened=None if info.has_video else container)
             wave = nn.functional.pad(audio, (0, audio_cfg.num_samples - len(audio)))[: audio_cfg.num_samples]
-    return Clip(frames=frames, wave=wave, has_audio=info.has_audio, has_video=info.has_video)
+    return Clip(frames=frames, wave=wave, has_audio=info.has_audio, has_video=info.has_video,
+                duration=info.duration)
 
 
 def require_finite(x: np.ndarray | torch.Tensor, name: str) -> None:
