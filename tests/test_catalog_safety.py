@@ -342,3 +342,14 @@ def test_cli_search_on_a_read_only_folder(small_catalog, tmp_path):
         assert proc.stdout.count("\n") == 1 and sorted(p.name for p in folder.iterdir()) == ["c.db"]
     finally:
         folder.chmod(0o755)
+
+
+def test_store_ids_past_sqlite_range_are_not_found(small_catalog):
+    """Catches a huge id reaching SQLite through the Python API (the app's "find similar"):
+    OverflowError instead of NotFound."""
+    from catalog.store import NotFound
+
+    with Catalog(small_catalog, read_only=True) as catalog:
+        for lookup in (catalog.window, catalog.media_by_id, lambda i: catalog.embedding(i, "audio")):
+            with pytest.raises(NotFound):
+                lookup(10**23)
