@@ -222,22 +222,25 @@ class Indexer:
 
 def vanished(known: Iterable[str], found: ScanResult, roots: list[str], prune: bool = False) -> list[str]:
     """The catalogued files under `roots` that the scan saw gone: not found, and not under a
-    folder or link it could not read (a file that could not be looked for is kept)."""
+    folder or link it could not read (a file that could not be looked for is kept).
+
+    Raises CatalogError for a root that is missing, or that holds no media while files under it
+    are catalogued (an unmounted drive's mount point), unless `prune`.
+    """
     present = {f.path for f in found.files}
     gone = [p for p in known if p not in present and any(is_under(p, r) for r in roots)
             and not any(is_under(p, u) for u in found.unread)]
     for root in roots:
         if prune or any(is_under(f.path, root) for f in found.files):
             continue
-        lost = sum(is_under(p, root) for p in gone)
-        if not os.path.exists(root):
-            state = f"missing, and {lost} catalogued files are under it" if lost else "no such file or folder"
-        elif lost:
-            state = f"no media files, and {lost} catalogued files are under it"
-        else:
-            continue  # an empty folder nothing was catalogued from
-        raise CatalogError(f"{display_path(os.path.abspath(root))}: {state} (an unmounted drive looks like "
-                           "this); nothing was changed: pass --prune to remove its files from the catalog")
+        name, lost = display_path(os.path.abspath(root)), sum(is_under(p, root) for p in gone)
+        exists = os.path.exists(root)
+        if not exists and not lost:
+            raise CatalogError(f"{name}: no such file or folder")
+        if lost:
+            raise CatalogError(f"{name}: {'no media files' if exists else 'missing'}, and {lost} catalogued files "
+                               "are under it (an unmounted drive looks like this); nothing was changed: pass "
+                               "--prune to remove them from the catalog")
     return gone
 
 

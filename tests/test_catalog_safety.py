@@ -133,11 +133,14 @@ def test_indexer_refuses_an_empty_or_missing_root_unless_prune(tmp_path, model, 
     assert index(db, model, [mount], prune=True).removed == 2 and paths(db) == set()
 
 
-def test_indexer_takes_an_empty_new_root_without_error(tmp_path, model):
-    """Catches the refusal above applying to a folder nothing was catalogued from."""
+def test_indexer_takes_an_empty_new_root_refuses_a_missing_one(tmp_path, model):
+    """Catches the refusal above applying to a folder nothing was catalogued from, and a
+    mistyped root passing silently."""
     (tmp_path / "new").mkdir()
     report = index(tmp_path / "c.db", model, [tmp_path / "new"])
     assert (report.indexed, report.removed) == (0, 0)
+    with pytest.raises(CatalogError, match=r"typo: no such file or folder$"):
+        index(tmp_path / "c.db", model, [tmp_path / "typo"])
 
 
 def test_cli_index_prune(tmp_path, model, capsys, monkeypatch):
