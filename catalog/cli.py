@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sqlite3
 from collections.abc import Iterator
 
@@ -25,45 +26,67 @@ from catalog.indexer import BATCH_SIZE, Indexer
 from catalog.model import load_model
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import Catalog, CatalogError, display_path
+from catalog.store import MAX_ID, Catalog, CatalogError, display_path
 from vlsa.config import list_presets
 
 log = logging.getLogger(__name__)
 
 DB_HELP = "The catalog file (SQLite)."
+MIN_SECONDS = 0.1  # shortest window or stride: a few hops of the audio front end; shorter only multiplies windows
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds, at least MIN_SECONDS (FloatRange alone lets nan and inf pass)."""
+
+    name = "seconds"
+
+    def __init__(self):
+        super().__init__(min=MIN_SECONDS)
+
+    def convert(self, value, param, ctx) -> float:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
 
 
 @click.command()
-@click.argument("library", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+# LIBRARY need not exist: a folder that is gone for good is pruned with --prune (the indexer
+# refuses a missing one without it).
+@click.argument("library", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=str), help=DB_HELP)
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Checkpoint folder to embed with [default: the one shipped in the package].")
 @click.option("--preset", type=click.Choice(list_presets()),
               help="Instead of a checkpoint: an untrained model of this preset, seeded (for trying things).")
-@click.option("--window", type=click.FloatRange(min=0, min_open=True),
+@click.option("--window", type=Seconds(),
               help="Seconds per window [default: the model's clip length].")
-@click.option("--stride", type=click.FloatRange(min=0, min_open=True),
+@click.option("--stride", type=Seconds(),
               help="Seconds between window starts [default: the window].")
 @click.option("--batch-size", default=BATCH_SIZE, show_default=True, type=click.IntRange(min=1),
               help="Windows per model call (and at most per commit).")
 @click.option("--rebuild", is_flag=True, help="Re-index everything if the catalog was built with another "
               "checkpoint or window.")
+@click.option("--prune", is_flag=True, help="Take a LIBRARY folder that is missing or holds no media as "
+              "emptied: remove its files from the catalog (without it that is an error, as an unmounted "
+              "drive looks the same).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset: str | None,
-          window: float | None, stride: float | None, batch_size: int, rebuild: bool, quiet: bool,
-          as_json: bool) -> None:
+          window: float | None, stride: float | None, batch_size: int, rebuild: bool, prune: bool,
+          quiet: bool, as_json: bool) -> None:
     """Index the media files under LIBRARY (folders or files) into a catalog.
 
     Incremental: files with the size and modification time recorded are skipped, changed files
-    are embedded again, and recorded files gone from LIBRARY are removed. A file that cannot be
-    decoded is recorded with the reason and skipped until it changes.
+    are embedded again, and recorded files seen gone from a folder of LIBRARY are removed (those
+    under a folder that cannot be read are kept). A file that cannot be decoded is recorded with
+    the reason and skipped until it changes.
     """
     model, checkpoint_path = load_model(checkpoint, preset)
     with _sqlite_errors(db_path), Catalog(db_path) as catalog:
         indexer = Indexer(catalog, model, window=window, stride=stride, batch_size=batch_size,
                           checkpoint=checkpoint_path, progress=not quiet)
-        report = indexer.run(library, rebuild=rebuild)
+        report = indexer.run(library, rebuild=rebuild, prune=prune)
     for path, reason in report.skipped:
         click.echo(f"skipped: {display_path(path)}: {reason}", err=True)
     for _, error in report.failed:
@@ -82,7 +105,8 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
               help=DB_HELP)
 @click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="Search with a sound file instead of words.")
-@click.option("--like", "like", type=int, help="Search with a window of the catalog (its id).")
+@click.option("--like", "like", type=click.IntRange(min=1, max=MAX_ID),
+              help="Search with a window of the catalog (its id).")
 @click.option("--kind", type=click.Choice(KINDS), default="any", show_default=True,
               help="Which windows' vectors compete: video, audio or both.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="How many results.")

@@ -17,6 +17,8 @@ to share its batch, which would otherwise change the last bits of the float arit
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -26,8 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from catalog.scan import FileStat, scan
-from catalog.store import Catalog, FileRecord, Settings, display_path, is_under
+from catalog.scan import FileStat, ScanResult, scan
+from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings, display_path, is_under
 from catalog.windows import WindowData, iter_windows, plan_windows
 from vlsa.api import VLSA
 from vlsa.media import MediaError, normalize_frames, probe
@@ -35,6 +37,9 @@ from vlsa.media import MediaError, normalize_frames, probe
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32  # windows per model call: near the CPU's best throughput for tiny, modest memory
+# A file's vectors are held until the file is written whole (one transaction): a file that would
+# need more (hours at a tiny stride, or headers claiming an absurd duration) fails instead.
+MAX_VECTOR_BYTES = 2**30
 
 
 @dataclass
@@ -77,8 +82,8 @@ class Indexer:
         self.catalog, self.model = catalog, model.eval()
         self.window = float(window or model.config.clip_seconds)
         self.stride = float(stride or self.window)
-        if self.window <= 0 or self.stride <= 0 or batch_size < 1:
-            raise ValueError("window, stride and batch size must be positive")
+        if not (0 < self.window < math.inf and 0 < self.stride < math.inf and batch_size >= 1):
+            raise ValueError("window and stride must be finite and positive, the batch size at least 1")
         self.batch_size, self.checkpoint, self.progress = batch_size, checkpoint, progress
         self._queue: list[tuple[_Job, WindowData]] = []
         self._pending: deque[_Job] = deque()  # in scan order; written from the front when complete
@@ -89,17 +94,20 @@ class Indexer:
         return Settings(fingerprint=self.model.fingerprint(), checkpoint=self.checkpoint, preset=cfg.preset,
                         embed_dim=cfg.embed_dim, window=self.window, stride=self.stride)
 
-    def run(self, roots: Iterable[str], rebuild: bool = False) -> IndexReport:
-        """Index new and changed files under `roots`, drop vanished ones; returns what happened."""
+    def run(self, roots: Iterable[str], rebuild: bool = False, prune: bool = False) -> IndexReport:
+        """Index new and changed files under `roots`, drop vanished ones; returns what happened.
+
+        A root that is missing, or holds no media while the catalog holds files under it, is
+        refused with a CatalogError (an unmounted drive looks like that) unless `prune`, which
+        takes it as emptied for good.
+        """
         report, roots = IndexReport(), list(roots)
         self._began = time.perf_counter()
         self.catalog.bind(self.settings(), rebuild=rebuild)
         found = scan(roots)
         report.skipped = found.skipped
         known = self.catalog.known_files()
-        present = {f.path for f in found.files}
-        gone = [p for p in known if p not in present and any(is_under(p, r) for r in roots)]
-        report.removed = self.catalog.remove_media(gone)
+        report.removed = self.catalog.remove_media(vanished(known, found, roots, prune))
         todo = [f for f in found.files if known.get(f.path) != (f.size, f.mtime_ns)]
         report.unchanged = len(found.files) - len(todo)
         with tqdm(total=len(todo), unit="file", disable=not (self.progress and todo), dynamic_ncols=True) as bar:
@@ -143,6 +151,11 @@ class Indexer:
         record.duration, record.has_video, record.has_audio = info.duration, info.has_video, info.has_audio
         if not (info.has_video or info.has_audio):
             raise MediaError(f"{record.path}: no decodable video or audio stream")
+        count = math.ceil(info.duration / self.stride) if math.isfinite(info.duration) else math.inf
+        size = count * self.model.config.embed_dim * VECTOR_DTYPE.itemsize * (info.has_video + info.has_audio)
+        if size > MAX_VECTOR_BYTES:
+            raise MediaError(f"{record.path}: {count:g} windows {self.stride:g} s apart in {info.duration:g} s; "
+                             f"their vectors would not fit in memory (use a longer --stride)")
         record.windows = plan_windows(info.duration, self.window, self.stride)
         if not record.windows:
             raise MediaError(f"{record.path}: duration unknown (the headers give none)")
@@ -205,6 +218,30 @@ class Indexer:
         bar.update(1)
         rate = report.media_seconds / max(1e-6, time.perf_counter() - self._began)
         bar.set_postfix_str(f"{rate:.1f} media-s/s, {len(report.failed)} failed", refresh=False)
+
+
+def vanished(known: Iterable[str], found: ScanResult, roots: list[str], prune: bool = False) -> list[str]:
+    """The catalogued files under `roots` that the scan saw gone: not found, and not under a
+    folder or link it could not read (a file that could not be looked for is kept).
+
+    Raises CatalogError for a root that is missing, or that holds no media while files under it
+    are catalogued (an unmounted drive's mount point), unless `prune`.
+    """
+    present = {f.path for f in found.files}
+    gone = [p for p in known if p not in present and any(is_under(p, r) for r in roots)
+            and not any(is_under(p, u) for u in found.unread)]
+    for root in roots:
+        if prune or any(is_under(f.path, root) for f in found.files):
+            continue
+        name, lost = display_path(os.path.abspath(root)), sum(is_under(p, root) for p in gone)
+        exists = os.path.exists(root)
+        if not exists and not lost:
+            raise CatalogError(f"{name}: no such file or folder")
+        if lost:
+            raise CatalogError(f"{name}: {'no media files' if exists else 'missing'}, and {lost} catalogued files "
+                               "are under it (an unmounted drive looks like this); nothing was changed: pass "
+                               "--prune to remove them from the catalog")
+    return gone
 
 
 def _one_line(err: BaseException, path: str) -> str:

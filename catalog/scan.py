@@ -5,6 +5,10 @@ folders are skipped. Symbolic links are followed, but every folder and file is v
 keyed by (device, inode): a link back to an ancestor, a link loop or a second link to the same
 file cannot make the walk run forever or index a file twice. Paths come out absolute, not
 resolved, in sorted order, so two scans of the same tree agree.
+
+What could not be read (a folder that cannot be listed, a link to a drive that is gone) is
+reported, and listed in `unread`: the indexer keeps what it catalogued there, since a file that
+could not be looked for has not been seen gone.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class FileStat:
 class ScanResult:
     files: list[FileStat] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line reason)
+    unread: list[str] = field(default_factory=list)  # folders or links whose contents are unknown
 
 
 def is_media(name: str) -> bool:
@@ -52,12 +57,18 @@ def _excluded(name: str) -> bool:
     return name.startswith(".") or name in EXCLUDED_FOLDERS
 
 
-def _reason(err: OSError) -> str:
+def _reason(err: OSError, path: str) -> str:
     if err.errno == errno.ELOOP:
         return "symbolic link loop"
     if err.errno == errno.ENOENT:
-        return "broken symbolic link"
+        return "broken symbolic link" if os.path.islink(path) else "missing"
     return (err.strerror or str(err)).lower()
+
+
+def _unreadable(result: ScanResult, path: str, err: OSError, report: bool = True) -> None:
+    result.unread.append(path)
+    if report:
+        result.skipped.append((path, _reason(err, path)))
 
 
 def scan(roots: Iterable[str | os.PathLike]) -> ScanResult:
@@ -68,7 +79,7 @@ def scan(roots: Iterable[str | os.PathLike]) -> ScanResult:
         try:
             st = os.stat(root)
         except OSError as e:
-            result.skipped.append((root, _reason(e)))
+            result.skipped.append((root, _reason(e, root)))  # a missing root: the indexer decides
             continue
         if os.path.isdir(root):
             _walk(root, result, seen)
@@ -93,7 +104,7 @@ def _walk(top: str, result: ScanResult, seen: set[tuple[int, int]]) -> None:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as e:
-            result.skipped.append((folder, _reason(e)))
+            _unreadable(result, folder, e)
             continue
         for entry in reversed(entries):  # reversed onto the stack: visited in name order
             _visit(entry, stack, result, seen)
@@ -104,9 +115,8 @@ def _visit(entry: os.DirEntry, stack: list[str], result: ScanResult, seen: set[t
         return
     try:
         st = entry.stat()  # follows links: a loop or a dangling link raises here
-    except OSError as e:
-        if entry.is_symlink() or is_media(entry.name):
-            result.skipped.append((entry.path, _reason(e)))
+    except OSError as e:  # it may be a folder: what was catalogued under it stays
+        _unreadable(result, entry.path, e, report=entry.is_symlink() or is_media(entry.name))
         return
     if stat.S_ISDIR(st.st_mode):
         stack.append(entry.path)

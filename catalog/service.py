@@ -26,7 +26,7 @@ from catalog.model import model_for_catalog
 from catalog.search import MatrixIndex, build_index
 from catalog.store import MODALITIES, Catalog, CatalogError, display_path
 from vlsa.api import VLSA
-from vlsa.media import probe, read_audio
+from vlsa.media import probe, read_audio, require_finite
 
 KINDS = ("any", *MODALITIES)
 MAX_QUERY_SECONDS = 30.0  # of a query sound: its clips are averaged, and 30 s says enough
@@ -67,7 +67,7 @@ class SearchService:
     @classmethod
     def open(cls, db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
              backend: str = "numpy") -> SearchService:
-        return cls(Catalog(db, create=False), checkpoint=checkpoint, backend=backend)
+        return cls(Catalog(db, read_only=True), checkpoint=checkpoint, backend=backend)
 
     @property
     def model(self) -> VLSA:
@@ -114,6 +114,9 @@ class SearchService:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if top < 1:
             raise ValueError(f"top must be at least 1, not {top}")
+        queries = query.values() if isinstance(query, dict) else [query]
+        if not all(np.isfinite(q).all() for q in queries):
+            raise ValueError("the query vector holds NaN or infinity")
         hits: list[Hit] = []
         with self._lock:
             for modality in MODALITIES if kind == "any" else (kind,):
@@ -165,6 +168,7 @@ class SearchService:
         """float32 (E,): the mean of the query sound's clip embeddings, L2-normalised."""
         cfg = self.model.config.audio
         if isinstance(audio, torch.Tensor):
+            require_finite(audio, "the query sound")
             wave = audio.float().reshape(-1)
         else:
             seconds = min(probe(audio).duration or MAX_QUERY_SECONDS, MAX_QUERY_SECONDS)

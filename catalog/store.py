@@ -18,7 +18,8 @@ opens the same file, and `display_path` shows them with replacement characters.
 
 A file's rows change only inside one transaction that also marks it done, so a process killed at
 any moment leaves each file either as it was or completely replaced, never half written. The
-database runs in WAL mode, so the app can read while the indexer writes.
+database runs in WAL mode, so the app can read while the indexer writes. Searching opens it
+read-only (`Catalog(path, read_only=True)`); only the indexer creates or migrates a catalog.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MODALITIES = ("video", "audio")
 BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
+MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
 VECTOR_DTYPE = np.dtype("<f4")  # stored vectors: float32, little-endian whatever the machine
 
 # Meta keys that describe how the vectors were made: a catalog holds vectors of one kind only.
@@ -153,25 +156,48 @@ def _migrate_to_1(db: Database) -> None:
 MIGRATIONS = {1: _migrate_to_1}
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     # The stdlib sqlite3 on purpose: the file must stay readable and writable wherever extensions
     # cannot load, so nothing in it needs one (the sqlite-vec index lives in memory, see search.py).
     # check_same_thread off: the app's callbacks run on worker threads; SQLite itself is built
     # serialised, and SearchService queries one at a time.
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return conn
+    def connect(target: str, uri: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    if not read_only:
+        return connect(str(path))
+    uri = "file:" + urllib.parse.quote(os.fsencode(path.absolute()))
+    conn = connect(uri + "?mode=ro", uri=True)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        # A reader of a WAL database needs the -shm file beside it; where that cannot be made (a
+        # read-only mount, a full disk) no indexer can be writing either, so the file is read as
+        # immutable (no locks, no -shm).
+        conn.close()
+        return connect(uri + "?mode=ro&immutable=1", uri=True)
 
 
 class Catalog:
-    """One catalog file: media files, their windows and one vector per window and modality."""
+    """One catalog file: media files, their windows and one vector per window and modality.
 
-    def __init__(self, path: str | os.PathLike, create: bool = True):
-        self.path = Path(path)
-        if not create and not self.path.is_file():
+    `read_only` (searching): an existing catalog is opened without write access, so nothing is
+    created, migrated or written, and a read-only mount or a full disk do not matter; only the
+    indexer (the default) creates or migrates.
+    """
+
+    def __init__(self, path: str | os.PathLike, create: bool = True, read_only: bool = False):
+        self.path, self.read_only = Path(path), read_only
+        if (read_only or not create) and not self.path.is_file():
             raise CatalogError(f"{self.path}: no catalog there (build one with `vlsa index`)")
         try:
-            self.db = Database(_connect(self.path))
+            self.db = Database(_connect(self.path, read_only))
+            if read_only:
+                self._check_version()
+                return
             if self.db.journal_mode != "wal":
                 self.db.enable_wal()
             # NORMAL is durable across a killed process in WAL mode (only a power cut can lose the
@@ -179,7 +205,7 @@ class Catalog:
             self.db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:
-            raise SchemaError(f"{self.path}: not a catalog ({e})") from None
+            raise SchemaError(f"{self.path}: not a VLSA catalog ({e})") from None
 
     def close(self) -> None:
         self.db.close()
@@ -190,14 +216,23 @@ class Catalog:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _migrate(self) -> None:
+    def _check_version(self) -> int:
+        """The schema version; SchemaError for a file that is not a catalog this vlsa can read
+        (read-only, also one that is older: only the indexer migrates)."""
         version = self.schema_version()
-        if version == 0 and set(self.db.table_names()) - {"meta"}:
-            raise SchemaError(f"{self.path}: a SQLite file but not a catalog (tables: "
-                              f"{', '.join(sorted(self.db.table_names()))})")
+        if version == 0 and (self.read_only or set(self.db.table_names()) - {"meta"}):
+            tables = ", ".join(sorted(self.db.table_names())) or "none, an empty file"
+            raise SchemaError(f"{self.path}: not a VLSA catalog (tables: {tables})")
         if version > SCHEMA_VERSION:
             raise SchemaError(f"{self.path}: catalog schema {version} is newer than this vlsa "
                               f"understands ({SCHEMA_VERSION}); upgrade vlsa")
+        if self.read_only and version < SCHEMA_VERSION:
+            raise SchemaError(f"{self.path}: catalog schema {version} is older than this vlsa's "
+                              f"({SCHEMA_VERSION}); run `vlsa index` on it to migrate it")
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self.db.atomic():
                 MIGRATIONS[target](self.db)
@@ -316,6 +351,8 @@ class Catalog:
                 raise CatalogError(f"{record.path}: {len(vectors)} {modality} vectors for "
                                    f"{len(record.windows)} windows")
             blobs = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
+            if not np.isfinite(blobs).all():  # every writer passes here: no NaN vector is ever stored
+                raise CatalogError(f"{record.path}: non-finite {modality} vectors; nothing written")
             self.db["embeddings"].insert_all(
                 {"window_id": i, "modality": modality, "vector": v.tobytes()} for i, v in zip(ids, blobs, strict=True))
 
@@ -330,6 +367,7 @@ class Catalog:
         return [m for m in rows if folder is None or is_under(m.path, folder)]
 
     def media_by_id(self, media_id: int) -> Media:
+        _check_id(media_id, "media file", self.path)
         rows = list(self.db.query("SELECT * FROM media WHERE id = ?", [media_id]))
         if not rows:
             raise NotFound(f"no media file with id {media_id} in {self.path}")
@@ -344,6 +382,7 @@ class Catalog:
         return [_window(r) for r in rows]
 
     def window(self, window_id: int) -> Window:
+        _check_id(window_id, "window", self.path)
         row = self.db.execute(
             'SELECT w.id, w.media_id, w.start, w."end", GROUP_CONCAT(e.modality) FROM windows w '
             "LEFT JOIN embeddings e ON e.window_id = w.id WHERE w.id = ? GROUP BY w.id", [window_id]).fetchone()
@@ -353,6 +392,7 @@ class Catalog:
 
     def embedding(self, window_id: int, modality: str) -> np.ndarray | None:
         """float32 (E,) stored for this window and modality; None if it has none."""
+        _check_id(window_id, "window", self.path)
         row = self.db.execute("SELECT vector FROM embeddings WHERE window_id = ? AND modality = ?",
                               [window_id, modality]).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=VECTOR_DTYPE).astype(np.float32)
@@ -370,6 +410,11 @@ class Catalog:
         window_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         media_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=VECTOR_DTYPE).reshape(len(rows), -1)
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():  # written before vectors were checked: a NaN row would outrank or hide real hits
+            log.warning("%s: left out %d non-finite %s vectors (written by an older vlsa)",
+                        self.path, int((~finite).sum()), modality)
+            window_ids, media_ids, matrix = window_ids[finite], media_ids[finite], matrix[finite]
         return window_ids, media_ids, matrix.astype(np.float32)
 
     def hits_info(self, window_ids: Sequence[int]) -> dict[int, tuple[int, str, float, float]]:
@@ -408,6 +453,12 @@ def is_under(path: str, folder: str) -> bool:
     """Whether `path` is `folder` or inside it (compared as absolute byte paths)."""
     p, f = os.fsencode(os.path.abspath(path)), os.fsencode(os.path.abspath(folder))
     return p == f or p.startswith(f.rstrip(os.sep.encode()) + os.sep.encode())
+
+
+def _check_id(value: int, what: str, path: Path) -> None:
+    """NotFound for an id no row can have (SQLite refuses integers past 64 bits with an OverflowError)."""
+    if not 0 < value <= MAX_ID:
+        raise NotFound(f"no {what} with id {value} in {path}")
 
 
 def _media(row: dict) -> Media:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 import wave
 from pathlib import Path
 
@@ -145,3 +146,16 @@ def copy_media(src: str | os.PathLike, folder: str | os.PathLike) -> Path:
     dst = Path(folder) / Path(src).name
     shutil.copyfile(src, dst)
     return dst
+
+
+def make_float_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 16000) -> Path:
+    """Write mono 32-bit float samples as a WAV (IEEE float, format tag 3) exactly as given, NaN
+    and infinity included: the wave module writes integer PCM only."""
+    path = Path(path)
+    data = np.asarray(samples, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, sample_rate, sample_rate * 4, 4, 32)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE")
+        f.write(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
+        f.write(b"data" + struct.pack("<I", len(data)) + data)
+    return path

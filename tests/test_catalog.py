@@ -84,12 +84,12 @@ def test_store_creates_schema_in_wal_mode(tmp_path):
 
 def test_store_refuses_what_is_not_a_catalog(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all, " * 100)
-    with pytest.raises(SchemaError, match="not a catalog"):
+    with pytest.raises(SchemaError, match="not a VLSA catalog"):
         Catalog(tmp_path / "junk.db")
     conn = sqlite3.connect(tmp_path / "other.db")
     conn.execute("CREATE TABLE photos (id INTEGER)")
     conn.close()
-    with pytest.raises(SchemaError, match="not a catalog"):
+    with pytest.raises(SchemaError, match="not a VLSA catalog"):
         Catalog(tmp_path / "other.db")
     with Catalog(tmp_path / "new.db") as catalog:
         catalog.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")

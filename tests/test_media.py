@@ -5,9 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mediagen import SHARED_MEDIA, frame_index, make_audio, make_truncated, make_video
+from mediagen import SHARED_MEDIA, frame_index, make_audio, make_float_wav, make_truncated, make_video
 
 from vlsa import media
+from vlsa.api import VLSA
 from vlsa.config import preset_config
 from vlsa.media import MediaError, iter_frames_at, load_clip, normalize_frames, probe, read_audio, read_frames
 
@@ -237,3 +238,19 @@ def test_read_frames_audio_only_file_raises(tmp_path):
     with pytest.raises(MediaError, match=r"speech.wav: no video stream$"):
         read_frames(path, num_frames=2, size=32)
     assert list(load_clip(path, 0.0, None, TINY.video, TINY.audio).wave.shape) == [TINY.audio.num_samples]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_refused(tmp_path, bad):
+    """Catches a float WAV's NaN or infinite samples reaching the model (NaN went through to
+    every vector; infinities were silently clipped to full scale), by file or by tensor."""
+    wave = np.zeros(16000, np.float32)
+    wave[500:600] = bad
+    path = make_float_wav(tmp_path / "bad.wav", wave)
+    with pytest.raises(MediaError, match=r"bad.wav: non-finite samples") as info:
+        read_audio(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(MediaError, match="non-finite"):
+        load_clip(path, 0.0, None, TINY.video, TINY.audio)
+    with pytest.raises(MediaError, match="non-finite"):
+        VLSA.from_preset("tiny").embed_audio([torch.from_numpy(wave)])

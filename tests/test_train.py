@@ -196,14 +196,12 @@ def test_retrieval_metrics_on_known_ranks():
     assert m["R@1"] == 50.0 and m["R@5"] == 100.0 and m["MedR"] == 1.0 and m["MeanR"] == 2.0
 
 
-def test_read_manifest_resolves_paths_and_reports_bad_lines(tmp_path):
+def test_read_manifest_resolves_paths(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "text": "x", "split": "test"}\n{"video": "/abs/b.mp4"}\n')
     rows = read_manifest(tmp_path / "m.jsonl")
     assert rows[0].video == tmp_path / "a.mp4" and rows[1].video == Path("/abs/b.mp4")
     assert [r.split for r in rows] == ["test", "train"]
-    (tmp_path / "bad.jsonl").write_text('{"video": "a.mp4"}\nnot json\n')
-    with pytest.raises(ValueError, match="bad.jsonl:2"):
-        read_manifest(tmp_path / "bad.jsonl")
+    # bad lines are skipped with their line numbers: tests/test_manifest.py
 
 
 # --- distributed: two gloo processes == one process on the joined batch ---

@@ -2,8 +2,9 @@
 
 A manifest is JSON Lines, one clip a line (PRODUCT.md, "Data formats"):
     {"video": path, "audio": path?, "text": str?, "start": s?, "end": s?, "split": "train"?}
-Relative paths are relative to the manifest's folder. A sample that fails to decode is skipped
-and counted with its reason; it never kills the run.
+Relative paths are relative to the manifest's folder. Every row is validated when the manifest
+is read (parse_manifest): a bad row is skipped and named with its line number. A sample that
+fails to decode is skipped and counted with its reason; neither kills the run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import signal
 from collections import Counter
@@ -40,30 +42,121 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def read_manifest(path: str | Path, split: str | None = None) -> list[Row]:
-    """Rows of a manifest, optionally one split; a malformed line is a ValueError naming it."""
+class BadRow(ValueError):
+    """A manifest row that cannot be used; the message is the reason, without the line."""
+
+
+MAX_NAMED = 10  # skipped rows named one by one in the summary line; the rest are counted by reason
+_reported: set[tuple[str, int, int]] = set()  # (path, size, mtime) of manifests whose skips were said
+
+
+def parse_manifest(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:
+    """Every row of a manifest, validated: (usable rows, [(line number, reason)] of the others).
+
+    Blank lines are not rows. A row is skipped when it is not a JSON object (NaN and Infinity,
+    which Python's json accepts, are not JSON), names no video and no audio, has a path that is
+    not a string, a text or split that is not a string, or a start or end that is not a finite
+    number of seconds, negative, or with end not after start. Times past the end of the file
+    are known only once it is opened: load_row skips those samples.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such manifest")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    rows, rejected = [], []
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        if not raw.strip():
             continue
         try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        rows.append(_row(d, path.parent))
+            rows.append(_row(_parse(raw), path.parent))
+        except BadRow as exc:
+            rejected.append((number, str(exc)))
+    return rows, rejected
+
+
+def read_manifest(path: str | Path, split: str | None = None) -> list[Row]:
+    """The usable rows of a manifest, optionally one split. Skipped rows are named in one warning
+    line (once per process: evaluation reads the manifest again); none usable is a ValueError."""
+    rows, rejected = parse_manifest(path)
+    if rejected:
+        summary = skipped_summary(rejected)
+        if not rows:
+            raise ValueError(f"{path}: no usable rows ({summary})")
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _reported:
+            _reported.add(key)
+            log.warning("manifest %s: %d rows skipped (%s)", path, len(rejected), summary)
     return [r for r in rows if split is None or r.split == split]
 
 
-def _row(d: dict, base: Path) -> Row:
-    def resolve(p):
-        return None if not p else (base / p if not Path(p).is_absolute() else Path(p))
+def skipped_summary(rejected: list[tuple[int, str]]) -> str:
+    """'line 4: text is not a string; line 9: not JSON', the rest counted by reason."""
+    named = "; ".join(f"line {n}: {reason}" for n, reason in rejected[:MAX_NAMED])
+    rest = Counter(reason for _, reason in rejected[MAX_NAMED:])
+    if rest:
+        named += f"; and {sum(rest.values())} more: " + ", ".join(f"{r}: {c}" for r, c in rest.most_common())
+    return named
+
+
+def _not_json(name: str):
+    raise BadRow("NaN or Infinity is not JSON")
+
+
+def _parse(raw: bytes) -> object:
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except UnicodeDecodeError:
+        raise BadRow("not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise BadRow("not JSON") from None
+
+
+def _path(d: dict, key: str, base: Path) -> Path | None:
+    value = d.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "\0" in value:
+        raise BadRow(f"{key} is not a path")
+    return Path(value) if Path(value).is_absolute() else base / value
+
+
+def _string(d: dict, key: str) -> str | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRow(f"{key} is not a string")
+    return value
+
+
+def _seconds(d: dict, key: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRow(f"{key} is not a number")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer past float range
+        seconds = math.inf
+    if not math.isfinite(seconds):  # 1e400 parses as infinity
+        raise BadRow(f"{key} is not a finite number")
+    if seconds < 0:
+        raise BadRow(f"{key} is negative")
+    return seconds
+
+
+def _row(d: object, base: Path) -> Row:
+    if not isinstance(d, dict):
+        raise BadRow("not a JSON object")
+    video, audio = _path(d, "video", base), _path(d, "audio", base)
+    if video is None and audio is None:
+        raise BadRow("no video and no audio")
+    text, split = _string(d, "text"), _string(d, "split")
+    start, end = _seconds(d, "start") or 0.0, _seconds(d, "end")
+    if end is not None and end <= start:
+        raise BadRow("end is not after start")
     known = {"video", "audio", "text", "start", "end", "split"}
-    return Row(video=resolve(d.get("video")), audio=resolve(d.get("audio")), text=d.get("text"),
-               start=float(d.get("start") or 0.0), end=None if d.get("end") is None else float(d["end"]),
-               split=d.get("split") or "train", extra={k: v for k, v in d.items() if k not in known})
+    return Row(video=video, audio=audio, text=text, start=start, end=end, split=split or "train",
+               extra={k: v for k, v in d.items() if k not in known})
 
 
 class ClipDataset(Dataset):
@@ -116,11 +209,16 @@ def load_row(row: Row, video_cfg: VideoConfig, audio_cfg: AudioConfig, train: bo
             raise MediaError(f"{path}: missing file")
     end = row.end if row.end is not None else row.start + audio_cfg.clip_seconds
     if row.video is None or row.audio is None:
-        return load_clip(source, row.start, end, video_cfg, audio_cfg, train=train, generator=generator)
-    frames = read_frames(row.video, row.start, end, video_cfg.frames, video_cfg.size,
-                         "random" if train else "uniform", generator)
-    sound = load_clip(row.audio, row.start, end, video_cfg, audio_cfg)
-    return Clip(frames=frames, wave=sound.wave, has_audio=sound.has_audio, has_video=True)
+        clip = load_clip(source, row.start, end, video_cfg, audio_cfg, train=train, generator=generator)
+    else:
+        frames = read_frames(row.video, row.start, end, video_cfg.frames, video_cfg.size,
+                             "random" if train else "uniform", generator)
+        sound = load_clip(row.audio, row.start, end, video_cfg, audio_cfg)
+        clip = Clip(frames=frames, wave=sound.wave, has_audio=sound.has_audio, has_video=True,
+                    duration=sound.duration)
+    if 0 < clip.duration <= row.start:  # decoding gave the last frame repeated and silence
+        raise MediaError(f"{source}: starts past the end of the file ({row.start:g} s of {clip.duration:g} s)")
+    return clip
 
 
 def collate_skipping(items: list[dict], pad_to: int | None = None) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from train.data import Row, failure_reason, load_row, read_manifest, sample_generator
+from train.data import Row, failure_reason, load_row, parse_manifest, sample_generator
 from vlsa.audio import build_frontend
 from vlsa.batch import make_sample
 from vlsa.config import VLSAConfig
@@ -74,12 +74,13 @@ def _encode_sample(clip: Clip, row: Row) -> dict[str, bytes]:
 def write_shards(manifest: str | Path, out: str | Path, config: VLSAConfig, per_shard: int = 1000,
                  on_row: Callable[[], None] | None = None) -> dict:
     """Decode every row of `manifest` once into shards under `out`; returns the index. Rows that
-    fail to decode are left out and counted by reason in the index."""
+    are not valid or fail to decode are left out and counted by reason in the index."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pool_cfg = dataclasses.replace(config.video, frames=config.video.frames * FRAME_POOL)
-    entries, skipped, tar, tar_path = [], Counter(), None, None
-    for i, row in enumerate(read_manifest(manifest)):
+    rows, rejected = parse_manifest(manifest)
+    entries, skipped, tar, tar_path = [], Counter(reason for _, reason in rejected), None, None
+    for i, row in enumerate(rows):
         if on_row:
             on_row()
         try:

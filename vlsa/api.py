@@ -26,7 +26,7 @@ import torch
 from vlsa import checkpoint
 from vlsa.audio import build_frontend
 from vlsa.config import preset_config
-from vlsa.media import MediaError, load_clip, normalize_frames
+from vlsa.media import MediaError, load_clip, normalize_frames, require_finite
 from vlsa.model import VLSAModel
 from vlsa.tokenizer import build_tokenizer
 
@@ -88,6 +88,7 @@ class VLSA(VLSAModel):
     def prepare_video(self, item: Item) -> torch.Tensor:
         """An item -> normalised frames (T, 3, H, W) float32 on CPU."""
         if isinstance(item, torch.Tensor):
+            require_finite(item, "video tensor")
             return normalize_frames(item, self.config.video) if item.dtype == torch.uint8 else item.float()
         clip = self._load(item)
         if clip.frames is None:
@@ -97,6 +98,7 @@ class VLSA(VLSAModel):
     def prepare_audio(self, item: Item) -> torch.Tensor:
         """An item -> normalised spectrogram (F, M) float32 on CPU."""
         if isinstance(item, torch.Tensor):
+            require_finite(item, "audio tensor")
             return self.frontend(item.float()) if item.dim() == 1 else item.float()
         clip = self._load(item)
         if not clip.has_audio:

@@ -41,8 +41,9 @@ _SEEK_GAP = 10.0  # seek ahead rather than decode through gaps between wanted fr
 _WAV_OGG_TAGS = (0x674F, 0x6750, 0x6751, 0x676F, 0x6770, 0x6771)  # Vorbis-in-WAV (vorbis.acm)
 
 
-class MediaError(Exception):
-    """An input that cannot be decoded; the message is one line: "<file>: <reason>"."""
+class MediaError(ValueError):
+    """An input that cannot be decoded; the message is one line: "<file>: <reason>". A
+    ValueError, like the catalog's errors, so the command line reports it as that one line."""
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Clip:
     wave: torch.Tensor  # float32 (audio_cfg.num_samples,), mono in [-1, 1]; zeros without audio
     has_audio: bool
     has_video: bool
+    duration: float = 0.0  # of the whole file, seconds, from headers; 0.0 when nothing says
 
 
 # --- opening -----------------------------------------------------------------------------------
@@ -410,6 +412,7 @@ def _read_audio(container: Container, seek: bool, *, name: str, start: float, en
         if need is not None and got >= need:
             break
     wave = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    require_finite(wave, name)  # before the clip below, which would turn infinities into 1.0
     if need is not None:
         wave = np.pad(wave[:need], (0, max(0, need - len(wave))))  # zeros past the end of the file
     return torch.from_numpy(np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False))
@@ -453,7 +456,16 @@ def load_clip(path: PathLike, start: float, end: float | None, video_cfg: VideoC
             read = functools.partial(_read_audio, name=name, start=start, end=end, rate=audio_cfg.sample_rate)
             audio = _retrying(path, read, opened=None if info.has_video else container)
             wave = nn.functional.pad(audio, (0, audio_cfg.num_samples - len(audio)))[: audio_cfg.num_samples]
-    return Clip(frames=frames, wave=wave, has_audio=info.has_audio, has_video=info.has_video)
+    return Clip(frames=frames, wave=wave, has_audio=info.has_audio, has_video=info.has_video,
+                duration=info.duration)
+
+
+def require_finite(x: np.ndarray | torch.Tensor, name: str) -> None:
+    """Refuse samples that hold NaN or infinity (a float WAV can): one such sample makes every
+    vector computed from it NaN, which sorts above real matches or hides them."""
+    finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
+    if not finite:
+        raise _error(name, "non-finite samples (NaN or infinity)")
 
 
 def normalize_frames(frames: torch.Tensor, video_cfg: VideoConfig) -> torch.Tensor:
