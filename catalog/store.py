@@ -329,6 +329,11 @@ class Catalog:
         rows = [_media(r) for r in self.db.query(sql + " ORDER BY path", params)]
         return [m for m in rows if folder is None or is_under(m.path, folder)]
 
+    def is_indexed(self, path: str) -> bool:
+        """Whether `path`, exactly as recorded, is a file indexed without error."""
+        row = self.db.execute("SELECT 1 FROM media WHERE path = ? AND status = 'ok'", [os.fsencode(path)]).fetchone()
+        return row is not None
+
     def media_by_id(self, media_id: int) -> Media:
         rows = list(self.db.query("SELECT * FROM media WHERE id = ?", [media_id]))
         if not rows:
