@@ -6,9 +6,10 @@ callbacks before they open a file and for the HTTP file route (app/server.py).
 
 A catalogued file is looked up by path, never by folder: what lies beside a media file (its
 folder's other files, the folder of a file that failed to index, the rest of a folder reached
-through a link) is not served. The lookup compares real paths (links and `..` resolved), so a
-link swapped in after indexing, or `lib/linked/../x`, cannot reach another file. Hidden files
-(a name starting with a dot) are never served, catalogued or not.
+through a link) is not served. The lookup starts from the real path (links and `..` resolved) and
+checks that the file found is the one indexed (size and modification time), so `lib/linked/../x`
+or a link swapped in after indexing cannot reach another file. Hidden files (a name starting with
+a dot) are never served, catalogued or not.
 """
 
 from __future__ import annotations
@@ -63,22 +64,26 @@ class FileGuard:
         that owns the catalog's connection (see app/context.py)."""
         try:
             given, target = os.path.abspath(os.fspath(path)), real(path)
-        except (ValueError, OSError):  # a NUL byte in the name, a name too long
+            if is_hidden(given) or is_hidden(target):
+                return False
+            if is_inside(target, self.workdir):
+                return not any(part.startswith(".") for part in os.path.relpath(target, self.workdir).split(os.sep))
+            found = os.stat(target)
+        except (ValueError, OSError):  # a NUL byte in the name, a name too long, no such file
             return False
-        if is_hidden(given) or is_hidden(target):
-            return False
-        if is_inside(target, self.workdir):
-            inside = os.path.relpath(target, self.workdir).split(os.sep)
-            return not any(part.startswith(".") for part in inside)
-        # The catalog records the paths the indexer walked (absolute, links not resolved): the
-        # real path itself, or the path as given if it still leads to the same real file.
-        return self.catalog.is_indexed(target) or (self.catalog.is_indexed(given) and real(given) == target)
+        # The catalog records the paths the indexer walked (absolute, links not resolved) with
+        # their size and modification time: the real path itself, or the path as given if it
+        # leads there, must be recorded, and the file found must be the one that was indexed
+        # (as the indexer itself tells an unchanged file), not a link swapped in since.
+        recorded = [self.catalog.indexed_stat(p) for p in {target, given} if real(p) == target]
+        return (found.st_size, found.st_mtime_ns) in recorded
 
     def check(self, path: str | os.PathLike) -> str:
         """`path` if allowed, else FileRefused. The path is returned as given (not resolved), so
         error messages and file names stay the ones the user knows."""
         if not self.allows(path):
-            raise FileRefused(f"Refused: {Path(path).name} is not a catalogued media file.")
+            raise FileRefused(f"Refused: {Path(path).name} is not a catalogued media file, or it changed since "
+                              "it was indexed (run `vlsa index` again).")
         return os.fspath(path)
 
 

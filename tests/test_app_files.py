@@ -14,15 +14,22 @@ from catalog.store import Catalog, FileRecord, Settings
 from vlsa.media import probe
 
 
+def indexed(path: Path, error: str | None = None) -> FileRecord:
+    """The record the indexer writes for a file it read (no windows: the guard does not look)."""
+    stat = path.stat()
+    return FileRecord(str(path), stat.st_size, stat.st_mtime_ns, error=error)
+
+
 @pytest.fixture
 def library(tmp_path) -> dict[str, Path]:
     """A catalogued library beside everything that must not be served: hidden files, a note next to
-    the media, a folder linked from outside (one of its files catalogued, one not), a link named
-    like media that points at a secret, and a failed file in a folder of its own."""
+    the media, a folder linked from outside (one of its files catalogued, one not), links named
+    like media that point at a secret (one failed to index, one swapped in after indexing), and a
+    failed file in a folder of its own."""
     lib, outside, elsewhere, work = (tmp_path / n for n in ("lib", "outside", "elsewhere", "work"))
     for folder in (lib / "sub", lib / ".ssh", outside, elsewhere, work / "clips"):
         folder.mkdir(parents=True)
-    for media in (lib / "a.mp4", lib / "sub" / "b.wav", outside / "v.mp4", work / "clips" / "c.mp4"):
+    for media in (lib / "a.mp4", lib / "sub" / "b.wav", outside / "v.mp4", work / "clips" / "c.mp4", lib / "swapped.mp4"):
         media.write_bytes(b"media")
     for secret in (lib / ".env", lib / "notes.txt", lib / ".ssh" / "id_rsa", outside / "secret.txt",
                    elsewhere / "secret.txt", tmp_path / "beside.txt", work / ".hidden"):
@@ -33,10 +40,11 @@ def library(tmp_path) -> dict[str, Path]:
     (lib / ".hidden.mp4").write_bytes(b"media")
     with Catalog(tmp_path / "c.db") as catalog:
         catalog.bind(Settings("f" * 16, None, "tiny", 4, 2.0, 2.0))
-        ok = [lib / "a.mp4", lib / "sub" / "b.wav", lib / "linked" / "v.mp4", lib / ".hidden.mp4"]
+        ok = [lib / "a.mp4", lib / "sub" / "b.wav", lib / "linked" / "v.mp4", lib / ".hidden.mp4", lib / "swapped.mp4"]
         failed = [lib / "escape.mp4", elsewhere / "broken.mp4"]
-        catalog.write_files([FileRecord(str(p), 5, 1) for p in ok] +
-                            [FileRecord(str(p), 5, 1, error=f"{p.name}: not a media file") for p in failed])
+        catalog.write_files([indexed(p) for p in ok] + [indexed(p, error="not media") for p in failed])
+    (lib / "swapped.mp4").unlink()
+    (lib / "swapped.mp4").symlink_to(tmp_path / "beside.txt")  # a catalogued file replaced by a link
     return {"lib": lib, "outside": outside, "elsewhere": elsewhere, "work": work, "base": tmp_path,
             "db": tmp_path / "c.db"}
 
@@ -66,6 +74,7 @@ def test_files_guard_serves_the_catalogued_media_and_its_own_files(library, guar
     "lib/sub/../notes.txt", "lib/../beside.txt",  # traversal
     "lib/linked/secret.txt", "outside/secret.txt",  # the target of a linked subfolder (item 2)
     "lib/escape.mp4",  # a link named like media to a secret (recorded as failed)
+    "lib/swapped.mp4",  # a catalogued file replaced by a link to a secret
     "elsewhere/broken.mp4", "elsewhere/secret.txt",  # a failed file and its folder (item 2)
     "c.db",  # the catalog itself
     "/etc/passwd", "/etc/hostname",  # absolute paths outside
@@ -81,13 +90,16 @@ def test_files_guard_refuses_everything_but_catalogued_media(library, guard, pat
 
 
 def test_files_guard_follows_the_catalog_while_the_app_runs(library, guard):
-    """Catches a served set read once at start: `vlsa index` may add or remove files meanwhile."""
+    """Catches a served set read once at start: `vlsa index` may add, change or remove files
+    meanwhile; a changed file is served again once it is indexed again."""
     new = library["lib"] / "sub" / "new.wav"
     new.write_bytes(b"media")
     assert not guard.allows(new)
     with Catalog(library["db"]) as writer:
-        writer.write_files([FileRecord(str(new), 5, 1)])
+        writer.write_files([indexed(new)])
     assert guard.allows(new)
+    new.write_bytes(b"changed since it was indexed")
+    assert not guard.allows(new)
     with Catalog(library["db"]) as writer:
         writer.remove_media([str(library["lib"] / "a.mp4")])
     assert not guard.allows(library["lib"] / "a.mp4")

@@ -166,6 +166,20 @@ def test_security_file_routes_serve_the_catalogued_media(server, library):
 
 
 @pytest.mark.slow
+def test_security_the_page_gets_its_own_files(server, library):
+    """The thumbnails a search returns live in the app's temporary folder: served, as images."""
+    from gradio_client import Client
+
+    client = Client(server.url, auth=LOGIN, verbose=False, download_files=False)
+    gallery, results, _ = client.predict("a red circle", api_name="/search_text")
+    assert results and {r["file"] for r in results} <= {str(p) for p in library.media}
+    image = gallery[0]["image"]
+    assert Path(image["path"]).is_relative_to(server.tmp)
+    response = httpx.get(image["url"], headers={"Cookie": server.cookie}, timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("image/")
+
+
+@pytest.mark.slow
 def test_security_file_routes_refuse_everything_else(server, library):
     """Catches (issue 15, items 1 and 2) a file route that serves by folder: a library's hidden
     files and neighbours, the folder of a failed file, a link's target folder; and one that echoes
