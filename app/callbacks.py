@@ -45,11 +45,11 @@ DURATIONS: dict[str, tuple[float | None, float | None]] = {  # label -> (min, ma
 ALL_FOLDERS = "all folders"  # the folder filter's "no filter" (never an absolute path, so unambiguous)
 SEARCH_OUTPUTS = ("gallery", "results", "hits", "query", "status")
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: no window id is above it
+RESULT_GONE = "That result is no longer in the catalog (it was re-indexed); search again."
 
 
 @contextlib.contextmanager
-def user_errors(not_found: str = "That result is no longer in the catalog (it was re-indexed); search again.",
-                ) -> Iterator[None]:
+def user_errors(not_found: str = RESULT_GONE) -> Iterator[None]:
     """Errors the service raises for bad input become gr.Error, one line in the product's words:
     no catalog path, no SQLite or Python wording (anything else is logged, and the page shows
     gradio's plain "Error", see app/cli.py)."""

@@ -126,4 +126,4 @@ def audience(host: str, login: tuple[str, str] | None) -> str:
     if is_loopback(host):
         return "this computer only" + (f", login required (user {login[0]})" if login else "")
     reach = "every network this computer is on" if host in ANY_ADDRESS else f"whoever can reach {host}"
-    return f"{reach}, login required (user {login[0]})"
+    return f"{reach}, " + (f"login required (user {login[0]})" if login else "with no login")
