@@ -28,7 +28,7 @@ from app import clips, heatmaps, render
 from app.context import Context
 from app.files import check_upload
 from catalog.service import KINDS, Hit
-from catalog.store import MODALITIES, CatalogError, display_path
+from catalog.store import MODALITIES, CatalogError, NotFound, display_path
 from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)
@@ -44,17 +44,25 @@ DURATIONS: dict[str, tuple[float | None, float | None]] = {  # label -> (min, ma
 }
 ALL_FOLDERS = "all folders"  # the folder filter's "no filter" (never an absolute path, so unambiguous)
 SEARCH_OUTPUTS = ("gallery", "results", "hits", "query", "status")
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: no window id is above it
+RESULT_GONE = "That result is no longer in the catalog (it was re-indexed); search again."
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Errors the service raises for bad input (one-line messages) become gr.Error."""
+def user_errors(not_found: str = RESULT_GONE) -> Iterator[None]:
+    """Errors the service raises for bad input become gr.Error, one line in the product's words:
+    no catalog path, no SQLite or Python wording (anything else is logged, and the page shows
+    gradio's plain "Error", see app/cli.py)."""
     try:
         yield
+    except NotFound as e:  # its text names the catalog file
+        log.info("%s", e)
+        raise gr.Error(not_found) from e
     except (CatalogError, MediaError, ValueError) as e:
         raise gr.Error(str(e)) from e
     except OSError as e:  # a file moved or deleted since it was indexed
-        raise gr.Error(f"Cannot read {e.filename or 'the file'}: {e.strerror or e}") from e
+        name = os.path.basename(e.filename) if e.filename else "the file"
+        raise gr.Error(f"Cannot read {name}: {e.strerror or e}") from e
 
 
 def search_options(kind: str, folder: str | None, duration: str, per_file: bool, top: int) -> dict:
@@ -100,18 +108,31 @@ def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str
 def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folder: str = ALL_FOLDERS,
                  duration: str = "any length", per_file: bool = True) -> tuple:
     """Search with a window of the catalog (a result's "find similar"). Returns SEARCH_OUTPUTS."""
-    if window_id is None or int(window_id) <= 0:
-        raise gr.Error("Select a result first, then ask for similar ones.")
+    window = window_number(window_id)
     began = time.perf_counter()
     options = search_options(kind, folder, duration, per_file, ctx.top)
     catalog = ctx.service.catalog
-    with user_errors():
-        hits = ctx.service.search_like(int(window_id), **options)
-        own = {m: catalog.embedding(int(window_id), m) for m in MODALITIES}
+    with user_errors(not_found=f"No such result: window #{window}. Search again, then pick a result."):
+        hits = ctx.service.search_like(window, **options)
+        own = {m: catalog.embedding(window, m) for m in MODALITIES}
     # As search_like does: each modality's own vector, or the other one where it has only one.
     present = [v for v in own.values() if v is not None]
     query = {m: own[m] if own[m] is not None else present[0] for m in MODALITIES}
-    return results(ctx, hits, query, f"window #{int(window_id)}", began)
+    return results(ctx, hits, query, f"window #{window}", began)
+
+
+def window_number(window_id: float | None) -> int:
+    """The window id a "find similar" names (the page's number field sends a float); gr.Error
+    for anything that cannot be one, before it reaches SQLite."""
+    if window_id is None:
+        raise gr.Error("Select a result first, then ask for similar ones.")
+    try:
+        window = int(window_id)
+    except (TypeError, ValueError, OverflowError):  # NaN, infinity, not a number
+        window = 0
+    if not 0 < window <= MAX_ROW_ID:
+        raise gr.Error(f"No such result: window #{window_id}. Search again, then pick a result.")
+    return window
 
 
 def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: str, began: float) -> tuple:
@@ -208,8 +229,7 @@ def library_panel(ctx: Context) -> tuple[str, list[list[str]]]:
         made = f"`{settings.checkpoint}`" if settings.checkpoint else f"an untrained `{settings.preset}` model"
         lines.append(f"**Checkpoint:** {made} (preset `{settings.preset}`, fingerprint "
                      f"`{settings.fingerprint}`) · windows of {settings.window:g} s every {settings.stride:g} s")
-    served = ", ".join(f"`{display_path(r)}`" for r in ctx.files.roots) or "none"
-    lines.append(f"**Served folders:** {served}")
+    lines.append(f"**Served to the browser:** these {stats['media_ok']} files, nothing else in their folders")
     failures = [[m.display_path, m.error or ""] for m in catalog.media(status="failed")]
     return "\n\n".join(lines), failures
 

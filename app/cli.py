@@ -1,12 +1,14 @@
 """`vlsa app`: open the search page for a catalog.
 
     vlsa app --db library.db                          # http://127.0.0.1:7860
-    vlsa app --db library.db --host 0.0.0.0 --port 8080 --no-browser
+    VLSA_APP_AUTH=me:secret vlsa app --db library.db --host 0.0.0.0 --port 8080 --no-browser
 
-The app binds 127.0.0.1 unless --host says otherwise, never makes a share link, and serves only
-the library's folders and its own temporary folder (see app/files.py). Its temporary folder also
-holds gradio's cache (GRADIO_TEMP_DIR), so uploads and generated images live there, not in a
-/tmp/gradio shared with other apps, and go when the app stops.
+The app binds 127.0.0.1 unless --host says otherwise, never makes a share link, answers only the
+host names it was started for, and serves only the catalog's media files and its own temporary
+files (see app/files.py, app/server.py). Any other bind address needs a login. Its temporary
+folder also holds gradio's cache (GRADIO_TEMP_DIR), so uploads, recordings and generated images
+live there, not in a /tmp/gradio shared with other apps, and go when the app stops: on Ctrl-C
+and on SIGTERM alike.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 
 import click
 
 from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
+from app.server import ANY_ADDRESS, AUTH_ENV, AUTH_HELP, is_loopback, launch_options, parse_login
 from vlsa.cli import UserError
 
 log = logging.getLogger(__name__)
@@ -38,25 +43,39 @@ def make_workdir() -> str:
     return workdir
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a service manager) stops the app as Ctrl-C does: gradio closes the server
+    on KeyboardInterrupt and the exit runs the atexit that removes the temporary folder, which
+    holds the users' uploaded and recorded sounds. Python's default for SIGTERM skips atexit."""
+    if threading.current_thread() is threading.main_thread():  # only there can a handler be set
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 @click.command()
 @click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="The catalog file (built with `vlsa index`).")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="The checkpoint to embed queries with [default: the one the catalog records].")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; 0.0.0.0 exposes the library to your network.")
+              help="Address to bind; 0.0.0.0 exposes the library to your network and needs --auth.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--auth", envvar=AUTH_ENV, show_envvar=True, metavar="USER:PASSWORD", help=AUTH_HELP)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @click.option("--max-upload-mb", default=MAX_UPLOAD_BYTES / 2**20, show_default=True,
               type=click.FloatRange(min=0, min_open=True), help="Largest query sound accepted.")
 @click.option("--max-upload-seconds", default=MAX_UPLOAD_SECONDS, show_default=True,
               type=click.FloatRange(min=0, min_open=True), help="Longest query sound accepted.")
-def app(db_path: str, checkpoint: str | None, host: str, port: int, no_browser: bool,
+def app(db_path: str, checkpoint: str | None, host: str, port: int, auth: str | None, no_browser: bool,
         max_upload_mb: float, max_upload_seconds: float) -> None:
     """Search a catalog in the browser: by words, by a sound, or by example."""
+    login = parse_login(host, auth)
     check_port(host, port)
     limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_seconds=max_upload_seconds)
-    serve(db_path, checkpoint=checkpoint, host=host, port=port, no_browser=no_browser, limits=limits)
+    serve(db_path, checkpoint=checkpoint, host=host, port=port, no_browser=no_browser, limits=limits, login=login)
 
 
 def check_port(host: str, port: int) -> None:
@@ -78,21 +97,33 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 7860,
-          no_browser: bool = False, limits: UploadLimits | None = None) -> None:
+          no_browser: bool = False, limits: UploadLimits | None = None, login: tuple[str, str] | None = None) -> None:
     """Open the catalog and serve the search page until interrupted (what `vlsa app` and
-    `vlsa demo` run)."""
+    `vlsa demo` run). `login`: (user, password), required by parse_login beyond loopback."""
     workdir = make_workdir()
+    stop_on_sigterm()
     from app.context import open_context  # after make_workdir: gradio reads its settings on import
     from app.ui import build_app
 
     limits = limits or UploadLimits()
     ctx = open_context(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: serving on {host}: anyone who can reach it can search and play your library",
-                   err=True)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    click.echo(f"{db_path}: serving {len(ctx.files.roots)} library folders on http://{shown}:{port}", err=True)
+    files = ctx.run(lambda c: c.service.catalog.stats()["media_ok"])
+    click.echo(f"{db_path}: serving its {files} media files (nothing else in their folders) on "
+               f"{page_url(host, port)} to {audience(host, login)}", err=True)
     demo = build_app(ctx)
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
-                max_file_size=limits.max_bytes, ssr_mode=False, show_error=True, quiet=True,
-                **ctx.files.launch_paths())
+                max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
+                **launch_options(ctx.may_serve, host, workdir, login))
+
+
+def page_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ANY_ADDRESS else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def audience(host: str, login: tuple[str, str] | None) -> str:
+    """Who can use the app, in words."""
+    if is_loopback(host):
+        return "this computer only" + (f", login required (user {login[0]})" if login else "")
+    reach = "every network this computer is on" if host in ANY_ADDRESS else f"whoever can reach {host}"
+    return f"{reach}, " + (f"login required (user {login[0]})" if login else "with no login")

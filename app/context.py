@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.files import FileGuard, UploadLimits, library_roots
+from app.files import FileGuard, UploadLimits
 from catalog.service import SearchService
 from vlsa.api import VLSA
 
@@ -53,7 +53,6 @@ class Context:
     top: int = TOP
     thread: ModelThread | None = None  # None: callbacks run on the caller's thread (tests)
     thumbnails: OrderedDict = field(default_factory=OrderedDict)  # (path, start, end) -> image
-    roots_generation: int = -1  # the catalog generation the guard's roots were read at
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(self, *args) on the model thread."""
@@ -62,13 +61,13 @@ class Context:
         return self.thread.run(fn, self, *args)
 
     def check_path(self, path: str) -> str:
-        """`path` if the app may read it (see FileGuard.check). The roots are read again when the
-        catalog changed: `vlsa index` may add folders while the app runs."""
-        generation = self.service.catalog.generation()
-        if generation != self.roots_generation:
-            self.files.roots = library_roots(self.service.catalog)
-            self.roots_generation = generation
+        """`path` if the app may read it (see FileGuard.check)."""
         return self.files.check(path)
+
+    def may_serve(self, path: str) -> bool:
+        """Whether the HTTP file route may send `path` (asked on the model thread: the guard reads
+        the catalog)."""
+        return self.run(lambda ctx: ctx.files.allows(path))
 
     @property
     def model(self) -> VLSA:
@@ -98,14 +97,12 @@ class Context:
 
 
 def make_context(service: SearchService, workdir: str | os.PathLike | None = None,
-                 limits: UploadLimits | None = None, checkpoint: str | os.PathLike | None = None) -> Context:
+                 limits: UploadLimits | None = None) -> Context:
     """A context for `service`, loading its model now so a bad checkpoint fails at start-up."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="vlsa-app-"))
-    settings = service.catalog.settings
-    model_files = [p for p in (checkpoint, settings.checkpoint if settings else None) if p]
     service.model  # noqa: B018 (loads it; raises CatalogError / CheckpointMismatch)
-    files = FileGuard.for_catalog(service.catalog, workdir, extra_blocked=model_files)
-    return Context(service, files, workdir, limits or UploadLimits(), roots_generation=service.catalog.generation())
+    files = FileGuard.for_catalog(service.catalog, workdir)
+    return Context(service, files, workdir, limits or UploadLimits())
 
 
 def open_context(db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
@@ -114,7 +111,7 @@ def open_context(db: str | os.PathLike, checkpoint: str | os.PathLike | None = N
     thread = ModelThread()
 
     def build() -> Context:
-        return make_context(SearchService.open(db, checkpoint=checkpoint), workdir, limits, checkpoint)
+        return make_context(SearchService.open(db, checkpoint=checkpoint), workdir, limits)
 
     try:
         ctx = thread.run(build)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import click
 
+from app.server import AUTH_ENV, AUTH_HELP, parse_login
 from catalog.indexer import Indexer, IndexReport
 from catalog.model import load_model
 from catalog.store import Catalog, SchemaError, is_under
@@ -193,15 +194,16 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
                    "${XDG_CACHE_HOME:-~/.cache}/vlsa/demo].")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; 0.0.0.0 exposes the library to your network.")
+              help="Address to bind; 0.0.0.0 exposes the library to your network and needs --auth.")
+@click.option("--auth", envvar=AUTH_ENV, show_envvar=True, metavar="USER:PASSWORD", help=AUTH_HELP)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @click.option("--add", "add", multiple=True, type=click.Path(path_type=str), metavar="FOLDER",
               help="Also index the media in FOLDER, in place (repeatable), e.g. ../shared/media.")
 @click.option("--clips", default=DEMO_CLIPS, show_default=True, type=click.IntRange(1, MAX_CLIPS),
               help="How many synthetic clips the library has.")
 @click.option("--rebuild", is_flag=True, help="Generate the clips and index everything again.")
-def demo(folder: Path | None, port: int, host: str, no_browser: bool, add: tuple[str, ...], clips: int,
-         rebuild: bool) -> None:
+def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser: bool, add: tuple[str, ...],
+         clips: int, rebuild: bool) -> None:
     """Build a small demo library, index it with the shipped checkpoint and open the search app.
 
     The first run generates and indexes the library (a minute or so); later runs reuse it and
@@ -209,7 +211,8 @@ def demo(folder: Path | None, port: int, host: str, no_browser: bool, add: tuple
     """
     from app.cli import check_port, serve
 
+    login = parse_login(host, auth)  # before the minute of generating and indexing
     check_port(host, port)
     _added_roots(add)  # a missing folder fails now, not after the clips are generated
     state = prepare_demo(folder or default_dir(), clips=clips, add=add, rebuild=rebuild, progress=True)
-    serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser)
+    serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser, login=login)

@@ -1,24 +1,21 @@
 """Which files the app may read and serve, and which uploads it accepts.
 
-The app serves two kinds of files: the media of the indexed library and its own temporary files
-(clips cut for the player, gradio's cache of uploads and images). `FileGuard` is that allow-list,
-enforced twice: at launch through gradio's `allowed_paths` / `blocked_paths` (what the /file=
-route serves) and in the callbacks before a library path is opened for a player or a heatmap.
+The app serves two kinds of files: the media files of its catalog and its own temporary files
+(clips cut for the player, gradio's cache of uploads and images). `FileGuard` decides, for the
+callbacks before they open a file and for the HTTP file route (app/server.py).
 
-Paths are compared by their real path (symbolic links and `..` resolved), so a link inside the
-library that points elsewhere, `root/../secret` and absolute paths outside the roots are refused.
-
-Library roots: the catalog does not record the folders it was indexed from, so the roots are the
-folders that directly hold an indexed file (their real paths, nested ones folded into their
-ancestor). That is never wider than the library: a sibling folder of the library that holds no
-indexed file is not served, nor is the parent of two libraries.
+A catalogued file is looked up by path, never by folder: what lies beside a media file (its
+folder's other files, the folder of a file that failed to index, the rest of a folder reached
+through a link) is not served. The lookup starts from the real path (links and `..` resolved) and
+checks that the file found is the one indexed (size and modification time), so `lib/linked/../x`
+or a link swapped in after indexing cannot reach another file. Hidden files (a name starting with
+a dot) are never served, catalogued or not.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -31,7 +28,7 @@ MAX_UPLOAD_SECONDS = 60.0  # the search listens to the first 30 s; longer upload
 
 
 class FileRefused(gr.Error):
-    """A path outside the library roots and the app's temporary folder (shown to the user)."""
+    """A path that is neither a catalogued media file nor one of the app's own (shown to the user)."""
 
 
 class UploadRejected(gr.Error):
@@ -47,53 +44,47 @@ def is_inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def fold(folders: Iterable[str]) -> list[str]:
-    """Sorted real folders with every folder inside another one left out."""
-    kept: list[str] = []
-    for folder in sorted({real(f) for f in folders}):
-        if not any(is_inside(folder, k) for k in kept):
-            kept.append(folder)
-    return kept
-
-
-def library_roots(catalog: Catalog) -> list[str]:
-    """The real folders that directly hold a file of the catalog (indexed or failed), folded."""
-    return fold(os.path.dirname(m.path) for m in catalog.media())
+def is_hidden(path: str) -> bool:
+    return os.path.basename(path).startswith(".")
 
 
 @dataclass
 class FileGuard:
-    """The allow-list: library roots and the app's own folder; some files inside them blocked."""
+    """The catalog's indexed files (by real path) and the app's own folder, hidden files never."""
 
-    roots: list[str]  # real paths
-    workdir: str  # the app's temporary folder (clips, gradio's cache)
-    blocked: list[str] = field(default_factory=list)  # real paths never served (the catalog file)
+    catalog: Catalog
+    workdir: str  # real path of the app's temporary folder (clips, gradio's cache)
 
     @classmethod
-    def for_catalog(cls, catalog: Catalog, workdir: str | os.PathLike,
-                    extra_blocked: Sequence[str | os.PathLike] = ()) -> FileGuard:
-        """Roots from the catalog; the catalog file, its WAL files and `extra_blocked` blocked."""
-        db = real(catalog.path)
-        blocked = [db, db + "-wal", db + "-shm", *(real(p) for p in extra_blocked)]
-        return cls(roots=library_roots(catalog), workdir=real(workdir), blocked=blocked)
+    def for_catalog(cls, catalog: Catalog, workdir: str | os.PathLike) -> FileGuard:
+        return cls(catalog, real(workdir))
 
     def allows(self, path: str | os.PathLike) -> bool:
-        """Whether the app may read and serve `path`."""
-        target = real(path)
-        if any(is_inside(target, b) for b in self.blocked):
+        """Whether the app may read and serve `path`. Reads the catalog: call it on the thread
+        that owns the catalog's connection (see app/context.py)."""
+        try:
+            given, target = os.path.abspath(os.fspath(path)), real(path)
+            if is_hidden(given) or is_hidden(target):
+                return False
+            if is_inside(target, self.workdir):
+                return not any(part.startswith(".") for part in os.path.relpath(target, self.workdir).split(os.sep))
+            found = os.stat(target)
+        except (ValueError, OSError):  # a NUL byte in the name, a name too long, no such file
             return False
-        return any(is_inside(target, folder) for folder in [*self.roots, self.workdir])
+        # The catalog records the paths the indexer walked (absolute, links not resolved) with
+        # their size and modification time: the real path itself, or the path as given if it
+        # leads there, must be recorded, and the file found must be the one that was indexed
+        # (as the indexer itself tells an unchanged file), not a link swapped in since.
+        recorded = [self.catalog.indexed_stat(p) for p in {target, given} if real(p) == target]
+        return (found.st_size, found.st_mtime_ns) in recorded
 
     def check(self, path: str | os.PathLike) -> str:
         """`path` if allowed, else FileRefused. The path is returned as given (not resolved), so
         error messages and file names stay the ones the user knows."""
         if not self.allows(path):
-            raise FileRefused(f"Refused: {Path(path).name} is outside the library.")
+            raise FileRefused(f"Refused: {Path(path).name} is not a catalogued media file, or it changed since "
+                              "it was indexed (run `vlsa index` again).")
         return os.fspath(path)
-
-    def launch_paths(self) -> dict[str, list[str]]:
-        """gradio launch() arguments that make its file route follow this allow-list."""
-        return {"allowed_paths": [*self.roots, self.workdir], "blocked_paths": list(self.blocked)}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The page: `build_app(ctx)` lays out the components and wires the callbacks.
 
     demo = build_app(open_context("library.db"))
-    demo.launch(server_name="127.0.0.1", **ctx.files.launch_paths())   # see app/cli.py
+    demo.launch(server_name="127.0.0.1", **launch_options(...))   # see app/cli.py, app/server.py
 
 Named API endpoints (gradio_client): /search_text (text, kind, folder, duration, per_file),
 /search_audio (audio file, kind, folder, duration, per_file), /find_similar (window_id, kind,

@@ -366,6 +366,13 @@ class Catalog:
         rows = [_media(r) for r in self.db.query(sql + " ORDER BY path", params)]
         return [m for m in rows if folder is None or is_under(m.path, folder)]
 
+    def indexed_stat(self, path: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) recorded for `path` (exactly as recorded) if it was indexed without
+        error; None for a failed or unknown file."""
+        row = self.db.execute("SELECT size, mtime_ns FROM media WHERE path = ? AND status = 'ok'",
+                              [os.fsencode(path)]).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def media_by_id(self, media_id: int) -> Media:
         _check_id(media_id, "media file", self.path)
         rows = list(self.db.query("SELECT * FROM media WHERE id = ?", [media_id]))

@@ -114,7 +114,7 @@ def test_callbacks_find_similar_searches_with_a_window_and_leaves_it_out(ctx, ap
 def test_callbacks_refuse_a_result_outside_the_library(ctx, app_library):
     _, _, hits, query, _ = callbacks.search_text(ctx, app_library.captions[0])
     forged = [replace(hits[0], path="/etc/passwd")]
-    with pytest.raises(FileRefused, match="outside the library"):
+    with pytest.raises(FileRefused, match="not a catalogued media file"):
         callbacks.select_result(ctx, forged, query, 0)
     with pytest.raises(gr.Error, match="search again"):
         callbacks.select_result(ctx, hits, query, len(hits))

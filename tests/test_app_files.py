@@ -1,6 +1,5 @@
 """app.files (the allow-list and the upload checks) and app.clips (the player's cuts)."""
 
-import os
 import wave
 from pathlib import Path
 
@@ -10,70 +9,100 @@ import pytest
 from mediagen import SHARED_MEDIA, frame_index, make_audio, make_video
 
 from app import clips
-from app.files import FileGuard, FileRefused, UploadLimits, UploadRejected, check_upload, fold, library_roots
+from app.files import FileGuard, FileRefused, UploadLimits, UploadRejected, check_upload
 from catalog.store import Catalog, FileRecord, Settings
 from vlsa.media import probe
 
 
+def indexed(path: Path, error: str | None = None) -> FileRecord:
+    """The record the indexer writes for a file it read (no windows: the guard does not look)."""
+    stat = path.stat()
+    return FileRecord(str(path), stat.st_size, stat.st_mtime_ns, error=error)
+
+
 @pytest.fixture
-def tree(tmp_path) -> dict[str, Path]:
-    """lib/ with a clip, a file and a folder linked from outside, beside a secret and a work dir."""
-    lib, outside, work = tmp_path / "lib", tmp_path / "outside", tmp_path / "work"
-    for folder in (lib / "sub", outside, work):
+def library(tmp_path) -> dict[str, Path]:
+    """A catalogued library beside everything that must not be served: hidden files, a note next to
+    the media, a folder linked from outside (one of its files catalogued, one not), links named
+    like media that point at a secret (one failed to index, one swapped in after indexing), and a
+    failed file in a folder of its own."""
+    lib, outside, elsewhere, work = (tmp_path / n for n in ("lib", "outside", "elsewhere", "work"))
+    for folder in (lib / "sub", lib / ".ssh", outside, elsewhere, work / "clips"):
         folder.mkdir(parents=True)
-    (lib / "a.mp4").write_bytes(b"x")
-    (lib / "sub" / "b.wav").write_bytes(b"x")
-    (outside / "secret.txt").write_text("secret")
-    (tmp_path / "beside.txt").write_text("secret")
-    (lib / "escape.mp4").symlink_to(outside / "secret.txt")
+    for media in (lib / "a.mp4", lib / "sub" / "b.wav", outside / "v.mp4", work / "clips" / "c.mp4", lib / "swapped.mp4"):
+        media.write_bytes(b"media")
+    for secret in (lib / ".env", lib / "notes.txt", lib / ".ssh" / "id_rsa", outside / "secret.txt",
+                   elsewhere / "secret.txt", tmp_path / "beside.txt", work / ".hidden"):
+        secret.write_text("secret")
     (lib / "linked").symlink_to(outside)
-    (work / "clip.mp4").write_bytes(b"x")
-    return {"lib": lib, "outside": outside, "work": work, "base": tmp_path}
+    (lib / "escape.mp4").symlink_to(tmp_path / "beside.txt")
+    (elsewhere / "broken.mp4").write_text("not media")
+    (lib / ".hidden.mp4").write_bytes(b"media")
+    with Catalog(tmp_path / "c.db") as catalog:
+        catalog.bind(Settings("f" * 16, None, "tiny", 4, 2.0, 2.0))
+        ok = [lib / "a.mp4", lib / "sub" / "b.wav", lib / "linked" / "v.mp4", lib / ".hidden.mp4", lib / "swapped.mp4"]
+        failed = [lib / "escape.mp4", elsewhere / "broken.mp4"]
+        catalog.write_files([indexed(p) for p in ok] + [indexed(p, error="not media") for p in failed])
+    (lib / "swapped.mp4").unlink()
+    (lib / "swapped.mp4").symlink_to(tmp_path / "beside.txt")  # a catalogued file replaced by a link
+    return {"lib": lib, "outside": outside, "elsewhere": elsewhere, "work": work, "base": tmp_path,
+            "db": tmp_path / "c.db"}
 
 
-def test_files_guard_allows_the_library_and_its_own_folder(tree):
-    guard = FileGuard(roots=fold([tree["lib"]]), workdir=os.path.realpath(tree["work"]))
-    assert guard.allows(tree["lib"] / "a.mp4")
-    assert guard.allows(tree["lib"] / "sub" / "b.wav")
-    assert guard.allows(tree["work"] / "clip.mp4")
-    assert guard.check(tree["lib"] / "a.mp4") == str(tree["lib"] / "a.mp4")
+@pytest.fixture
+def guard(library):
+    with Catalog(library["db"]) as catalog:
+        yield FileGuard.for_catalog(catalog, library["work"])
 
 
 @pytest.mark.parametrize("path", [
-    "lib/../beside.txt",  # traversal
-    "lib/sub/../../outside/secret.txt",
-    "lib/escape.mp4",  # a link inside the library to a file outside it
-    "lib/linked/secret.txt",  # a link to a folder outside it
-    "/etc/passwd",  # absolute
-    "lib-other/a.mp4",  # a sibling whose name starts like the root
+    "lib/a.mp4", "lib/sub/b.wav",
+    "lib/linked/v.mp4",  # catalogued through a link: its real path is outside/v.mp4
+    "lib/sub/../a.mp4",  # another spelling of a catalogued file
+    "work/clips/c.mp4",  # the app's own temporary files
 ])
-def test_files_guard_refuses_paths_outside_the_library(tree, path):
-    guard = FileGuard(roots=fold([tree["lib"]]), workdir=os.path.realpath(tree["work"]))
-    target = path if path.startswith("/") else str(tree["base"] / path)
+def test_files_guard_serves_the_catalogued_media_and_its_own_files(library, guard, path):
+    assert guard.allows(library["base"] / path)
+    assert guard.check(library["base"] / path) == str(library["base"] / path)
+
+
+@pytest.mark.parametrize("path", [
+    "lib/.env", "lib/.ssh/id_rsa",  # hidden files beside the media (issue 15, item 1)
+    "lib/notes.txt",  # a file beside the media that is not media
+    "lib/.hidden.mp4",  # hidden, even when catalogued (named on the command line)
+    "work/.hidden",  # hidden in the app's own folder
+    "lib/sub/../notes.txt", "lib/../beside.txt",  # traversal
+    "lib/linked/secret.txt", "outside/secret.txt",  # the target of a linked subfolder (item 2)
+    "lib/escape.mp4",  # a link named like media to a secret (recorded as failed)
+    "lib/swapped.mp4",  # a catalogued file replaced by a link to a secret
+    "elsewhere/broken.mp4", "elsewhere/secret.txt",  # a failed file and its folder (item 2)
+    "c.db",  # the catalog itself
+    "/etc/passwd", "/etc/hostname",  # absolute paths outside
+    "lib", "lib/sub",  # folders
+])
+def test_files_guard_refuses_everything_but_catalogued_media(library, guard, path):
+    """Catches a guard that serves by folder (the library's folders, the folder of a failed file or
+    a link's target), that follows links or `..` before looking up, or that serves hidden files."""
+    target = path if path.startswith("/") else str(library["base"] / path)
     assert not guard.allows(target)
-    with pytest.raises(FileRefused, match="outside the library"):
+    with pytest.raises(FileRefused, match="not a catalogued media file"):
         guard.check(target)
 
 
-def test_files_guard_blocks_the_catalog_inside_a_root(tree):
-    db = tree["lib"] / "library.db"
-    with Catalog(db) as catalog:
-        catalog.bind(Settings("f" * 16, None, "tiny", 4, 2.0, 2.0))
-        catalog.write_files([FileRecord(str(tree["lib"] / "a.mp4"), 1, 1, error="a.mp4: broken")])
-        guard = FileGuard.for_catalog(catalog, tree["work"])
-    assert guard.roots == [os.path.realpath(tree["lib"])]
-    assert not guard.allows(db) and not guard.allows(str(db) + "-wal")
-    paths = guard.launch_paths()
-    assert paths["allowed_paths"] == [os.path.realpath(tree["lib"]), os.path.realpath(tree["work"])]
-    assert os.path.realpath(db) in paths["blocked_paths"]
-
-
-def test_files_library_roots_are_the_folders_of_indexed_files_folded(tmp_path):
-    with Catalog(tmp_path / "c.db") as catalog:
-        catalog.bind(Settings("f" * 16, None, "tiny", 4, 2.0, 2.0))
-        records = [FileRecord(p, 1, 1, error="x") for p in ("/m/v/a.mp4", "/m/v/deep/b.mp4", "/m/s/c.wav")]
-        catalog.write_files(records)
-        assert library_roots(catalog) == ["/m/s", "/m/v"]  # /m itself holds nothing: not served
+def test_files_guard_follows_the_catalog_while_the_app_runs(library, guard):
+    """Catches a served set read once at start: `vlsa index` may add, change or remove files
+    meanwhile; a changed file is served again once it is indexed again."""
+    new = library["lib"] / "sub" / "new.wav"
+    new.write_bytes(b"media")
+    assert not guard.allows(new)
+    with Catalog(library["db"]) as writer:
+        writer.write_files([indexed(new)])
+    assert guard.allows(new)
+    new.write_bytes(b"changed since it was indexed")
+    assert not guard.allows(new)
+    with Catalog(library["db"]) as writer:
+        writer.remove_media([str(library["lib"] / "a.mp4")])
+    assert not guard.allows(library["lib"] / "a.mp4")
 
 
 def test_files_upload_accepts_a_sound(tmp_path):
