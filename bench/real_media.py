@@ -43,7 +43,9 @@ def rows_from_manifest(path: Path, split: str | None, group: str | None) -> list
         media = row.get("audio") or row.get("video")
         rows.append({"path": str(root / media), "start": row.get("start") or 0.0, "end": row.get("end"),
                      "caption": row.get("text"), "category": row.get("category"),
-                     "set": row.get("group") or row.get("source") or "all"})
+                     # captions repeat across voices: each held-out voice is a set of its own
+                     "set": "/".join(filter(None, [row.get("group") or row.get("source") or "all",
+                                                   row.get("voice")]))})
     return rows
 
 
