@@ -196,6 +196,38 @@ def test_retrieval_metrics_on_known_ranks():
     assert m["R@1"] == 50.0 and m["R@5"] == 100.0 and m["MedR"] == 1.0 and m["MeanR"] == 2.0
 
 
+@pytest.mark.parametrize("n", [5, 64])
+def test_retrieval_metrics_of_constant_scores_are_chance(n):
+    """A collapsed model (every score equal) scores exactly chance: R@k = 100 k / N, mean and median
+    rank (N + 1) / 2. Catches ranking the truth first among equal scores (the old `>` count gave
+    R@1 = 100 here) and the pessimistic rank (R@1 = 0, rank N)."""
+    m = retrieval_metrics(torch.ones(n, n))
+    for k in (1, 5, 10, 50):
+        assert m[f"R@{k}"] == pytest.approx(100.0 * min(k, n) / n, abs=1e-9), k
+    assert m["MedR"] == m["MeanR"] == (n + 1) / 2 and m["N"] == n
+
+
+def test_retrieval_metrics_split_a_tie_evenly():
+    """Truth tied with one other score below one higher score: rank 2 or 3 with equal chance, so
+    rank 2.5. Catches counting the tie for (rank 2) or against (rank 3) the truth."""
+    sim = torch.tensor([[0.5, 0.9, 0.5, 0.1]] + [[0.0] * 4] * 3)
+    sim[1:, 1:] = torch.eye(3)  # rows 1-3: the truth alone on top
+    assert ranks_of_truth(sim).tolist() == [2.5, 1.0, 1.0, 1.0]
+    m = retrieval_metrics(sim)
+    assert m["R@1"] == 75.0 and m["MeanR"] == pytest.approx(5.5 / 4)
+
+
+def test_retrieval_metrics_without_ties_are_unchanged():
+    """Where no score ties the truth's, the ranks are the plain count of higher scores plus one."""
+    sim = torch.randn(50, 50, generator=torch.Generator().manual_seed(0))
+    plain = (sim > sim.diagonal()[:, None]).sum(dim=1) + 1
+    assert ranks_of_truth(sim).tolist() == plain.float().tolist()
+    m = retrieval_metrics(sim)
+    for k in (1, 5, 10, 50):
+        assert m[f"R@{k}"] == pytest.approx(100.0 * (plain <= k).float().mean().item()), k
+    assert m["MedR"] == plain.float().median().item() and m["MeanR"] == pytest.approx(plain.float().mean().item())
+
+
 def test_read_manifest_resolves_paths_and_reports_bad_lines(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "text": "x", "split": "test"}\n{"video": "/abs/b.mp4"}\n')
     rows = read_manifest(tmp_path / "m.jsonl")
