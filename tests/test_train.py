@@ -83,6 +83,38 @@ def test_train_skips_bad_rows_and_reports_why(synth_manifest, tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
 
 
+def test_train_with_an_empty_eval_split_fails_before_training(synth_manifest, tmp_path, monkeypatch, capsys):
+    """An --eval-split with no samples is one line and exit code 1, before any step. Catches the
+    old catch-all that logged a warning and exited 0 with no evaluation."""
+    from vlsa.cli import main
+
+    monkeypatch.setattr(sys, "argv", train_cmd(synth_manifest, tmp_path / "run", "--steps", "1",
+                                               "--eval-split", "nosuch"))
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and len(err) == 1 and "no samples in split 'nosuch'" in err[0], err
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_train_evaluation_failure_fails_the_run_after_saving(synth_manifest, tmp_path, monkeypatch):
+    """Any error of the end-of-run evaluation stops the run with that error, after the checkpoint
+    is saved. Catches turning an evaluation ValueError into a warning and a clean exit."""
+    from train import loop
+    from train.state import TrainConfig
+    from train.trainer import train
+
+    def broken(*args, **kwargs):
+        raise ValueError("every evaluation sample failed to decode")
+
+    monkeypatch.setattr(loop, "evaluate", broken)
+    tc = TrainConfig(manifest=str(synth_manifest), out=str(tmp_path / "run"), batch_size=4, workers=0, steps=1,
+                     eval_split="train", progress=False, overrides={"encoder.depth": 1, "decoder.depth": 1})
+    with pytest.raises(ValueError, match="failed to decode"):
+        train(tc)
+    assert (tmp_path / "run" / "checkpoint" / "trainer.pt").is_file()
+
+
 def test_train_ablations_run(synth_manifest, tmp_path):
     for flags in (["--no-masked-modelling"], ["--matching", "none"], ["--matching", "video_text"]):
         result = subprocess.run(train_cmd(synth_manifest, tmp_path / flags[-1], "--steps", "2", *flags),

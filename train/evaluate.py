@@ -26,12 +26,16 @@ RECALLS = (1, 5, 10, 50)
 
 def eval_dataset(source: str | Path, config, split: str, seed: int | None = None):
     """A manifest (.jsonl) or a shard folder's `split`, decoded as for evaluation: uniform frame
-    times, or random ones drawn from `seed` (for --seeds)."""
+    times, or random ones drawn from `seed` (for --seeds). A split with no samples is a ValueError."""
     if Path(source).is_dir():
         from train.shards import ShardDataset
 
-        return ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
-    return ClipDataset(read_manifest(source, split=split), config, train=seed is not None, seed=seed or 0)
+        dataset = ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
+    else:
+        dataset = ClipDataset(read_manifest(source, split=split), config, train=seed is not None, seed=seed or 0)
+    if len(dataset) == 0:
+        raise ValueError(f"{source}: no samples in split {split!r}")
+    return dataset
 
 
 @torch.inference_mode()
@@ -102,8 +106,6 @@ def evaluate(model: VLSA, source: str | Path, split: str = "test", batch_size: i
     over that many random frame samplings (plus "R@1_std")."""
     def run(seed):
         dataset = eval_dataset(source, model.config, split, seed)
-        if len(dataset) == 0:
-            raise ValueError(f"{source}: no samples in split {split!r}")
         return metrics_from_embeddings(embed_dataset(model, dataset, batch_size, workers))
     if seeds <= 1:
         return run(None)
