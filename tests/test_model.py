@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vlsa.config import preset_config
-from vlsa.model import VLSAModel, patchify_audio, patchify_video
+from vlsa.model import MODALITIES, VLSAModel, patchify_audio, patchify_video
 
 
 def random_batch(cfg, B=8, seed=0):
@@ -23,15 +23,24 @@ def random_batch(cfg, B=8, seed=0):
     }
 
 
-def forward_with_audio_replaced(model, batch, row):
-    """Two training forwards with the same masks: the batch as it is, and with one row's audio
-    replaced. Returns ((losses, embeddings), (losses, embeddings))."""
-    changed = {**batch, "audio": batch["audio"].clone()}
-    changed["audio"][row] = torch.randn_like(changed["audio"][row]) * 3
+def replace_row(batch, modality, row):
+    """The batch with one row's `modality` input replaced by other random content (text: other
+    token ids at the same positions, so the masks drawn are the same)."""
+    changed = {**batch, modality: batch[modality].clone()}
+    if modality == "text":
+        changed["text"][row] = (batch["text"][row] + 1000) % 49000 + 1
+    else:
+        changed[modality][row] = torch.randn_like(changed[modality][row]) * 3
+    return changed
+
+
+def forward_with_replaced(model, batch, modality, row):
+    """Two training forwards with the same masks: the batch as it is, and with one row's
+    `modality` replaced. Returns ((losses, embeddings), (losses, embeddings))."""
     torch.manual_seed(0)
     first = model(batch, return_embeddings=True)
     torch.manual_seed(0)
-    return first, model(changed, return_embeddings=True)
+    return first, model(replace_row(batch, modality, row), return_embeddings=True)
 
 
 def test_presets_base_has_paper_size():
@@ -196,17 +205,23 @@ def test_forward_ablation_switches(overrides, terms):
     assert set(out) - {"local", "global", "loss"} == terms
 
 
-def test_no_leak_global_embeddings_ignore_other_modalities():
-    """Replacing sample i's audio changes neither its video nor its text global embedding, in
-    the same training forward that computes the losses, while the joint (masked-modelling)
-    pass does see the new audio."""
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_no_leak_global_embeddings_ignore_other_modalities(modality):
+    """Replacing sample i's video, audio or text changes no other modality's global embedding, in
+    the same training forward that computes the losses, while the joint (masked-modelling) pass
+    does see the new input. Catches a leak from any one modality into another's global embedding
+    (e.g. text tokens added to the video pass, or video tokens to the audio pass), which the
+    audio-only version of this test let through."""
     model = VLSAModel(preset_config("tiny")).eval()
-    (out_a, z_a), (out_b, z_b) = forward_with_audio_replaced(model, random_batch(model.config), row=3)
-    assert torch.equal(z_a["video"], z_b["video"])
-    assert torch.equal(z_a["text"], z_b["text"])
-    assert not torch.equal(z_a["audio"][3], z_b["audio"][3])
-    # the joint pass attends across modalities, so the video reconstruction does change
-    assert out_a["video_mse"] != out_b["video_mse"]
+    (out_a, z_a), (out_b, z_b) = forward_with_replaced(model, random_batch(model.config), modality, row=3)
+    for other in MODALITIES:
+        if other != modality:
+            assert torch.equal(z_a[other], z_b[other]), f"{modality} leaks into the {other} embedding"
+    assert not torch.equal(z_a[modality][3], z_b[modality][3])
+    assert torch.equal(z_a[modality][:3], z_b[modality][:3])  # eval mode: rows are independent
+    # the joint pass attends across modalities, so another modality's reconstruction does change
+    joint = "audio_mse" if modality == "video" else "video_mse"
+    assert out_a[joint] != out_b[joint]
 
 
 def test_missing_audio_rows_are_left_out_of_audio_losses():
@@ -311,7 +326,7 @@ def test_no_leak_holds_with_pool_norm_in_training_mode():
     one modality in a training batch, never one modality to another."""
     model = VLSAModel(preset_config("tiny", pool_norm=True)).train()
     batch = random_batch(model.config)
-    (_, z_a), (_, z_b) = forward_with_audio_replaced(model, batch, row=3)
+    (_, z_a), (_, z_b) = forward_with_replaced(model, batch, "audio", row=3)
     assert torch.equal(z_a["video"], z_b["video"]) and torch.equal(z_a["text"], z_b["text"])
     model.eval()  # inference uses the running statistics: one sample's embedding is its own
     x = batch["video"][:2]
