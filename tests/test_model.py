@@ -144,6 +144,45 @@ def test_mask_text_chooses_only_maskable_tokens():
     assert (corrupted[chosen] == cfg.text.vocab_size - 1).float().mean() > 0.5
 
 
+def test_mask_text_scores_every_chosen_token():
+    """Every token chosen for masked-token prediction is scored, however many a row draws: at
+    most K are chosen per row (BERT's max_predictions_per_seq), and scored_tokens keeps K.
+    Catches the old cap on the scored tokens alone, which silently left the chosen tokens past K
+    (about 1 row in 300 at L = 24) corrupted but unscored."""
+    torch.manual_seed(0)
+    cfg = preset_config("tiny")
+    model = VLSAModel(cfg)
+    B, L = 4000, cfg.text.max_len
+    ids = torch.randint(1, 1000, (B, L))
+    maskable = torch.ones(B, L, dtype=torch.bool)
+    maskable[:, [0, -1]] = False  # start and end tokens
+    corrupted, labels = model.mask_text(ids, maskable, cfg.text.vocab_size - 1)
+    chosen = labels != -100
+    _, scored = model.scored_tokens(labels)
+    assert (scored != -100).sum().item() == chosen.sum().item()
+    assert not ((corrupted != ids) & ~chosen).any()  # nothing is corrupted that goes unscored
+    assert chosen.float().mean() == pytest.approx(cfg.text.mask_ratio * (L - 2) / L, rel=0.05)
+
+
+def test_mask_text_replaces_only_with_ordinary_tokens():
+    """BERT's random replacements come from the batch's ordinary (maskable) tokens, never a
+    start, end, padding or [MASK] id. Catches drawing them from the whole id range."""
+    torch.manual_seed(0)
+    cfg = preset_config("tiny", **{"text.mask_ratio": 0.9})
+    model = VLSAModel(cfg)
+    B, L, mask_id = 64, cfg.text.max_len, cfg.text.vocab_size - 1
+    ordinary = torch.arange(5000, 5010)
+    ids = ordinary[torch.randint(0, 10, (B, L))]
+    ids[:, 0], ids[:, 11], ids[:, 12:] = 49406, 49407, 0  # start, end, padding
+    maskable = torch.zeros(B, L, dtype=torch.bool)
+    maskable[:, 1:11] = True
+    corrupted, labels = model.mask_text(ids, maskable, mask_id)
+    replaced = (labels != -100) & (corrupted != mask_id) & (corrupted != ids)
+    assert replaced.sum() > 20  # about 10% of 576 chosen tokens
+    assert torch.isin(corrupted[replaced], ordinary).all(), corrupted[replaced].unique()
+    assert torch.equal(corrupted[~maskable], ids[~maskable])
+
+
 def test_forward_returns_every_term():
     model = VLSAModel(preset_config("tiny"))
     out = model(random_batch(model.config))

@@ -158,6 +158,13 @@ def num_kept(n: int, mask_ratio: float) -> int:
     return max(1, round(n * (1 - mask_ratio)))
 
 
+def max_chosen_tokens(length: int, mask_ratio: float) -> int:
+    """Most caption tokens chosen for masked-token prediction in a row of `length` (as BERT's
+    max_predictions_per_seq): twice the expected number, so the cap rarely binds (1 row in 300
+    at tiny's 24 tokens) while the logits stay a fixed (B, K, vocab) shape."""
+    return min(length, max(1, math.ceil(2 * mask_ratio * length)))
+
+
 def _select_tokens(x: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
     """All tokens (ids None) or those at ids."""
     return x if ids is None else _gather_tokens(x, ids)
@@ -259,16 +266,24 @@ class VLSAModel(nn.Module):
 
     def mask_text(self, ids: torch.Tensor, maskable: torch.Tensor,
                   mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """BERT: choose mask_ratio of the maskable tokens; 80% -> [MASK], 10% random, 10% kept.
-        Returns (corrupted ids, labels with IGNORE where not chosen)."""
+        """BERT: choose mask_ratio of the maskable tokens, at most max_chosen_tokens a row (the
+        first drawn), so every chosen token is scored; 80% -> [MASK], 10% an ordinary token, 10%
+        kept. The random token is drawn from the batch's maskable tokens rather than the whole
+        vocabulary, whose ids include start, end, padding and [MASK] (with a Hugging Face
+        tokenizer, special ids scattered through it). Returns (corrupted ids, labels with IGNORE
+        where not chosen)."""
+        B, L = ids.shape
+        ratio = self.config.text.mask_ratio
         p = torch.rand(ids.shape, device=ids.device)
-        chosen = (p < self.config.text.mask_ratio) & maskable
+        chosen = (p < ratio) & maskable
+        k = max_chosen_tokens(L, ratio)
+        if k < L:  # keep the k smallest draws of a row; 2.0 is above any draw
+            chosen &= p <= p.masked_fill(~chosen, 2.0).topk(k, dim=1, largest=False).values[:, -1:]
         labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
         action = torch.rand(ids.shape, device=ids.device)
-        random_ids = torch.randint_like(ids, 0, mask_id)
         out = torch.where(chosen & (action < 0.8), torch.full_like(ids, mask_id), ids)
-        out = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, out)
-        return out, labels
+        replace = chosen & (action >= 0.8) & (action < 0.9)
+        return torch.where(replace, _ordinary_tokens_like(ids, maskable), out), labels
 
     # --- encoders ---
 
@@ -426,11 +441,11 @@ class VLSAModel(nn.Module):
         return self.video_head(yv), self.audio_head(ya), yt
 
     def scored_tokens(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (B, K) worth a vocabulary-wide softmax, and their labels. K is fixed at twice
-        the expected number of chosen tokens, so shapes stay static (no host sync) while the
-        logits shrink from L to K per row; the rare chosen token beyond K goes unscored."""
+        """Positions (B, K) worth a vocabulary-wide softmax, and their labels: every chosen token
+        (mask_text chooses at most K = max_chosen_tokens), so shapes stay static (no host sync)
+        while the logits shrink from L to K per row."""
         L = labels.shape[1]
-        k = min(L, max(1, math.ceil(2 * self.config.text.mask_ratio * L)))
+        k = max_chosen_tokens(L, self.config.text.mask_ratio)
         positions = (labels != IGNORE).float().topk(k, dim=1, sorted=False).indices
         return positions, labels.gather(1, positions)
 
@@ -492,6 +507,16 @@ def _key_valid(present: list[torch.Tensor], sizes: list[int], text_mask: torch.T
     """Which keys a joint pass may attend to: all tokens of present modalities, real text tokens."""
     parts = [p[:, None].expand(-1, n) for p, n in zip(present, sizes, strict=True)]
     return torch.cat([*parts, text_mask], dim=1)
+
+
+def _ordinary_tokens_like(ids: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
+    """(B, L) ids, each drawn uniformly from the batch's maskable (ordinary) token positions,
+    without a host sync: maskable positions are ranked first and a random rank is taken."""
+    flat = maskable.flatten()
+    order = torch.argsort((~flat).to(torch.int8), stable=True)
+    n = flat.sum().clamp(min=1)
+    rank = torch.minimum((torch.rand(flat.shape, device=ids.device) * n).long(), n - 1)
+    return ids.flatten()[order[rank]].view_as(ids)
 
 
 def _removed_from_keep(ids_keep: torch.Tensor, n: int) -> torch.Tensor:
