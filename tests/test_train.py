@@ -39,28 +39,58 @@ def losses_by_step(run: Path) -> dict[int, float]:
     return out
 
 
+def logged_steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# `vlsa train` that kills itself with SIGKILL inside its second checkpoint save, once the weights
+# are written and before the trainer state (optimizer, RNG, data position) is
+KILLED_IN_SECOND_SAVE = """
+import os, signal, sys
+from vlsa.api import VLSA
+from vlsa.cli import main
+
+real_save, saves = VLSA.save_pretrained, []
+
+def save_then_die(self, path, extra=None):
+    written = real_save(self, path, extra)
+    saves.append(path)
+    if len(saves) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return written
+
+VLSA.save_pretrained = save_then_die
+sys.argv = ["vlsa", *sys.argv[1:]]
+main()
+"""
+
+
 @pytest.mark.slow
-def test_train_resume_after_kill_matches_uninterrupted(synth_manifest, tmp_path):
-    steps = ["--steps", "12", "--ckpt-every", "3"]
+def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
+    """12 clips in batches of 4 are 3 steps an epoch; a checkpoint every 2 steps puts the first
+    in the middle of epoch 0 (step 2, 8 samples in). The run is killed with SIGKILL inside the
+    save of step 4, between the weights and the trainer state; `--resume` must continue from
+    step 2, whole, and log steps 3-8 with the uninterrupted run's losses to 1e-6.
+    Catches: --resume doing nothing (a fresh TrainState: it logs steps 1-8 again, which the
+    same losses of a same-seed fresh run used to hide); a save that is not one unit (step 4's
+    weights resumed with step 2's optimizer, RNG and data position: other losses); a data
+    position or RNG state not restored."""
+    steps = ["--steps", "8", "--ckpt-every", "2"]
     full = subprocess.run(train_cmd(synth_manifest, tmp_path / "full", *steps), capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
-    # the same run, killed with SIGKILL once its first checkpoint exists, then resumed
-    proc = subprocess.Popen(train_cmd(synth_manifest, tmp_path / "killed", *steps),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "killed" / "checkpoint" / "trainer.pt"
-    deadline = time.time() + 120
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = json.loads((tmp_path / "killed" / "checkpoint" / "config.json").read_text())["extra"]["step"]
-    assert killed_at < 12, "the run finished before it could be killed"
-    resumed = subprocess.run(train_cmd(synth_manifest, tmp_path / "killed", *steps, "--resume"),
-                             capture_output=True, text=True)
+    run = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_SECOND_SAVE, *train_cmd(synth_manifest, run, *steps)[1:]],
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert logged_steps(run) == [1, 2, 3, 4]
+    saved = torch.load(run / "checkpoint" / "trainer.pt", weights_only=False)["state"]
+    assert (saved["step"], saved["epoch"], saved["position"]) == (2, 0, 8)  # mid-epoch
+    resumed = subprocess.run(train_cmd(synth_manifest, run, *steps, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = losses_by_step(tmp_path / "full"), losses_by_step(tmp_path / "killed")
-    assert sorted(a) == list(range(1, 13))
-    for step in range(killed_at + 1, 13):
+    assert logged_steps(run) == [1, 2, 3, 4, *range(3, 9)]  # starts at the saved step, skips steps done
+    a, b = losses_by_step(tmp_path / "full"), losses_by_step(run)
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in range(3, 9):
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
 
 
@@ -336,7 +366,9 @@ def test_finetune_from_checkpoint_uses_video_text_loss(synth_manifest, tmp_path)
     assert config["loss"]["matching"] == "video_text" and config["encoder"]["depth"] == 2
 
 
-def test_train_sigterm_checkpoints_and_exits_cleanly(synth_manifest, tmp_path):
+def test_train_sigterm_checkpoints_and_exits_143(synth_manifest, tmp_path):
+    """SIGTERM (a scheduler's pre-emption): the run saves a checkpoint, then exits 143 as a
+    process the signal ended would. Catches exiting 0, which tells a scheduler the run finished."""
     proc = subprocess.Popen(train_cmd(synth_manifest, tmp_path / "run", "--steps", "10000", "--ckpt-every", "0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
@@ -345,7 +377,7 @@ def test_train_sigterm_checkpoints_and_exits_cleanly(synth_manifest, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped (SIGTERM)" in out
     step = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["extra"]["step"]
     assert 1 <= step < 10000
