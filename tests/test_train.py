@@ -1,6 +1,7 @@
 """The trainer: exact resume after kill -9, skipped samples, distributed gradients, evaluation."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,59 @@ def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
     assert sorted(a) == sorted(b) == list(range(1, 9))
     for step in range(3, 9):
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+
+
+@pytest.fixture(scope="module")
+def saved_run(synth_manifest, tmp_path_factory) -> Path:
+    """A run folder whose checkpoint/ is of step 2, as `train_cmd` would resume it."""
+    from train.distributed import DistInfo
+    from train.state import TrainConfig, TrainState, lr_lambda, save_run
+    from train.trainer import build_model, build_optimizer
+
+    tc = TrainConfig(manifest=str(synth_manifest), out=str(tmp_path_factory.mktemp("saved") / "run"),
+                     overrides={"encoder.depth": 2, "decoder.depth": 1})
+    model = build_model(tc, torch.device("cpu"))
+    opt = build_optimizer(model, tc, fused=False)
+    save_run(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc)), TrainState(step=2), tc, DistInfo())
+    return Path(tc.out)
+
+
+def resume_error(synth_manifest, run, monkeypatch, capsys) -> tuple[int, list[str]]:
+    from vlsa.cli import main
+
+    monkeypatch.setattr(sys, "argv", train_cmd(synth_manifest, run, "--steps", "4", "--resume"))
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("kind", ["empty", "random", "truncated"])
+@pytest.mark.parametrize("name", ["trainer.pt", "model.safetensors", "config.json"])
+def test_train_resume_from_a_damaged_file_is_one_line(synth_manifest, saved_run, tmp_path, monkeypatch, capsys,
+                                                      name, kind):
+    """--resume on a damaged checkpoint file: one line naming the file, exit code 1. Catches a
+    traceback (random bytes in trainer.pt) and 'aborted', exit 130 (an empty trainer.pt: the
+    EOFError that click reads as Ctrl-D)."""
+    from test_checkpoint import corrupt
+
+    run = tmp_path / "run"
+    shutil.copytree(saved_run, run)
+    corrupt(run / "checkpoint" / name, kind)
+    code, err = resume_error(synth_manifest, run, monkeypatch, capsys)
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and name in err[0], (code, err)
+
+
+def test_train_resume_refuses_weights_and_state_of_two_steps(synth_manifest, saved_run, tmp_path, monkeypatch,
+                                                             capsys):
+    """A checkpoint folder mixing files of two saves (copied by hand, or written by an older
+    version killed mid-save) is refused, not resumed inconsistently."""
+    run = tmp_path / "run"
+    shutil.copytree(saved_run, run)
+    config = json.loads((run / "checkpoint" / "config.json").read_text())
+    config["extra"]["step"] = 4
+    (run / "checkpoint" / "config.json").write_text(json.dumps(config))
+    code, err = resume_error(synth_manifest, run, monkeypatch, capsys)
+    assert code == 1 and len(err) == 1 and "weights are of step 4, trainer.pt of step 2" in err[0], err
 
 
 def test_train_skips_bad_rows_and_reports_why(synth_manifest, tmp_path):
