@@ -164,8 +164,8 @@ def test_mask_text_scores_every_chosen_token():
 
 
 def test_mask_text_replaces_only_with_ordinary_tokens():
-    """BERT's random replacements come from the batch's ordinary (maskable) tokens, never a
-    start, end, padding or [MASK] id. Catches drawing them from the whole id range."""
+    """BERT's random replacements come from the caption's own ordinary (maskable) tokens, never
+    a start, end, padding or [MASK] id. Catches drawing them from the whole id range."""
     torch.manual_seed(0)
     cfg = preset_config("tiny", **{"text.mask_ratio": 0.9})
     model = VLSAModel(cfg)
@@ -179,6 +179,8 @@ def test_mask_text_replaces_only_with_ordinary_tokens():
     replaced = (labels != -100) & (corrupted != mask_id) & (corrupted != ids)
     assert replaced.sum() > 20  # about 10% of 576 chosen tokens
     assert torch.isin(corrupted[replaced], ordinary).all(), corrupted[replaced].unique()
+    for row, col in replaced.nonzero().tolist():
+        assert corrupted[row, col] in ids[row, 1:11]
     assert torch.equal(corrupted[~maskable], ids[~maskable])
 
 

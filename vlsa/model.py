@@ -268,11 +268,11 @@ class VLSAModel(nn.Module):
                   mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT: choose mask_ratio of the maskable tokens, at most max_chosen_tokens a row (the
         first drawn), so every chosen token is scored; 80% -> [MASK], 10% an ordinary token, 10%
-        kept. The random token is drawn from the batch's maskable tokens rather than the whole
-        vocabulary, whose ids include start, end, padding and [MASK] (with a Hugging Face
+        kept. The random token is one of the caption's own maskable tokens rather than any id of
+        the vocabulary, whose ids include start, end, padding and [MASK] (with a Hugging Face
         tokenizer, special ids scattered through it). Returns (corrupted ids, labels with IGNORE
         where not chosen)."""
-        B, L = ids.shape
+        L = ids.shape[1]
         ratio = self.config.text.mask_ratio
         p = torch.rand(ids.shape, device=ids.device)
         chosen = (p < ratio) & maskable
@@ -297,14 +297,20 @@ class VLSAModel(nn.Module):
     def encode_text(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.tokens_text(ids), attention_mask)
 
-    def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Global embedding: mean of a modality's token outputs, projected, L2-normalised."""
+    def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None,
+             gather=None) -> torch.Tensor:
+        """Global embedding: mean of a modality's token outputs, projected, L2-normalised.
+        gather: in training under DDP, pool_norm's batch statistics are the joined batch's (as
+        SyncBatchNorm, which runs only on GPUs): its rows gathered, standardised, ours kept."""
         if valid is None:
             pooled = tokens.mean(dim=1)
         else:
             w = valid[..., None].to(tokens.dtype)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
-        if self.config.pool_norm:
+        if self.config.pool_norm and gather is not None and self.training:
+            rows, offset = gather(pooled)
+            pooled = self.pool_norm[modality](rows)[offset:offset + pooled.shape[0]]
+        elif self.config.pool_norm:
             pooled = self.pool_norm[modality](pooled)
         return F.normalize(self.proj[modality](pooled), dim=-1)
 
@@ -376,7 +382,8 @@ class VLSAModel(nn.Module):
 
         batch: video (B, T, 3, H, W), audio (B, F, M), text (B, L), text_mask (B, L) bool,
         text_maskable (B, L) bool (not a special token), has_video / has_audio / has_text (B,) bool.
-        gather: optional cross-rank gather for the contrastive negatives (losses.Gather).
+        gather: under DDP, the cross-rank gather (losses.Gather) that makes every term the
+        joined batch's: negatives, pool_norm statistics, and the counts that means divide by.
         """
         B, dev = batch["text"].shape[0], batch["text"].device
         masks = {"video": self.mask_video(B, dev), "audio": self.mask_audio(B, dev)}
@@ -384,9 +391,9 @@ class VLSAModel(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         z: dict[str, torch.Tensor] = {}
         if self.config.loss.masked_modelling:
-            terms.update(self.forward_local(batch, masks, tokens))
+            terms.update(self.forward_local(batch, masks, tokens, gather))
         if self.config.loss.matching != "none":
-            z = self.global_embeddings(batch, masks, tokens)
+            z = self.global_embeddings(batch, masks, tokens, gather)
             terms.update(self.global_losses(z, batch, gather))
         zero = batch["audio"].new_zeros(())
         weights = self.config.loss
@@ -402,7 +409,7 @@ class VLSAModel(nn.Module):
         return {"video": self.tokens_video(batch["video"]), "audio": self.tokens_audio(batch["audio"])}
 
     def forward_local(self, batch: dict[str, torch.Tensor], masks: dict,
-                      tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                      tokens: dict[str, torch.Tensor], gather=None) -> dict[str, torch.Tensor]:
         """Masked modelling: one joint pass over the visible tokens of all three modalities
         (attention crosses modalities here), then the shared decoder and per-modality losses."""
         (keep_v, removed_v), (keep_a, removed_a) = masks["video"], masks["audio"]
@@ -421,10 +428,10 @@ class VLSAModel(nn.Module):
         cfg = self.config
         return {
             "video_mse": reconstruction_loss(pred_v, patchify_video(batch["video"], cfg.video.patch),
-                                             removed_v, has_v, cfg.loss.norm_video_targets),
+                                             removed_v, has_v, cfg.loss.norm_video_targets, gather),
             "audio_mse": reconstruction_loss(pred_a, patchify_audio(batch["audio"], cfg.audio.patch),
-                                             removed_a, has_a, cfg.loss.norm_audio_targets),
-            "text_mlm": masked_token_loss(logits_t, labels),
+                                             removed_a, has_a, cfg.loss.norm_audio_targets, gather),
+            "text_mlm": masked_token_loss(logits_t, labels, gather),
         }
 
     def decode(self, hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask):
@@ -460,16 +467,16 @@ class VLSAModel(nn.Module):
         return full.scatter(1, ids_keep[..., None].expand(-1, -1, C), x)
 
     def global_embeddings(self, batch: dict[str, torch.Tensor], masks: dict,
-                          tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                          tokens: dict[str, torch.Tensor], gather=None) -> dict[str, torch.Tensor]:
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
         z = {
-            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video"),
-            "text": self.pool(self.encode_text(batch["text"], batch["text_mask"]), "text", batch["text_mask"]),
+            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video", gather=gather),
+            "text": self.pool(self.encode_text(batch["text"], batch["text_mask"]), "text", batch["text_mask"], gather),
         }
         if self.config.loss.matching == "audio":
-            z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio")
+            z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio", gather=gather)
         return z
 
     def global_token_ids(self, B: int, device: torch.device, masks: dict) -> tuple:
@@ -495,7 +502,7 @@ class VLSAModel(nn.Module):
         for name, (x, y, valid) in pairs.items():
             terms[f"nce_{name}"] = contrastive_loss(z[x], z[y], scale, valid, gather)
             if self.config.loss.matching_head:
-                terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid)
+                terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid, gather)
         return terms
 
 
@@ -510,13 +517,13 @@ def _key_valid(present: list[torch.Tensor], sizes: list[int], text_mask: torch.T
 
 
 def _ordinary_tokens_like(ids: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
-    """(B, L) ids, each drawn uniformly from the batch's maskable (ordinary) token positions,
-    without a host sync: maskable positions are ranked first and a random rank is taken."""
-    flat = maskable.flatten()
-    order = torch.argsort((~flat).to(torch.int8), stable=True)
-    n = flat.sum().clamp(min=1)
-    rank = torch.minimum((torch.rand(flat.shape, device=ids.device) * n).long(), n - 1)
-    return ids.flatten()[order[rank]].view_as(ids)
+    """(B, L) ids, each drawn uniformly from the maskable (ordinary) tokens of its own row, so a
+    row's draw does not depend on the other rows (the same under DDP as in one process); no host
+    sync: a row's maskable positions are ranked first and a random rank is taken."""
+    order = torch.argsort((~maskable).to(torch.int8), dim=1, stable=True)
+    n = maskable.sum(dim=1, keepdim=True).clamp(min=1)
+    rank = torch.minimum((torch.rand(ids.shape, device=ids.device) * n).long(), n - 1)
+    return ids.gather(1, order.gather(1, rank))
 
 
 def _removed_from_keep(ids_keep: torch.Tensor, n: int) -> torch.Tensor:
