@@ -159,9 +159,8 @@ def num_kept(n: int, mask_ratio: float) -> int:
 
 
 def max_chosen_tokens(length: int, mask_ratio: float) -> int:
-    """Most caption tokens chosen for masked-token prediction in a row of `length` (as BERT's
-    max_predictions_per_seq): twice the expected number, so the cap rarely binds (1 row in 300
-    at tiny's 24 tokens) while the logits stay a fixed (B, K, vocab) shape."""
+    """Most tokens of a caption chosen for masked-token prediction (BERT's max_predictions_per_seq):
+    twice the expected number, so the cap rarely binds while the logits keep a fixed shape."""
     return min(length, max(1, math.ceil(2 * mask_ratio * length)))
 
 
@@ -266,24 +265,23 @@ class VLSAModel(nn.Module):
 
     def mask_text(self, ids: torch.Tensor, maskable: torch.Tensor,
                   mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """BERT: choose mask_ratio of the maskable tokens, at most max_chosen_tokens a row (the
-        first drawn), so every chosen token is scored; 80% -> [MASK], 10% an ordinary token, 10%
-        kept. The random token is one of the caption's own maskable tokens rather than any id of
-        the vocabulary, whose ids include start, end, padding and [MASK] (with a Hugging Face
-        tokenizer, special ids scattered through it). Returns (corrupted ids, labels with IGNORE
-        where not chosen)."""
-        L = ids.shape[1]
-        ratio = self.config.text.mask_ratio
+        """BERT: choose mask_ratio of the maskable tokens, at most max_chosen_tokens a row, so all
+        are scored; 80% -> [MASK], 10% another of the caption's maskable tokens (not any id: the
+        vocabulary holds start, end, padding and [MASK] ids), 10% kept.
+        Returns (corrupted ids, labels with IGNORE where not chosen)."""
+        ratio, k = self.config.text.mask_ratio, max_chosen_tokens(ids.shape[1], self.config.text.mask_ratio)
         p = torch.rand(ids.shape, device=ids.device)
         chosen = (p < ratio) & maskable
-        k = max_chosen_tokens(L, ratio)
-        if k < L:  # keep the k smallest draws of a row; 2.0 is above any draw
+        if k < ids.shape[1]:  # keep a row's k smallest draws; 2.0 is above any draw
             chosen &= p <= p.masked_fill(~chosen, 2.0).topk(k, dim=1, largest=False).values[:, -1:]
         labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
         action = torch.rand(ids.shape, device=ids.device)
         out = torch.where(chosen & (action < 0.8), torch.full_like(ids, mask_id), ids)
-        replace = chosen & (action >= 0.8) & (action < 0.9)
-        return torch.where(replace, _ordinary_tokens_like(ids, maskable), out), labels
+        # the random token, with no host sync: a random rank among the row's maskable positions
+        order = torch.argsort((~maskable).to(torch.int8), dim=1, stable=True)  # maskable first
+        n = maskable.sum(dim=1, keepdim=True).clamp(min=1)
+        pick = order.gather(1, torch.minimum((torch.rand(ids.shape, device=ids.device) * n).long(), n - 1))
+        return torch.where(chosen & (action >= 0.8) & (action < 0.9), ids.gather(1, pick), out), labels
 
     # --- encoders ---
 
@@ -300,18 +298,15 @@ class VLSAModel(nn.Module):
     def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None,
              gather=None) -> torch.Tensor:
         """Global embedding: mean of a modality's token outputs, projected, L2-normalised.
-        gather: in training under DDP, pool_norm's batch statistics are the joined batch's (as
-        SyncBatchNorm, which runs only on GPUs): its rows gathered, standardised, ours kept."""
+        gather (DDP, training): pool_norm standardises with the joined batch's statistics."""
         if valid is None:
             pooled = tokens.mean(dim=1)
         else:
             w = valid[..., None].to(tokens.dtype)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
-        if self.config.pool_norm and gather is not None and self.training:
-            rows, offset = gather(pooled)
+        if self.config.pool_norm:  # as SyncBatchNorm, which runs only on GPUs
+            rows, offset = gather(pooled) if gather is not None and self.training else (pooled, 0)
             pooled = self.pool_norm[modality](rows)[offset:offset + pooled.shape[0]]
-        elif self.config.pool_norm:
-            pooled = self.pool_norm[modality](pooled)
         return F.normalize(self.proj[modality](pooled), dim=-1)
 
     @torch.no_grad()
@@ -382,8 +377,8 @@ class VLSAModel(nn.Module):
 
         batch: video (B, T, 3, H, W), audio (B, F, M), text (B, L), text_mask (B, L) bool,
         text_maskable (B, L) bool (not a special token), has_video / has_audio / has_text (B,) bool.
-        gather: under DDP, the cross-rank gather (losses.Gather) that makes every term the
-        joined batch's: negatives, pool_norm statistics, and the counts that means divide by.
+        gather: under DDP, the cross-rank gather (losses.Gather) that makes every term the joined
+        batch's (negatives, pool_norm statistics, the counts means divide by).
         """
         B, dev = batch["text"].shape[0], batch["text"].device
         masks = {"video": self.mask_video(B, dev), "audio": self.mask_audio(B, dev)}
@@ -514,16 +509,6 @@ def _key_valid(present: list[torch.Tensor], sizes: list[int], text_mask: torch.T
     """Which keys a joint pass may attend to: all tokens of present modalities, real text tokens."""
     parts = [p[:, None].expand(-1, n) for p, n in zip(present, sizes, strict=True)]
     return torch.cat([*parts, text_mask], dim=1)
-
-
-def _ordinary_tokens_like(ids: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
-    """(B, L) ids, each drawn uniformly from the maskable (ordinary) tokens of its own row, so a
-    row's draw does not depend on the other rows (the same under DDP as in one process); no host
-    sync: a row's maskable positions are ranked first and a random rank is taken."""
-    order = torch.argsort((~maskable).to(torch.int8), dim=1, stable=True)
-    n = maskable.sum(dim=1, keepdim=True).clamp(min=1)
-    rank = torch.minimum((torch.rand(ids.shape, device=ids.device) * n).long(), n - 1)
-    return ids.gather(1, order.gather(1, rank))
 
 
 def _removed_from_keep(ids_keep: torch.Tensor, n: int) -> torch.Tensor:
