@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import re
 import sys
 import time
@@ -46,7 +45,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlsa.config import parse_override, preset_config  # noqa: E402
-from vlsa.model import ConvStem, VLSAModel, num_kept  # noqa: E402
+from vlsa.model import ConvStem, VLSAModel, max_chosen_tokens, num_kept  # noqa: E402
 
 
 def layer_flops(n: int, d: int, mlp_ratio: float = 4.0) -> float:
@@ -100,7 +99,7 @@ def vlsa_step_flops(cfg, layers_only: bool = False) -> float:
     flops, extra = 0.0, 0.0  # forward; extra: what the older count left out
     if cfg.loss.masked_modelling:
         flops += enc(kv + ka + L) + dd.depth * layer_flops(nv + na + L, dd.width, dd.mlp_ratio)
-        scored = min(L, math.ceil(2 * cfg.text.mask_ratio * L))  # see VLSAModel.scored_tokens
+        scored = max_chosen_tokens(L, cfg.text.mask_ratio)  # VLSAModel.scored_tokens
         flops += 2 * scored * (dd.width * text_dim + text_dim * cfg.text.vocab_size)
         extra += text_in + linear_flops(kv + ka + L, e.width, dd.width)  # decoder_embed
         extra += linear_flops(nv, dd.width, cfg.video.patch ** 2 * 3) + linear_flops(na, dd.width, cfg.audio.patch ** 2)

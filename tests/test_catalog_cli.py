@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from mediagen import SHARED_MEDIA as SHARED
 
 from catalog.store import Catalog
 from vlsa.api import VLSA
 
-SHARED = Path("/work/shared/media")
 VLSA_BIN = Path(sys.executable).with_name("vlsa")
 NON_UTF8 = b"caf\xe9 bark.wav"  # a Latin-1 name: not valid UTF-8
-
-pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="no shared media on this machine")
 
 
 def vlsa(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
@@ -51,6 +49,8 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, checkpoint):
     """A copy of the shared media plus a file with a non-UTF-8 name, indexed by `vlsa index`."""
+    if not SHARED.is_dir():
+        pytest.skip(f"no shared media at {SHARED} (set VLSA_SHARED_MEDIA)")
     root = tmp_path_factory.mktemp("shared")
     lib = copy_library(SHARED, root / "lib")
     shutil.copy2(SHARED / "sounds/scratch/Animal/Dog1.wav", lib / os.fsdecode(NON_UTF8))

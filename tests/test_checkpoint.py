@@ -1,12 +1,21 @@
 """save_pretrained / from_pretrained: bit-exact round trips, one-line refusals."""
 
 import json
+import random
 
 import pytest
 import torch
 
+import vlsa.checkpoint
 from vlsa import VLSA
-from vlsa.checkpoint import CheckpointError
+from vlsa.checkpoint import CheckpointError, recover_folder, writing_folder
+
+
+def corrupt(file, kind: str) -> None:
+    """Damage a file as a full disk, a bad copy or a stray write would."""
+    data = file.read_bytes()
+    file.write_bytes({"empty": b"", "random": random.Random(0).randbytes(4096),
+                      "truncated": data[: len(data) // 2]}[kind])
 
 
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
@@ -51,3 +60,69 @@ def test_checkpoint_unknown_config_key_is_refused(tmp_path):
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="fps_typo"):
         VLSA.from_pretrained(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("kind", ["empty", "random", "truncated"])
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_checkpoint_damaged_file_is_one_line_naming_it(tmp_path, name, kind):
+    """Catches a damaged file reaching the user as a traceback (a config.json holding a JSON
+    list did: 'list' object has no attribute 'pop')."""
+    VLSA.from_preset("tiny").save_pretrained(tmp_path / "ckpt")
+    corrupt(tmp_path / "ckpt" / name, kind)
+    with pytest.raises(CheckpointError) as info:
+        VLSA.from_pretrained(tmp_path / "ckpt")
+    assert "\n" not in str(info.value) and name in str(info.value), str(info.value)
+    (tmp_path / "ckpt" / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        VLSA.from_pretrained(tmp_path / "ckpt")
+
+
+def write(folder, text: str) -> None:
+    (folder / "a.txt").write_text(text)
+    (folder / "b.txt").write_text(text)
+
+
+def contents(folder) -> dict:
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+def test_writing_folder_replaces_the_folder_whole(tmp_path):
+    """A block that fails leaves the previous folder as it was and nothing beside it; one that
+    ends replaces the folder. Catches files written in place, one by one."""
+    ckpt = tmp_path / "checkpoint"
+    with writing_folder(ckpt) as partial:
+        write(partial, "one")
+    with pytest.raises(RuntimeError), writing_folder(ckpt) as partial:
+        (partial / "a.txt").write_text("two")  # killed before b.txt
+        raise RuntimeError("killed")
+    assert contents(ckpt) == {"a.txt": "one", "b.txt": "one"} and [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    with writing_folder(ckpt) as partial:
+        write(partial, "two")
+    assert contents(ckpt) == {"a.txt": "two", "b.txt": "two"} and [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_writing_folder_killed_between_its_renames_recovers_the_previous(tmp_path, monkeypatch):
+    """Killed after the previous folder was moved aside and before the new one took its name:
+    recover_folder (run by every later write and by the trainer's resume) puts the previous one
+    back. Catches a swap that removes the previous folder first, or leaves the name empty."""
+    ckpt = tmp_path / "checkpoint"
+    with writing_folder(ckpt) as partial:
+        write(partial, "one")
+    real_replace, calls = vlsa.checkpoint.os.replace, []
+
+    def die_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands for SIGKILL: no clean-up code runs after it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(vlsa.checkpoint.os, "replace", die_on_second_rename)
+    with pytest.raises(KeyboardInterrupt), writing_folder(ckpt) as partial:
+        write(partial, "two")
+    monkeypatch.undo()
+    assert not ckpt.exists()
+    recover_folder(ckpt)
+    assert contents(ckpt) == {"a.txt": "one", "b.txt": "one"}
+    with writing_folder(ckpt) as partial:  # and the next save goes through, leaving nothing beside it
+        write(partial, "three")
+    assert contents(ckpt) == {"a.txt": "three", "b.txt": "three"} and [p.name for p in tmp_path.iterdir()] == ["checkpoint"]

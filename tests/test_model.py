@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vlsa.config import preset_config
-from vlsa.model import VLSAModel, patchify_audio, patchify_video
+from vlsa.model import MODALITIES, VLSAModel, patchify_audio, patchify_video
 
 
 def random_batch(cfg, B=8, seed=0):
@@ -23,25 +23,33 @@ def random_batch(cfg, B=8, seed=0):
     }
 
 
-def forward_with_audio_replaced(model, batch, row):
-    """Two training forwards with the same masks: the batch as it is, and with one row's audio
-    replaced. Returns ((losses, embeddings), (losses, embeddings))."""
-    changed = {**batch, "audio": batch["audio"].clone()}
-    changed["audio"][row] = torch.randn_like(changed["audio"][row]) * 3
+def replace_row(batch, modality, row):
+    """The batch with one row's `modality` input replaced by other random content (text: other
+    token ids at the same positions, so the masks drawn are the same)."""
+    changed = {**batch, modality: batch[modality].clone()}
+    if modality == "text":
+        changed["text"][row] = (batch["text"][row] + 1000) % 49000 + 1
+    else:
+        changed[modality][row] = torch.randn_like(changed[modality][row]) * 3
+    return changed
+
+
+def forward_with_replaced(model, batch, modality, row):
+    """Two training forwards with the same masks: the batch as it is, and with one row's
+    `modality` replaced. Returns ((losses, embeddings), (losses, embeddings))."""
     torch.manual_seed(0)
     first = model(batch, return_embeddings=True)
     torch.manual_seed(0)
-    return first, model(changed, return_embeddings=True)
+    return first, model(replace_row(batch, modality, row), return_embeddings=True)
 
 
-def test_presets_base_has_paper_size():
-    n = sum(p.numel() for p in VLSAModel(preset_config("base")).parameters())
-    assert 140e6 <= n <= 175e6, n
-
-
-def test_presets_tiny_is_a_few_million():
-    n = sum(p.numel() for p in VLSAModel(preset_config("tiny")).parameters())
-    assert 1e6 <= n <= 6e6, n
+@pytest.mark.parametrize("preset, count", [("base", 151_914_243), ("tiny", 2_800_387)])
+def test_presets_parameter_count_is_pinned(preset, count):
+    """The count is deterministic, so it is pinned exactly: base is the paper's ViT-B encoder
+    (85M), an 8-layer 512-wide decoder (25M) and the 49,409-id token table with its tied output
+    (38M), 152M in all (VLSA.md: about 156M). Catches any change of architecture that was not
+    meant, e.g. a decoder of 7 layers (148.8M), which the old 140-175M range let through."""
+    assert sum(p.numel() for p in VLSAModel(preset_config(preset)).parameters()) == count
 
 
 def test_config_overrides_and_errors():
@@ -135,6 +143,47 @@ def test_mask_text_chooses_only_maskable_tokens():
     assert (corrupted[chosen] == cfg.text.vocab_size - 1).float().mean() > 0.5
 
 
+def test_mask_text_scores_every_chosen_token():
+    """Every token chosen for masked-token prediction is scored, however many a row draws: at
+    most K are chosen per row (BERT's max_predictions_per_seq), and scored_tokens keeps K.
+    Catches the old cap on the scored tokens alone, which silently left the chosen tokens past K
+    (about 1 row in 300 at L = 24) corrupted but unscored."""
+    torch.manual_seed(0)
+    cfg = preset_config("tiny")
+    model = VLSAModel(cfg)
+    B, L = 4000, cfg.text.max_len
+    ids = torch.randint(1, 1000, (B, L))
+    maskable = torch.ones(B, L, dtype=torch.bool)
+    maskable[:, [0, -1]] = False  # start and end tokens
+    corrupted, labels = model.mask_text(ids, maskable, cfg.text.vocab_size - 1)
+    chosen = labels != -100
+    _, scored = model.scored_tokens(labels)
+    assert (scored != -100).sum().item() == chosen.sum().item()
+    assert not ((corrupted != ids) & ~chosen).any()  # nothing is corrupted that goes unscored
+    assert chosen.float().mean() == pytest.approx(cfg.text.mask_ratio * (L - 2) / L, rel=0.05)
+
+
+def test_mask_text_replaces_only_with_ordinary_tokens():
+    """BERT's random replacements come from the caption's own ordinary (maskable) tokens, never
+    a start, end, padding or [MASK] id. Catches drawing them from the whole id range."""
+    torch.manual_seed(0)
+    cfg = preset_config("tiny", **{"text.mask_ratio": 0.9})
+    model = VLSAModel(cfg)
+    B, L, mask_id = 64, cfg.text.max_len, cfg.text.vocab_size - 1
+    ordinary = torch.arange(5000, 5010)
+    ids = ordinary[torch.randint(0, 10, (B, L))]
+    ids[:, 0], ids[:, 11], ids[:, 12:] = 49406, 49407, 0  # start, end, padding
+    maskable = torch.zeros(B, L, dtype=torch.bool)
+    maskable[:, 1:11] = True
+    corrupted, labels = model.mask_text(ids, maskable, mask_id)
+    replaced = (labels != -100) & (corrupted != mask_id) & (corrupted != ids)
+    assert replaced.sum() > 20  # about 10% of 576 chosen tokens
+    assert torch.isin(corrupted[replaced], ordinary).all(), corrupted[replaced].unique()
+    for row, col in replaced.nonzero().tolist():
+        assert corrupted[row, col] in ids[row, 1:11]
+    assert torch.equal(corrupted[~maskable], ids[~maskable])
+
+
 def test_forward_returns_every_term():
     model = VLSAModel(preset_config("tiny"))
     out = model(random_batch(model.config))
@@ -196,17 +245,23 @@ def test_forward_ablation_switches(overrides, terms):
     assert set(out) - {"local", "global", "loss"} == terms
 
 
-def test_no_leak_global_embeddings_ignore_other_modalities():
-    """Replacing sample i's audio changes neither its video nor its text global embedding, in
-    the same training forward that computes the losses, while the joint (masked-modelling)
-    pass does see the new audio."""
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_no_leak_global_embeddings_ignore_other_modalities(modality):
+    """Replacing sample i's video, audio or text changes no other modality's global embedding, in
+    the same training forward that computes the losses, while the joint (masked-modelling) pass
+    does see the new input. Catches a leak from any one modality into another's global embedding
+    (e.g. text tokens added to the video pass, or video tokens to the audio pass), which the
+    audio-only version of this test let through."""
     model = VLSAModel(preset_config("tiny")).eval()
-    (out_a, z_a), (out_b, z_b) = forward_with_audio_replaced(model, random_batch(model.config), row=3)
-    assert torch.equal(z_a["video"], z_b["video"])
-    assert torch.equal(z_a["text"], z_b["text"])
-    assert not torch.equal(z_a["audio"][3], z_b["audio"][3])
-    # the joint pass attends across modalities, so the video reconstruction does change
-    assert out_a["video_mse"] != out_b["video_mse"]
+    (out_a, z_a), (out_b, z_b) = forward_with_replaced(model, random_batch(model.config), modality, row=3)
+    for other in MODALITIES:
+        if other != modality:
+            assert torch.equal(z_a[other], z_b[other]), f"{modality} leaks into the {other} embedding"
+    assert not torch.equal(z_a[modality][3], z_b[modality][3])
+    assert torch.equal(z_a[modality][:3], z_b[modality][:3])  # eval mode: rows are independent
+    # the joint pass attends across modalities, so another modality's reconstruction does change
+    joint = "audio_mse" if modality == "video" else "video_mse"
+    assert out_a[joint] != out_b[joint]
 
 
 def test_missing_audio_rows_are_left_out_of_audio_losses():
@@ -311,7 +366,7 @@ def test_no_leak_holds_with_pool_norm_in_training_mode():
     one modality in a training batch, never one modality to another."""
     model = VLSAModel(preset_config("tiny", pool_norm=True)).train()
     batch = random_batch(model.config)
-    (_, z_a), (_, z_b) = forward_with_audio_replaced(model, batch, row=3)
+    (_, z_a), (_, z_b) = forward_with_replaced(model, batch, "audio", row=3)
     assert torch.equal(z_a["video"], z_b["video"]) and torch.equal(z_a["text"], z_b["text"])
     model.eval()  # inference uses the running statistics: one sample's embedding is its own
     x = batch["video"][:2]

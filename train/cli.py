@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -155,6 +156,14 @@ def train(manifest, config_file, sets, no_masked_modelling, matching, no_matchin
     skipped = sum(result["skipped"].values())
     click.echo(f"stopped ({result['stopped_by']}) at step {result['step']}; checkpoint {tc.out}/checkpoint; "
                f"{skipped} samples skipped" + (f": {result['skipped']}" if skipped else ""))
+    _exit_if_terminated(result)
+
+
+def _exit_if_terminated(result: dict) -> None:
+    """A run stopped by SIGTERM has saved its checkpoint; it still exits 128 + 15, as a process
+    killed by the signal would, so a scheduler knows it did not finish."""
+    if result["stopped_by"] == "SIGTERM":
+        sys.exit(128 + signal.SIGTERM)
 
 
 @click.command("eval")
@@ -298,3 +307,4 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
 
         click.echo(format_table(result["eval"]))
     click.echo(f"fine-tuned {result['step']} steps ({epochs} epochs of {n} clips); checkpoint {out}/checkpoint")
+    _exit_if_terminated(result)

@@ -26,12 +26,16 @@ RECALLS = (1, 5, 10, 50)
 
 def eval_dataset(source: str | Path, config, split: str, seed: int | None = None):
     """A manifest (.jsonl) or a shard folder's `split`, decoded as for evaluation: uniform frame
-    times, or random ones drawn from `seed` (for --seeds)."""
+    times, or random ones drawn from `seed` (for --seeds). A split with no samples is a ValueError."""
     if Path(source).is_dir():
         from train.shards import ShardDataset
 
-        return ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
-    return ClipDataset(read_manifest(source, split=split), config, train=seed is not None, seed=seed or 0)
+        dataset = ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
+    else:
+        dataset = ClipDataset(read_manifest(source, split=split), config, train=seed is not None, seed=seed or 0)
+    if len(dataset) == 0:
+        raise ValueError(f"{source}: no samples in split {split!r}")
+    return dataset
 
 
 @torch.inference_mode()
@@ -55,15 +59,30 @@ def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def ranks_of_truth(sim: torch.Tensor) -> torch.Tensor:
-    """1-based rank of the diagonal entry in each row of a (N, N) similarity matrix."""
+def _higher_and_tied(sim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of a (N, N) similarity matrix: how many candidates score above the diagonal entry,
+    and how many others score the same."""
     truth = sim.diagonal()[:, None]
-    return (sim > truth).sum(dim=1) + 1
+    return (sim > truth).sum(dim=1), (sim == truth).sum(dim=1) - 1
+
+
+def ranks_of_truth(sim: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the diagonal entry in each row, ties split evenly: the mean rank of the
+    tied block (its expected rank under a random order of equal scores). Counting ties for the
+    truth would give a collapsed model, whose scores are all equal, a perfect R@1."""
+    higher, tied = _higher_and_tied(sim)
+    return higher.double() + 1 + tied.double() / 2
 
 
 def retrieval_metrics(sim: torch.Tensor) -> dict[str, float]:
-    ranks = ranks_of_truth(sim).float()
-    metrics = {f"R@{k}": 100.0 * (ranks <= k).float().mean().item() for k in RECALLS}
+    """R@k, median and mean rank of a (N, N) similarity matrix whose diagonal holds the truth.
+    Each is its expected value under a random order of equal scores (McSherry & Najork 2008):
+    a row's truth tied with t others just below h higher scores is a hit at k with probability
+    (k - h) / (t + 1), clipped to [0, 1]; so constant scores give exactly chance, R@k = 100 k / N."""
+    higher, tied = _higher_and_tied(sim)
+    hit = {k: ((k - higher.double()) / (tied.double() + 1)).clamp(0, 1) for k in RECALLS}
+    metrics = {f"R@{k}": 100.0 * hit[k].mean().item() for k in RECALLS}
+    ranks = ranks_of_truth(sim)
     metrics["MedR"] = ranks.median().item()
     metrics["MeanR"] = ranks.mean().item()
     metrics["N"] = sim.shape[0]
@@ -86,8 +105,6 @@ def evaluate(model: VLSA, source: str | Path, split: str = "test", batch_size: i
     over that many random frame samplings (plus "R@1_std")."""
     def run(seed):
         dataset = eval_dataset(source, model.config, split, seed)
-        if len(dataset) == 0:
-            raise ValueError(f"{source}: no samples in split {split!r}")
         return metrics_from_embeddings(embed_dataset(model, dataset, batch_size, workers))
     if seeds <= 1:
         return run(None)

@@ -15,7 +15,8 @@ import torch
 
 from train.distributed import DistInfo
 from vlsa import VLSA
-from vlsa.checkpoint import load_into
+from vlsa.checkpoint import CheckpointError, load_extra, load_into, recover_folder, writing_folder
+from vlsa.cli import one_line
 
 
 @dataclass
@@ -94,28 +95,58 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+TRAINER_NAME = "trainer.pt"
+TRAINER_KEYS = ("optimizer", "schedule", "state", "rng")
+
+
 def save_run(model: VLSA, opt, sched, state: TrainState, tc: TrainConfig, dist: DistInfo) -> Path:
-    """Write checkpoint/: the model folder, then trainer.pt (renamed into place last)."""
+    """Write checkpoint/ as one unit (vlsa.checkpoint.writing_folder): the model folder (the step
+    in its config.json's "extra") and trainer.pt. A kill at any moment leaves the previous
+    checkpoint or this one, never this one's weights with the previous one's optimizer, RNG
+    and data position."""
     path = Path(tc.out) / "checkpoint"
-    model.save_pretrained(path, extra={"step": state.step})
-    tmp = path / "trainer.pt.tmp"
-    torch.save({"optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                "state": dataclasses.asdict(state), "rng": rng_state(), "world": dist.world,
-                "train_config": dataclasses.asdict(tc)}, tmp)
-    tmp.replace(path / "trainer.pt")
+    with writing_folder(path) as partial:
+        model.save_pretrained(partial, extra={"step": state.step})
+        torch.save({"optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                    "state": dataclasses.asdict(state), "rng": rng_state(), "world": dist.world,
+                    "train_config": dataclasses.asdict(tc)}, partial / TRAINER_NAME)
     return path
 
 
 def load_run(model: VLSA, opt, sched, tc: TrainConfig) -> TrainState:
+    """Restore a run from its checkpoint/; a file that is unreadable, or weights and trainer
+    state of different steps, is a CheckpointError naming the file."""
     path = Path(tc.out) / "checkpoint"
-    if not (path / "trainer.pt").is_file():
-        raise ValueError(f"{path}: nothing to resume (no trainer.pt)")
+    recover_folder(path)
+    if not (path / TRAINER_NAME).is_file():
+        raise CheckpointError(f"{path}: nothing to resume (no {TRAINER_NAME})")
+    weights_step = load_extra(path).get("step")
+    blob = _read_trainer_state(path / TRAINER_NAME)
+    try:
+        state = TrainState(**blob["state"])
+    except TypeError as exc:
+        raise CheckpointError(f"{path / TRAINER_NAME}: not a trainer state ({exc})") from None
+    if weights_step != state.step:
+        raise CheckpointError(f"{path}: the weights are of step {weights_step}, {TRAINER_NAME} of step "
+                              f"{state.step}; the folder mixes two checkpoints")
     load_into(model, path)
-    blob = torch.load(path / "trainer.pt", weights_only=False)
-    opt.load_state_dict(blob["optimizer"])
-    sched.load_state_dict(blob["schedule"])
-    set_rng_state(blob["rng"])
-    return TrainState(**blob["state"])
+    try:
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["schedule"])
+        set_rng_state(blob["rng"])
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path / TRAINER_NAME}: does not fit this run ({one_line(exc)})") from None
+    return state
+
+
+def _read_trainer_state(file: Path) -> dict:
+    try:
+        blob = torch.load(file, weights_only=False)
+    except Exception as exc:  # empty, truncated or not a torch file: the error types vary
+        raise CheckpointError(f"{file}: unreadable trainer state ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or not all(k in blob for k in TRAINER_KEYS) or not isinstance(blob["state"], dict):
+        raise CheckpointError(f"{file}: not a trainer state")
+    return blob
 
 
 class StopFlag:

@@ -20,6 +20,7 @@ import torch
 
 from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manifest
 from train.distributed import cleanup, init_distributed, wrap_ddp
+from train.evaluate import eval_dataset
 from train.loop import run_steps
 from train.shards import ShardDataset
 from train.state import TrainConfig, TrainState, load_run, lr_lambda
@@ -79,6 +80,8 @@ def train(tc: TrainConfig) -> dict:
     dataset = training_dataset(tc.manifest, model.config, tc.seed)
     if len(dataset) < tc.batch_size * dist.world:
         raise ValueError(f"{tc.manifest}: {len(dataset)} training samples, fewer than one batch")
+    if tc.eval_split:  # an empty or misspelt split fails now, not after the training
+        eval_dataset(tc.manifest, model.config, tc.eval_split)
     sampler = training_sampler(dataset, tc, dist)
     opt = build_optimizer(model, tc, fused=dist.device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))

@@ -7,9 +7,12 @@ the trainer's own files beside it, never in the weights file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -52,17 +55,35 @@ def shipped_checkpoint() -> Path | None:
     return None
 
 
-def load_config(path: str | os.PathLike) -> VLSAConfig:
-    path = Path(path)
+def _read_config_json(path: Path) -> dict:
     config_file = path / CONFIG_NAME
     if not config_file.is_file():
         raise CheckpointError(f"{path}: not a VLSA checkpoint (no {CONFIG_NAME})")
     try:
         data = json.loads(config_file.read_text())
-        data.pop("extra", None)
-        return VLSAConfig.from_dict(data)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON (empty, truncated, random bytes)
         raise CheckpointError(f"{path}: bad {CONFIG_NAME}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: bad {CONFIG_NAME}: not a JSON object")
+    return data
+
+
+def load_config(path: str | os.PathLike) -> VLSAConfig:
+    path = Path(path)
+    data = _read_config_json(path)
+    data.pop("extra", None)
+    try:
+        return VLSAConfig.from_dict(data)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: bad {CONFIG_NAME}: {exc}") from None
+
+
+def load_extra(path: str | os.PathLike) -> dict:
+    """What `save_checkpoint(extra=...)` recorded beside the config (the trainer: the step)."""
+    extra = _read_config_json(Path(path)).get("extra", {})
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: bad {CONFIG_NAME}: 'extra' is not an object")
+    return extra
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -107,3 +128,64 @@ def fingerprint(path: str | os.PathLike) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+# --- a folder written as one unit -------------------------------------------------------------
+
+PARTIAL_SUFFIX = ".partial"  # the folder being written; never read
+PREVIOUS_SUFFIX = ".previous"  # the folder being replaced, kept until the new one is in place
+
+
+@contextlib.contextmanager
+def writing_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Write the folder `path` as one unit: the block writes into an empty sibling folder, which
+    then takes `path`'s place by two renames (`path` -> `path.previous`, the new one -> `path`);
+    the previous folder is removed only once the new one is in place. A process killed at any
+    moment leaves either the previous folder or the new one, whole (`recover_folder` finishes an
+    interrupted swap), never a mix of files from two saves."""
+    path = Path(path)
+    recover_folder(path)
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    shutil.rmtree(partial, ignore_errors=True)  # a save killed earlier
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        _sync(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    previous = path.with_name(path.name + PREVIOUS_SUFFIX)
+    if path.exists():
+        os.replace(path, previous)
+    os.replace(partial, path)
+    _sync_dir(path.parent)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recover_folder(path: str | os.PathLike) -> None:
+    """After a writer killed between `writing_folder`'s two renames, `path` is missing and its
+    previous version waits under `path.previous`: put it back. Once `path` exists again, a
+    leftover previous version is stale and goes."""
+    path = Path(path)
+    previous = path.with_name(path.name + PREVIOUS_SUFFIX)
+    if previous.is_dir() and not path.exists():
+        os.replace(previous, path)
+    elif previous.is_dir():
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _sync(folder: Path) -> None:
+    """Flush the folder's files to disk before it is renamed into place, so that after a power
+    cut too the name points at complete files."""
+    for file in folder.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+    _sync_dir(folder)
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

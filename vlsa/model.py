@@ -165,6 +165,12 @@ def num_kept(n: int, mask_ratio: float) -> int:
     return max(1, round(n * (1 - mask_ratio)))
 
 
+def max_chosen_tokens(length: int, mask_ratio: float) -> int:
+    """Most tokens of a caption chosen for masked-token prediction (BERT's max_predictions_per_seq):
+    twice the expected number, so the cap rarely binds while the logits keep a fixed shape."""
+    return min(length, max(1, math.ceil(2 * mask_ratio * length)))
+
+
 def _select_tokens(x: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
     """All tokens (ids None) or those at ids."""
     return x if ids is None else _gather_tokens(x, ids)
@@ -274,16 +280,23 @@ class VLSAModel(nn.Module):
 
     def mask_text(self, ids: torch.Tensor, maskable: torch.Tensor,
                   mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """BERT: choose mask_ratio of the maskable tokens; 80% -> [MASK], 10% random, 10% kept.
+        """BERT: choose mask_ratio of the maskable tokens, at most max_chosen_tokens a row, so all
+        are scored; 80% -> [MASK], 10% another of the caption's maskable tokens (not any id: the
+        vocabulary holds start, end, padding and [MASK] ids), 10% kept.
         Returns (corrupted ids, labels with IGNORE where not chosen)."""
+        ratio, k = self.config.text.mask_ratio, max_chosen_tokens(ids.shape[1], self.config.text.mask_ratio)
         p = torch.rand(ids.shape, device=ids.device)
-        chosen = (p < self.config.text.mask_ratio) & maskable
+        chosen = (p < ratio) & maskable
+        if k < ids.shape[1]:  # keep a row's k smallest draws; 2.0 is above any draw
+            chosen &= p <= p.masked_fill(~chosen, 2.0).topk(k, dim=1, largest=False).values[:, -1:]
         labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
         action = torch.rand(ids.shape, device=ids.device)
-        random_ids = torch.randint_like(ids, 0, mask_id)
         out = torch.where(chosen & (action < 0.8), torch.full_like(ids, mask_id), ids)
-        out = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, out)
-        return out, labels
+        # the random token, with no host sync: a random rank among the row's maskable positions
+        order = torch.argsort((~maskable).to(torch.int8), dim=1, stable=True)  # maskable first
+        n = maskable.sum(dim=1, keepdim=True).clamp(min=1)
+        pick = order.gather(1, torch.minimum((torch.rand(ids.shape, device=ids.device) * n).long(), n - 1))
+        return torch.where(chosen & (action >= 0.8) & (action < 0.9), ids.gather(1, pick), out), labels
 
     # --- encoders ---
 
@@ -297,22 +310,25 @@ class VLSAModel(nn.Module):
     def encode_text(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.tokens_text(ids), attention_mask)
 
-    def embed_text_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def embed_text_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor, gather=None) -> torch.Tensor:
         """Global text embeddings (B, E): the shared encoder's text pass pooled, or, with a
         pretrained text tower, its sentence embedding through the adapter. Unimodal either way."""
         if self.config.text.tower == "shared":
-            return self.pool(self.encode_text(ids, attention_mask), "text", attention_mask)
-        return self.pool(self.text_adapter(self.text_tower(ids, attention_mask))[:, None], "text")
+            return self.pool(self.encode_text(ids, attention_mask), "text", attention_mask, gather)
+        return self.pool(self.text_adapter(self.text_tower(ids, attention_mask))[:, None], "text", gather=gather)
 
-    def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Global embedding: mean of a modality's token outputs, projected, L2-normalised."""
+    def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None,
+             gather=None) -> torch.Tensor:
+        """Global embedding: mean of a modality's token outputs, projected, L2-normalised.
+        gather (DDP, training): pool_norm standardises with the joined batch's statistics."""
         if valid is None:
             pooled = tokens.mean(dim=1)
         else:
             w = valid[..., None].to(tokens.dtype)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
-        if self.config.pool_norm:
-            pooled = self.pool_norm[modality](pooled)
+        if self.config.pool_norm:  # as SyncBatchNorm, which runs only on GPUs
+            rows, offset = gather(pooled) if gather is not None and self.training else (pooled, 0)
+            pooled = self.pool_norm[modality](rows)[offset:offset + pooled.shape[0]]
         return F.normalize(self.proj[modality](pooled), dim=-1)
 
     @torch.no_grad()
@@ -382,7 +398,8 @@ class VLSAModel(nn.Module):
 
         batch: video (B, T, 3, H, W), audio (B, F, M), text (B, L), text_mask (B, L) bool,
         text_maskable (B, L) bool (not a special token), has_video / has_audio / has_text (B,) bool.
-        gather: optional cross-rank gather for the contrastive negatives (losses.Gather).
+        gather: under DDP, the cross-rank gather (losses.Gather) that makes every term the joined
+        batch's (negatives, pool_norm statistics, the counts means divide by).
         """
         B, dev = batch["text"].shape[0], batch["text"].device
         masks = {"video": self.mask_video(B, dev), "audio": self.mask_audio(B, dev)}
@@ -390,9 +407,9 @@ class VLSAModel(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         z: dict[str, torch.Tensor] = {}
         if self.config.loss.masked_modelling:
-            terms.update(self.forward_local(batch, masks, tokens))
+            terms.update(self.forward_local(batch, masks, tokens, gather))
         if self.config.loss.matching != "none":
-            z = self.global_embeddings(batch, masks, tokens)
+            z = self.global_embeddings(batch, masks, tokens, gather)
             terms.update(self.global_losses(z, batch, gather))
         zero = batch["audio"].new_zeros(())
         weights = self.config.loss
@@ -408,7 +425,7 @@ class VLSAModel(nn.Module):
         return {"video": self.tokens_video(batch["video"]), "audio": self.tokens_audio(batch["audio"])}
 
     def forward_local(self, batch: dict[str, torch.Tensor], masks: dict,
-                      tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                      tokens: dict[str, torch.Tensor], gather=None) -> dict[str, torch.Tensor]:
         """Masked modelling: one joint pass over the visible tokens of all three modalities
         (attention crosses modalities here), then the shared decoder and per-modality losses."""
         (keep_v, removed_v), (keep_a, removed_a) = masks["video"], masks["audio"]
@@ -427,10 +444,10 @@ class VLSAModel(nn.Module):
         cfg = self.config
         return {
             "video_mse": reconstruction_loss(pred_v, patchify_video(batch["video"], cfg.video.patch),
-                                             removed_v, has_v, cfg.loss.norm_video_targets),
+                                             removed_v, has_v, cfg.loss.norm_video_targets, gather),
             "audio_mse": reconstruction_loss(pred_a, patchify_audio(batch["audio"], cfg.audio.patch),
-                                             removed_a, has_a, cfg.loss.norm_audio_targets),
-            "text_mlm": masked_token_loss(logits_t, labels),
+                                             removed_a, has_a, cfg.loss.norm_audio_targets, gather),
+            "text_mlm": masked_token_loss(logits_t, labels, gather),
         }
 
     def decode(self, hv, keep_v, ha, keep_a, ht, has_v, has_a, text_mask):
@@ -447,11 +464,11 @@ class VLSAModel(nn.Module):
         return self.video_head(yv), self.audio_head(ya), yt
 
     def scored_tokens(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (B, K) worth a vocabulary-wide softmax, and their labels. K is fixed at twice
-        the expected number of chosen tokens, so shapes stay static (no host sync) while the
-        logits shrink from L to K per row; the rare chosen token beyond K goes unscored."""
+        """Positions (B, K) worth a vocabulary-wide softmax, and their labels: every chosen token
+        (mask_text chooses at most K = max_chosen_tokens), so shapes stay static (no host sync)
+        while the logits shrink from L to K per row."""
         L = labels.shape[1]
-        k = min(L, max(1, math.ceil(2 * self.config.text.mask_ratio * L)))
+        k = max_chosen_tokens(L, self.config.text.mask_ratio)
         positions = (labels != IGNORE).float().topk(k, dim=1, sorted=False).indices
         return positions, labels.gather(1, positions)
 
@@ -466,16 +483,16 @@ class VLSAModel(nn.Module):
         return full.scatter(1, ids_keep[..., None].expand(-1, -1, C), x)
 
     def global_embeddings(self, batch: dict[str, torch.Tensor], masks: dict,
-                          tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                          tokens: dict[str, torch.Tensor], gather=None) -> dict[str, torch.Tensor]:
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
         z = {
-            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video"),
-            "text": self.embed_text_ids(batch["text"], batch["text_mask"]),
+            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video", gather=gather),
+            "text": self.embed_text_ids(batch["text"], batch["text_mask"], gather),
         }
         if self.config.loss.matching == "audio":
-            z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio")
+            z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio", gather=gather)
         return z
 
     def global_token_ids(self, B: int, device: torch.device, masks: dict) -> tuple:
@@ -501,12 +518,12 @@ class VLSAModel(nn.Module):
         for name, (x, y, valid) in pairs.items():
             terms[f"nce_{name}"] = contrastive_loss(z[x], z[y], scale, valid, gather)
             if self.config.loss.matching_head:
-                terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid)
+                terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid, gather)
         if self.config.text.teacher is not None:
             loss = self.config.loss
             teacher = self.text_teacher(batch["text"], batch["text_mask"])
             terms["text_distill"] = loss.distill_weight * similarity_distillation(
-                z["text"], teacher, has_t, loss.distill_temperature)
+                z["text"], teacher, has_t, loss.distill_temperature, gather)
         return terms
 
 
