@@ -3,7 +3,7 @@
     python bench/index.py                                   # shared media + generated videos
     python bench/index.py --library ~/Videos --no-generated
 
-Libraries indexed, each into a fresh catalog: a copy of /work/shared/media (354 short sounds
+Libraries indexed, each into a fresh catalog: a copy of the shared test media (354 short sounds
 and 4 videos, 771 s in all), and generated mp4s (640x360, 25 fps, h264 + AAC, a moving square
 and a tone), so a video-heavy library is measured too. Each library is indexed twice: the
 first run embeds everything, the second finds nothing changed (the cost of an incremental
@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # mediagen: the test suite's media generator
 
-from mediagen import make_video  # noqa: E402
+from mediagen import SHARED_MEDIA, make_video  # noqa: E402
 
 from catalog.indexer import Indexer  # noqa: E402
 from catalog.model import seeded_preset  # noqa: E402
 from catalog.store import Catalog  # noqa: E402
 
-SHARED = Path("/work/shared/media")
+SHARED = SHARED_MEDIA  # the real recordings the tests read ($VLSA_SHARED_MEDIA to move them)
 
 
 def generated_library(folder: Path, count: int, seconds: float) -> Path:

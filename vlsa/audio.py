@@ -7,7 +7,7 @@ Two maps, both built from an `AudioConfig`:
 (x - norm_mean) / norm_std normalisation the model expects; `map_statistics` measures those two
 numbers on real audio.
 
-Measured with `map_statistics` on the 354 sounds and bigbuckbunny.mp4 of /work/shared/media (up
+Measured with `map_statistics` on the 354 sounds and bigbuckbunny.mp4 of the shared test media (up
 to 4 clips per file, read with vlsa.media.read_audio), mean / std of the un-normalised map:
 | settings | sound only (padding left out) | whole clips (short files zero-padded) |
 | tiny: mel, 16 kHz, n_fft 1024, hop 500, 64 bins | -1.26 / 4.97 | -5.88 / 7.22 |
