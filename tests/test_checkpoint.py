@@ -44,6 +44,32 @@ def test_checkpoint_config_that_does_not_fit_is_refused(tmp_path):
     assert "\n" not in message and "do not fit" in message and "ckpt" in message
 
 
+def test_load_into_with_fresh_prefixes_loads_everything_else(tmp_path):
+    """`vlsa train --init C --init-fresh token_embed --init-fresh text_bias` with another tokenizer:
+    the vocabulary-sized weights keep the new model's initialisation, every other weight is the
+    file's (catches a load that drops more than it names, or loads nothing), and without the
+    prefixes, or with a prefix naming no weight, the mismatch is still refused."""
+    source = VLSA.from_preset("tiny")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    source.save_pretrained(tmp_path / "ckpt")
+    target = VLSA.from_preset("tiny", **{"text.vocab_size": 1000})
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(CheckpointError, match="do not fit"):
+        vlsa.checkpoint.load_into(target, tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="token_embed"):
+        vlsa.checkpoint.load_into(target, tmp_path / "ckpt", ("text_bias",))
+    with pytest.raises(CheckpointError, match="names no weight"):
+        vlsa.checkpoint.load_into(target, tmp_path / "ckpt", ("token_embed", "txt_bias"))
+    vlsa.checkpoint.load_into(target, tmp_path / "ckpt", ("token_embed", "text_bias"))
+    loaded, file = target.state_dict(), source.state_dict()
+    fresh = [k for k in loaded if k.startswith(("token_embed", "text_bias"))]
+    assert fresh and all(torch.equal(loaded[k], before[k]) for k in fresh)
+    kept = [k for k in loaded if k not in fresh]
+    assert all(torch.equal(loaded[k], file[k]) for k in kept)
+
+
 def test_checkpoint_missing_or_corrupt_files_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a VLSA checkpoint"):
         VLSA.from_pretrained(tmp_path)

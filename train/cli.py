@@ -101,6 +101,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
               help="JSON/TOML of training fields; model overrides under [model].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Model override, e.g. encoder.depth=2.")
 @click.option("--init", type=click.Path(exists=True, file_okay=False), help="Start from these weights.")
+@click.option("--init-fresh", multiple=True, metavar="PREFIX",
+              help="With --init: weights whose names start with PREFIX start fresh instead (e.g. token_embed and "
+              "text_bias when --set changes the tokenizer).")
 @click.option("--steps", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--accum", type=int, help="Micro-batches per optimizer step.")
@@ -145,7 +148,10 @@ def train(manifest, config_file, sets, no_masked_modelling, matching, no_matchin
         overrides["loss.matching"] = matching
     if no_matching_head:
         overrides["loss.matching_head"] = False
-    fields.update({k: v for k, v in flags.items() if v is not None})
+    fields.update({k: v for k, v in flags.items() if v is not None and v != ()})
+    if fields.get("init_fresh") and not fields.get("init"):
+        raise click.BadParameter("needs --init", param_hint="--init-fresh")
+    fields["init_fresh"] = list(fields.get("init_fresh", []))
     tc = TrainConfig(manifest=str(manifest), overrides=overrides, progress=not no_progress,
                      **{k: v for k, v in fields.items() if k != "manifest"})
     result = run_training(tc)

@@ -26,6 +26,9 @@ class TrainConfig:
     preset: str = "tiny"
     overrides: dict = field(default_factory=dict)  # dotted model-config keys
     init: str | None = None  # start from this checkpoint's weights and config (+ overrides)
+    # name prefixes of weights that do not come from `init` but start fresh, e.g. the token
+    # embedding when the overrides change the tokenizer (vlsa.checkpoint.load_into)
+    init_fresh: list = field(default_factory=list)
     batch_size: int = 32  # per process, per micro-batch
     accum: int = 1  # micro-batches per optimizer step
     steps: int = 1000  # optimizer steps

@@ -62,9 +62,10 @@ def training_sampler(dataset, tc: TrainConfig, dist) -> ResumableSampler:
 
 def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
     """A fresh preset, or `tc.init`'s weights under its config with `tc.overrides` on top (the loss
-    switches of fine-tuning; shape-changing overrides are refused when the weights load)."""
+    switches of fine-tuning; shape-changing overrides are refused when the weights load, except for
+    the weights named by `tc.init_fresh`, which keep their fresh initialisation)."""
     if tc.init:
-        model = load_into(VLSA(apply_overrides(load_config(tc.init), tc.overrides)), tc.init)
+        model = load_into(VLSA(apply_overrides(load_config(tc.init), tc.overrides)), tc.init, tuple(tc.init_fresh))
     else:
         model = VLSA.from_preset(tc.preset, **tc.overrides)
     model.encoder.checkpointing = model.decoder.checkpointing = tc.checkpointing

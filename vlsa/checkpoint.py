@@ -96,9 +96,12 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: unreadable {WEIGHTS_NAME} ({exc})") from None
 
 
-def check_fits(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Raise CheckpointError naming the first key that is missing, unexpected or misshapen."""
-    expected = model.state_dict()
+def check_fits(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
+               fresh: tuple[str, ...] = ()) -> None:
+    """Raise CheckpointError naming the first key that is missing, unexpected or misshapen. Keys
+    starting with one of `fresh` are not checked: they keep the model's own initialisation."""
+    expected = _without(model.state_dict(), fresh)
+    state_dict = _without(state_dict, fresh)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     if missing:
@@ -112,12 +115,25 @@ def check_fits(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path
                                   f"{tuple(state_dict[key].shape)} in the file, {tuple(value.shape)} by the config")
 
 
-def load_into(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
-    """Load a checkpoint folder's weights into `model`, refusing weights that do not fit it."""
+def load_into(model: torch.nn.Module, path: str | os.PathLike, fresh: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Load a checkpoint folder's weights into `model`, refusing weights that do not fit it.
+
+    `fresh`: name prefixes of weights to leave at the model's own initialisation (say
+    `("token_embed", "text_bias")` when the new config reads another tokenizer); a prefix that
+    names no weight of the model is an error, so a typo cannot silently load everything."""
+    fresh = tuple(fresh)
+    names = model.state_dict().keys()
+    for prefix in fresh:
+        if not any(k.startswith(prefix) for k in names):
+            raise CheckpointError(f"{prefix!r} names no weight of the model (e.g. token_embed, text_adapter)")
     state = load_weights(path)
-    check_fits(model, state, path)
-    model.load_state_dict(state)
+    check_fits(model, state, path, fresh)
+    model.load_state_dict(_without(state, fresh), strict=not fresh)
     return model
+
+
+def _without(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not (prefixes and k.startswith(prefixes))}
 
 
 def fingerprint(path: str | os.PathLike) -> str:
