@@ -11,6 +11,10 @@ The demo folder (--dir, else $VLSA_DEMO_DIR, else ${XDG_CACHE_HOME:-~/.cache}/vl
                     sounding object's box per frame) and demo.json (how many clips, which seed)
     demo.db         the catalog
 
+Beside the synthetic clips the catalog holds the real media shipped in the package
+(vlsa/assets/media: 49 held-out sounds, picture-with-sound clips and spoken words, credited in
+its CREDITS.md), indexed in place.
+
 The first run generates the clips with the trainer's generator (`vlsa data synth`, run as a
 subprocess so that app/ does not import train/) into a temporary folder inside the demo folder
 and renames it into place, so a killed first run never leaves half a library: the next run
@@ -83,6 +87,15 @@ def shipped() -> Path:
     return path
 
 
+def shipped_media() -> Path | None:
+    """The held-out real recordings and picture-with-sound clips shipped in the package (credited in
+    its CREDITS.md), or None if this installation lacks them."""
+    import vlsa
+
+    folder = Path(vlsa.__file__).resolve().parent / "assets" / "media"
+    return folder if (folder / "manifest.jsonl").is_file() else None
+
+
 def _say(message: str) -> None:
     click.echo(message, err=True)
 
@@ -147,9 +160,10 @@ def _added_roots(add: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequence[str | os.PathLike] = (),
-                 rebuild: bool = False, progress: bool = False) -> Demo:
+                 rebuild: bool = False, progress: bool = False, real_media: bool = True) -> Demo:
     """Make sure `folder` holds the demo library (generated if missing) and its catalog, up to
-    date with the shipped checkpoint, the library and the `add` folders. Returns what it did."""
+    date with the shipped checkpoint, the library, the shipped real media (unless `real_media` is
+    false) and the `add` folders. Returns what it did."""
     if not 1 <= clips <= MAX_CLIPS:
         raise DemoError(f"--clips must be between 1 and {MAX_CLIPS} (the generator's distinct captions), not {clips}")
     checkpoint = shipped()
@@ -167,7 +181,8 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
         _say(f"generating {clips} demo clips in {library} ...")
         generate_library(folder, clips, progress=progress)
 
-    roots = [str(library), *added]
+    media = shipped_media() if real_media else None
+    roots = [str(library), *([str(media)] if media else []), *added]
     _say(f"indexing {', '.join(roots)} ...")
     model, model_path = load_model(str(checkpoint))
     try:
@@ -202,8 +217,9 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
 @click.option("--clips", default=DEMO_CLIPS, show_default=True, type=click.IntRange(1, MAX_CLIPS),
               help="How many synthetic clips the library has.")
 @click.option("--rebuild", is_flag=True, help="Generate the clips and index everything again.")
+@click.option("--no-real-media", is_flag=True, help="Leave out the real recordings shipped in the package.")
 def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser: bool, add: tuple[str, ...],
-         clips: int, rebuild: bool) -> None:
+         clips: int, rebuild: bool, no_real_media: bool) -> None:
     """Build a small demo library, index it with the shipped checkpoint and open the search app.
 
     The first run generates and indexes the library (a minute or so); later runs reuse it and
@@ -214,5 +230,6 @@ def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser
     login = parse_login(host, auth)  # before the minute of generating and indexing
     check_port(host, port)
     _added_roots(add)  # a missing folder fails now, not after the clips are generated
-    state = prepare_demo(folder or default_dir(), clips=clips, add=add, rebuild=rebuild, progress=True)
+    state = prepare_demo(folder or default_dir(), clips=clips, add=add, rebuild=rebuild, progress=True,
+                         real_media=not no_real_media)
     serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser, login=login)

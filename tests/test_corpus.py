@@ -230,3 +230,44 @@ def test_sound_items_skip_music_and_unnamed_files(tmp_path):
     items = sound_items("supertuxkart-data", tmp_path, skipped)
     assert [i.caption for i in items] == ["the sound of an explosion"]
     assert sum(skipped.values()) == 2
+
+
+def test_demo_media_takes_only_held_out_rows_and_credits_each_file(tmp_path):
+    """`vlsa data demo-media`: catches a pick from the training split (the demo must show media
+    the model never trained on), a file not copied, and a row left out of the credits."""
+    from train.corpus import demo_media
+
+    corpus = tmp_path / "corpus"
+    (corpus / "clip").mkdir(parents=True)
+    (corpus / "speech").mkdir()
+    rows = []
+    for i, (source, caption) in enumerate(demo_media.CLIPS):
+        name = f"clip/{i:05d}.mp4"
+        (corpus / name).write_bytes(b"clip %d" % i)
+        rows.append({"video": name, "text": caption, "source": source, "kind": "clip", "split": "test",
+                     "licence": "CC-BY-SA-3.0", "picture_source": "openclipart-png"})
+    for i, (voice, caption) in enumerate(demo_media.SPEECH):
+        name = f"speech/{i:05d}.m4a"
+        (corpus / name).write_bytes(b"speech %d" % i)
+        rows.append({"audio": name, "text": caption, "source": "espeak-ng", "kind": "speech", "split": "test",
+                     "licence": "GPL-3", "voice": voice})
+    trained = dict(rows[0], split="train", video="clip/trained.mp4")  # the same caption, seen in training
+    (corpus / "clip" / "trained.mp4").write_bytes(b"trained")
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [trained, *rows]))
+    (corpus / "licences.json").write_text(json.dumps({"openclipart-png": "Public Domain"}))
+
+    written = demo_media.write_demo_media(corpus, tmp_path / "out")
+    out = tmp_path / "out"
+    assert len(written) == len(rows)
+    credits = (out / "CREDITS.md").read_text()
+    for src, row in zip(rows, written, strict=True):
+        key = "video" if src["kind"] == "clip" else "audio"
+        assert (out / row[key]).read_bytes() == (corpus / src[key]).read_bytes()  # never the trained one
+        assert f"| {row[key]} | {row['text']} |" in credits
+    assert [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()] == written
+    assert written[0]["picture_licence"] == "Public Domain"
+
+    only_trained = [trained, *rows[1:]]
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in only_trained))
+    with pytest.raises(demo_media.DemoMediaError, match="no held-out clip"):
+        demo_media.write_demo_media(corpus, tmp_path / "again")

@@ -20,13 +20,15 @@ from conftest import VLSA_BIN, _wait_until_up, free_port, stop_process
 from mediagen import make_audio
 
 import catalog.model
-from app.demo import DEMO_SEED, LIBRARY, STAMP, TEMP_PREFIX, DemoError, generate_library, prepare_demo
+from app.demo import DEMO_SEED, LIBRARY, STAMP, TEMP_PREFIX, DemoError, generate_library, prepare_demo, shipped_media
 from catalog.store import Catalog
 from vlsa.checkpoint import CONFIG_NAME, WEIGHTS_NAME, shipped_checkpoint
 from vlsa.cli import main
 from vlsa.media import probe
 
 SMALL = 8  # clips in the library the build / reuse tests make
+MEDIA = shipped_media()  # the real media shipped in the package, indexed beside the clips
+REAL = len((MEDIA / "manifest.jsonl").read_text().splitlines()) if MEDIA else 0
 HEATMAP_CLIPS = 64  # the whole default demo library
 # The caption's spatial heatmap is useful when its peak lies on the sounding object more often
 # than not: at least half of the demo clips, and at least CHANCE_FACTOR times the rate of a peak
@@ -64,6 +66,22 @@ def test_a_checkpoint_ships_in_the_package_and_is_the_default():
     assert used == str(path) and model.config.preset == "tiny"
 
 
+def test_the_shipped_real_media_are_whole_held_out_and_credited():
+    """Catches a file missing from the package, a row whose licence does not allow
+    redistribution, a row not from the held-out split, and a file the credits do not name."""
+    assert MEDIA is not None
+    rows = manifest_rows(MEDIA)
+    credits = (MEDIA / "CREDITS.md").read_text()
+    free = ("CC-BY-SA-3.0", "GPL-2", "GPL-2+", "GPL-3", "GPL-3+", "LGPL-2.1+", "Apache-2.0", "public domain",
+            "Public Domain")
+    assert len(rows) >= 40 and {r["kind"] for r in rows} == {"clip", "speech"}
+    for r in rows:
+        path = r.get("video") or r["audio"]
+        assert (MEDIA / path).is_file() and r["split"] == "test" and f"| {path} |" in credits
+        assert r["licence"] in free and r.get("picture_licence", "Public Domain") in free, r
+    assert sum(f.stat().st_size for f in MEDIA.rglob("*")) < 8 * 2**20  # "a few MB"
+
+
 def test_index_without_any_checkpoint_is_one_line(monkeypatch, capsys, tmp_path):
     # An installation without the shipped checkpoint: `vlsa index` says to pass one.
     monkeypatch.setattr(catalog.model, "default_checkpoint", lambda: None)
@@ -86,11 +104,12 @@ def test_prepare_demo_builds_the_library_and_its_catalog(built):
     assert len({r["text"] for r in rows}) == SMALL  # the test split: a caption names one clip
     assert all(r["split"] == "test" and r["boxes"] for r in rows)
     assert json.loads((demo.library / STAMP).read_text())["seed"] == DEMO_SEED
-    assert demo.report.indexed == SMALL and not demo.report.failed
+    assert demo.report.indexed == SMALL + REAL and not demo.report.failed
     with Catalog(demo.db) as cat:
-        assert cat.stats()["media_ok"] == SMALL and cat.stats()["media_failed"] == 0
+        assert cat.stats()["media_ok"] == SMALL + REAL and cat.stats()["media_failed"] == 0
         assert cat.settings.checkpoint == str(shipped_checkpoint())
-        assert {Path(m.path).name for m in cat.media()} == {Path(r["video"]).name for r in rows}
+        real = {str(MEDIA / (r.get("video") or r["audio"])) for r in manifest_rows(MEDIA)}
+        assert {m.path for m in cat.media()} == {str(demo.library / r["video"]) for r in rows} | real
     assert not list(folder.glob(TEMP_PREFIX + "*"))
 
 
@@ -101,7 +120,7 @@ def test_prepare_demo_again_regenerates_and_reindexes_nothing(built):
         generation = cat.generation()
     again = prepare_demo(folder, clips=SMALL)
     assert not again.generated
-    assert (again.report.indexed, again.report.unchanged, again.report.removed) == (0, SMALL, 0)
+    assert (again.report.indexed, again.report.unchanged, again.report.removed) == (0, SMALL + REAL, 0)
     assert clip_mtimes(again.library) == before
     with Catalog(again.db) as cat:
         assert cat.generation() == generation  # not one write to the catalog
@@ -113,7 +132,7 @@ def test_prepare_demo_indexes_added_folders_in_place(built, tmp_path):
     extra.mkdir()
     make_audio(extra / "tone.wav", 3.0)
     demo = prepare_demo(folder, clips=SMALL, add=[extra])
-    assert demo.report.indexed == 1 and demo.report.unchanged == SMALL and not demo.generated
+    assert demo.report.indexed == 1 and demo.report.unchanged == SMALL + REAL and not demo.generated
     with Catalog(demo.db) as cat:
         assert str(extra / "tone.wav") in {m.path for m in cat.media(status="ok")}
     # A later run without --add: the library is the clips alone again.
@@ -130,11 +149,11 @@ def test_a_killed_first_run_and_a_damaged_catalog_are_recovered(tmp_path):
     partial = folder / (TEMP_PREFIX + "killed")
     (partial / "clips").mkdir(parents=True)
     (partial / "clips" / "00000.mp4").write_bytes(b"half a clip")
-    demo = prepare_demo(folder, clips=2)
+    demo = prepare_demo(folder, clips=2, real_media=False)
     assert demo.generated and not partial.exists() and not list(folder.glob(TEMP_PREFIX + "*"))
     assert len(manifest_rows(demo.library)) == 2 and demo.report.indexed == 2
     # A library of another size is replaced, not mixed: its catalog follows.
-    demo = prepare_demo(folder, clips=3)
+    demo = prepare_demo(folder, clips=3, real_media=False)
     assert demo.generated and len(clip_mtimes(demo.library)) == 3
     with Catalog(demo.db) as cat:
         assert cat.stats()["media_ok"] == 3
@@ -143,8 +162,8 @@ def test_a_killed_first_run_and_a_damaged_catalog_are_recovered(tmp_path):
         Path(f"{demo.db}{suffix}").unlink(missing_ok=True)
     demo.db.write_bytes(b"not a database" * 100)
     with pytest.raises(DemoError, match="pass --rebuild"):
-        prepare_demo(folder, clips=3)
-    demo = prepare_demo(folder, clips=3, rebuild=True)
+        prepare_demo(folder, clips=3, real_media=False)
+    demo = prepare_demo(folder, clips=3, rebuild=True, real_media=False)
     assert demo.generated and demo.report.indexed == 3
 
 

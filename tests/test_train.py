@@ -488,3 +488,27 @@ def test_train_config_file_sets_training_and_model_fields(synth_manifest, tmp_pa
     result = subprocess.run([VLSA_BIN, "train", "--manifest", str(synth_manifest), "--config", str(config)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "unknown training field 'bogus'" in result.stderr
+
+
+def test_eval_group_keeps_only_that_groups_rows(synth_manifest, tmp_path):
+    """`vlsa eval --group G` scores one held-out set of the corpus: catches a filter that keeps
+    every row (the metrics would mix the sets) or none, and a group asked of a shard folder."""
+    from train.evaluate import eval_dataset
+    from vlsa.config import preset_config
+
+    rows = [json.loads(line) for line in Path(synth_manifest).read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row.update(split="test", group="even" if i % 2 == 0 else "odd")
+        for key in ("video", "audio"):
+            if row.get(key):
+                row[key] = str(Path(synth_manifest).parent / row[key])
+    manifest = tmp_path / "grouped.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = preset_config("tiny")
+    even = eval_dataset(manifest, config, "test", group="even")
+    assert len(even) == (len(rows) + 1) // 2 and len(eval_dataset(manifest, config, "test")) == len(rows)
+    assert [r.text for r in even.rows] == [r["text"] for r in rows[::2]]
+    with pytest.raises(ValueError, match="group 'none'"):
+        eval_dataset(manifest, config, "test", group="none")
+    with pytest.raises(ValueError, match="shard folder"):
+        eval_dataset(tmp_path, config, "test", group="even")

@@ -177,12 +177,14 @@ def _exit_if_terminated(result: dict) -> None:
 @click.option("--manifest", required=True, type=click.Path(exists=True, path_type=Path),
               help="A manifest (.jsonl) or a shard folder.")
 @click.option("--split", default="test", show_default=True)
+@click.option("--group", default=None, help="Only the manifest's rows with this \"group\" (e.g. the corpus's "
+              "heldout-package, heldout-concept, speech-heldout-voice).")
 @click.option("--seeds", default=1, show_default=True, help="Average over this many random frame samplings.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--workers", default=0, show_default=True)
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--json", "as_json", is_flag=True)
-def eval_command(checkpoint, manifest, split, seeds, batch_size, workers, device, as_json) -> None:
+def eval_command(checkpoint, manifest, split, group, seeds, batch_size, workers, device, as_json) -> None:
     """Retrieval R@1/5/10/50, median and mean rank in six directions on a manifest split."""
     import torch
 
@@ -191,12 +193,14 @@ def eval_command(checkpoint, manifest, split, seeds, batch_size, workers, device
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = VLSA.from_pretrained(checkpoint, map_location=device)
-    results = evaluate(model, manifest, split, batch_size=batch_size, workers=workers, seeds=seeds)
+    results = evaluate(model, manifest, split, batch_size=batch_size, workers=workers, seeds=seeds, group=group)
     if as_json:
-        click.echo(json.dumps({"checkpoint": str(checkpoint), "split": split, "seeds": seeds, "results": results}, indent=2))
+        click.echo(json.dumps({"checkpoint": str(checkpoint), "split": split, "group": group, "seeds": seeds,
+                               "results": results}, indent=2))
     else:
         n = int(next(iter(results.values()))["N"]) if results else 0
-        click.echo(f"{checkpoint} on {manifest} [{split}], {n} clips, {seeds} seed(s)")
+        where = f"{split}, group {group}" if group else split
+        click.echo(f"{checkpoint} on {manifest} [{where}], {n} clips, {seeds} seed(s)")
         click.echo(format_table(results))
 
 
@@ -253,6 +257,18 @@ def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline
     click.echo(f"wrote {summary['rows']} rows to {out / 'manifest.jsonl'} in {time.perf_counter() - start:.0f} s; "
                f"kinds: {counts(summary['kinds'])}; splits: {counts(summary['splits'])}; "
                f"test groups: {counts(summary['groups'])}; skipped: {counts(summary['skipped'])}")
+
+
+@data.command("demo-media")
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def demo_media(corpus: Path, out: Path) -> None:
+    """Copy the demo's held-out real media from a built CORPUS into OUT (replaced), credited."""
+    from train.corpus.demo_media import write_demo_media
+
+    rows = write_demo_media(corpus, out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    click.echo(f"wrote {len(rows)} files ({size / 1e6:.1f} MB) with manifest.jsonl and CREDITS.md to {out}")
 
 
 @data.command("manifest")

@@ -24,17 +24,21 @@ DIRECTIONS = {  # name -> (query modality, candidate modality)
 RECALLS = (1, 5, 10, 50)
 
 
-def eval_dataset(source: str | Path, config, split: str, seed: int | None = None):
+def eval_dataset(source: str | Path, config, split: str, seed: int | None = None, group: str | None = None):
     """A manifest (.jsonl) or a shard folder's `split`, decoded as for evaluation: uniform frame
-    times, or random ones drawn from `seed` (for --seeds). A split with no samples is a ValueError."""
+    times, or random ones drawn from `seed` (for --seeds). `group`: only a manifest's rows with
+    that "group" field (the corpus's held-out sets). A split with no samples is a ValueError."""
     if Path(source).is_dir():
+        if group is not None:
+            raise ValueError(f"{source}: a shard folder keeps no groups; evaluate its manifest with --group")
         from train.shards import ShardDataset
 
         dataset = ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
     else:
-        dataset = ClipDataset(read_manifest(source, split=split), config, train=seed is not None, seed=seed or 0)
+        rows = [r for r in read_manifest(source, split=split) if group is None or r.extra.get("group") == group]
+        dataset = ClipDataset(rows, config, train=seed is not None, seed=seed or 0)
     if len(dataset) == 0:
-        raise ValueError(f"{source}: no samples in split {split!r}")
+        raise ValueError(f"{source}: no samples in split {split!r}" + (f" and group {group!r}" if group else ""))
     return dataset
 
 
@@ -100,11 +104,11 @@ def metrics_from_embeddings(emb: dict[str, torch.Tensor]) -> dict[str, dict[str,
 
 
 def evaluate(model: VLSA, source: str | Path, split: str = "test", batch_size: int = 32, workers: int = 0,
-             seeds: int = 1) -> dict[str, dict[str, float]]:
-    """Metrics per direction on `split` of a manifest or shard folder; with seeds > 1, the mean
-    over that many random frame samplings (plus "R@1_std")."""
+             seeds: int = 1, group: str | None = None) -> dict[str, dict[str, float]]:
+    """Metrics per direction on `split` (and `group`) of a manifest or shard folder; with seeds > 1,
+    the mean over that many random frame samplings (plus "R@1_std")."""
     def run(seed):
-        dataset = eval_dataset(source, model.config, split, seed)
+        dataset = eval_dataset(source, model.config, split, seed, group)
         return metrics_from_embeddings(embed_dataset(model, dataset, batch_size, workers))
     if seeds <= 1:
         return run(None)
