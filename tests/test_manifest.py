@@ -1,6 +1,7 @@
 """Reading manifests: every row is validated when the manifest is read; bad rows are skipped and
 counted by reason with their line numbers, so none can crash a run later."""
 
+import json
 import logging
 import subprocess
 import sys
@@ -116,3 +117,23 @@ def test_train_runs_past_bad_manifest_rows(tmp_path):
     assert f"manifest {mixed}: 5 rows skipped (line 2: text is not a string; line 3: NaN" in proc.stderr
     assert "stopped (done) at step 3" in proc.stdout
 
+
+
+def test_merge_makes_paths_absolute_keeps_fields_and_counts_bad_rows(tmp_path, monkeypatch):
+    """`vlsa data merge`: catches a path left relative to a manifest's folder (it would resolve
+    against the merged file's), a dropped field (group, licence: what evaluation and credits read)
+    and a bad row that crashes the merge instead of being counted."""
+    from train.manifest import merge_manifests
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "m.jsonl").write_text(
+        json.dumps({"audio": "s/x.wav", "text": "a dog barks", "split": "test", "group": "g", "licence": "CC0"}) + "\n"
+        + "{not json\n")
+    (tmp_path / "b" / "m.jsonl").write_text(json.dumps({"video": "/abs/v.mp4", "start": 1.5, "end": 3.0}) + "\n")
+    monkeypatch.chdir(tmp_path)  # manifests named relative to the working folder, as on a command line
+    rows, skipped = merge_manifests([Path("a/m.jsonl"), Path("b/m.jsonl")])
+    assert skipped == 1
+    assert rows == [{"audio": str(tmp_path / "a" / "s" / "x.wav"), "text": "a dog barks", "split": "test",
+                     "group": "g", "licence": "CC0"},
+                    {"video": "/abs/v.mp4", "start": 1.5, "end": 3.0, "split": "train"}]

@@ -62,3 +62,28 @@ def build_manifest(folder: Path, test_fraction: float = 0.0, seed: int = 0) -> l
         for row in rows_for(media, folder):
             rows.append({**row, "split": "test" if i in test else "train"})
     return rows
+
+
+def merge_manifests(paths: list[Path]) -> tuple[list[dict], int]:
+    """The rows of several manifests as one, each media path made absolute (a manifest's relative
+    paths are relative to its own folder) and every other field kept. Rows `parse_manifest`
+    rejects are left out and counted: (rows, skipped)."""
+    from train.data import parse_manifest
+
+    rows, skipped = [], 0
+    for path in paths:
+        good, rejected = parse_manifest(path)
+        skipped += len(rejected)
+        for r in good:
+            row = {**r.extra, "split": r.split}
+            for key, media in (("video", r.video), ("audio", r.audio)):
+                if media is not None:
+                    row[key] = str(Path(media).absolute())
+            if r.text is not None:
+                row["text"] = r.text
+            if r.start:
+                row["start"] = r.start
+            if r.end is not None:
+                row["end"] = r.end
+            rows.append(row)
+    return rows, skipped
