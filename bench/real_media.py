@@ -157,8 +157,27 @@ def main() -> None:
         json.dump(results, sys.stdout, indent=1)
         print()
         return
+    print(format_results(results))
+
+
+def format_results(results: dict) -> str:
+    """One line per set: each recall with its multiple of chance, P@5 beside the MFCC anchor's."""
+    lines = [f"{'set':<36}{'sounds':>7}{'capt.':>6}  {'t->a R@1':>13}{'t->a R@10':>14}{'a->t R@1':>13}"
+             f"{'a->t R@10':>14}{'P@5':>7}{'MFCC':>7}"]
     for name, res in results.items():
-        print(name, res if isinstance(res, dict) else f"= {res}")
+        if not isinstance(res, dict):
+            continue
+        cells = []
+        for key in ("text->audio R@1", "text->audio R@10", "audio->text R@1", "audio->text R@10"):
+            if key in res:
+                ratio = res[key] / res[f"{key} chance"] if res[f"{key} chance"] else float("nan")
+                cells.append(f"{res[key]:>6.1f} ({ratio:>3.1f}x)")
+            else:
+                cells.append(" " * 13)
+        p5 = f"{res['P@5 model']:>7.1f}{res['P@5 mfcc']:>7.1f}" if "P@5 model" in res else ""
+        lines.append(f"{name:<36}{res['sounds']:>7}{res.get('captions', 0):>6}  " + " ".join(cells) + p5)
+    lines.append(f"skipped (silent or unreadable): {results['skipped']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,16 @@ def _masked_mean(values: torch.Tensor, weights: torch.Tensor, gather: Gather | N
     return kept.sum() / (counts.sum().clamp(min=1) / counts.shape[0])
 
 
+def _gather_pairs(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, gather: Gather | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Every rank's rows of x, y and valid (bool), and the offset of this rank's rows in them."""
+    gather = gather or _no_gather
+    all_x, offset = gather(x)
+    all_y, _ = gather(y)
+    all_valid, _ = gather(valid.to(x.dtype))
+    return all_x, all_y, all_valid > 0.5, offset
+
+
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor,
                         row_valid: torch.Tensor | None = None, norm_targets: bool = True,
                         gather: Gather | None = None) -> torch.Tensor:
@@ -73,11 +83,7 @@ def contrastive_loss(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor
     valid: (B,) bool, rows where both modalities exist; invalid rows are neither anchors nor
     negatives. With `gather`, each rank scores its own rows against every rank's rows.
     """
-    gather = gather or _no_gather
-    all_x, offset = gather(x)
-    all_y, _ = gather(y)
-    all_valid, _ = gather(valid.to(x.dtype))
-    all_valid = all_valid > 0.5
+    all_x, all_y, all_valid, offset = _gather_pairs(x, y, valid, gather)
     labels = torch.arange(x.shape[0], device=x.device) + offset
     blocked = torch.finfo(torch.float32).min
     # similarities in float32 even under bf16 autocast: the softmax runs at temperatures down to
@@ -135,10 +141,7 @@ def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, valid:
 
     student (B, E), teacher (B, W): L2-normalised; valid (B,) bool.
     """
-    gather = gather or _no_gather
-    all_student, offset = gather(student)
-    all_teacher, _ = gather(teacher)
-    all_valid = gather(valid.to(student.dtype))[0] > 0.5
+    all_student, all_teacher, all_valid, offset = _gather_pairs(student, teacher, valid, gather)
     b, n = student.shape[0], all_student.shape[0]
     own = torch.zeros(b, n, dtype=torch.bool, device=valid.device)
     own[torch.arange(b, device=valid.device), torch.arange(b, device=valid.device) + offset] = True
