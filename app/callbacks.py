@@ -8,7 +8,8 @@ Search callbacks return SEARCH_OUTPUTS: (gallery, results, hits, query, status)
     gallery: [(thumbnail, caption)]      one per hit, best first
     results: [dict]                      the hits as JSON (what API clients read; see result_row)
     hits:    [Hit]                       kept in session state for `select_result`
-    query:   {"video": (E,), "audio": (E,)}  the query vector each modality's heatmaps use
+    query:   {"video": (E,) or (N, E), ...}  the query each modality's heatmaps use (a sound's
+                                         N windows: the row that found the result)
     status:  str                         Markdown: how many results, how long it took
 """
 
@@ -188,6 +189,7 @@ def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, inde
     path = ctx.check_path(hit.path)
     with user_errors():
         media = ctx.service.catalog.media_by_id(hit.media_id)  # NotFound if re-indexed since
+        query = ctx.service.query_of_hit(query, hit)  # a sound of several windows: the one that matched
         clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir))
         data = render.window_data(ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.has_audio)
         spatial = render.spatial(ctx.model, data, path, query["video"]) if media.has_video else None

@@ -25,14 +25,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from catalog.scan import FileStat, ScanResult, scan
 from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings, display_path, is_under
-from catalog.windows import WindowData, iter_windows, plan_windows
+from catalog.windows import WindowData, embed_windows, file_windows, iter_windows
 from vlsa.api import VLSA
-from vlsa.media import MediaError, normalize_frames, probe
+from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +155,7 @@ class Indexer:
         if size > MAX_VECTOR_BYTES:
             raise MediaError(f"{record.path}: {count:g} windows {self.stride:g} s apart in {info.duration:g} s; "
                              f"their vectors would not fit in memory (use a longer --stride)")
-        record.windows = plan_windows(info.duration, self.window, self.stride)
-        if not record.windows:
-            raise MediaError(f"{record.path}: duration unknown (the headers give none)")
+        record.windows = file_windows(info, self.window, self.stride)
         dim = self.model.config.embed_dim
         for modality, present in (("video", info.has_video), ("audio", info.has_audio)):
             if present:  # filled in row by row as the batches come back
@@ -182,10 +179,7 @@ class Indexer:
         rows = [(job, data) for job, data in batch if get(data) is not None]
         if not rows:
             return
-        x = torch.stack([get(data) for _, data in rows])
-        x = torch.cat([x, x.new_zeros((self.batch_size - len(rows), *x.shape[1:]))])  # fixed shape
-        x = normalize_frames(x, self.model.config.video) if modality == "video" else self.model.frontend(x)
-        vectors = self.model.embed_prepared(modality, x)[: len(rows)].numpy()
+        vectors = embed_windows(self.model, modality, [get(data) for _, data in rows], self.batch_size)
         for (job, data), vector in zip(rows, vectors, strict=True):
             job.record.vectors[modality][data.index] = vector
 

@@ -5,8 +5,11 @@
         print(hit.score, hit.display_path, hit.start, hit.end, hit.modality)
 
 Every window has a vector per modality it has (video, audio), all in one joint space; a query
-is one vector in that space. `kind` picks which windows' vectors compete: "video", "audio" or
-"any" (both, each window once per modality it has). Scores are cosine similarities.
+is one vector in that space, or several: a query sound is cut into windows as a catalogued file
+is (catalog.windows), one vector each, and a stored window scores its best cosine with any of
+them (so a sound in the catalog finds its own windows first, at cosine 1). `kind` picks which
+windows' vectors compete: "video", "audio" or "any" (both, each window once per modality it
+has). Scores are cosine similarities.
 
 The vectors of each modality are held in memory as one matrix (see search.py), loaded on first
 use and reloaded when the catalog's generation counter says something was written since.
@@ -24,13 +27,13 @@ import torch
 
 from catalog.model import model_for_catalog
 from catalog.search import MatrixIndex, build_index
-from catalog.store import MODALITIES, Catalog, CatalogError, display_path
+from catalog.store import MODALITIES, Catalog, CatalogError, NotFound, display_path
+from catalog.windows import embed_windows, file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
-from vlsa.media import probe, read_audio, require_finite
+from vlsa.media import MediaError, probe, require_finite
 
 KINDS = ("any", *MODALITIES)
-MAX_QUERY_SECONDS = 30.0  # of a query sound: its clips are averaged, and 30 s says enough
-MIN_CLIP_FRACTION = 0.25  # a query sound's last clip is dropped if shorter than this part of a clip
+MAX_QUERY_SECONDS = 30.0  # of a query sound, only windows starting this early: 30 s says enough
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ class SearchService:
         return self.search_vector(self.model.embed_text([text])[0].numpy(), **options)
 
     def search_audio(self, audio: str | os.PathLike | torch.Tensor, **options) -> list[Hit]:
-        """Windows that match a sound: a file (its first MAX_QUERY_SECONDS) or a mono waveform at
-        the model's sample rate. Options: see search_vector."""
+        """Windows that match any window of a sound: a file (its first MAX_QUERY_SECONDS) or a
+        mono waveform at the model's sample rate. Options: see search_vector."""
         return self.search_vector(self.embed_audio(audio), **options)
 
     def search_like(self, window_id: int, **options) -> list[Hit]:
@@ -104,7 +107,8 @@ class SearchService:
                       per_file: bool = False, folder: str | os.PathLike | None = None,
                       min_duration: float | None = None, max_duration: float | None = None,
                       exclude: Sequence[int] = ()) -> list[Hit]:
-        """The `top` best windows for a query vector (E,), or one per modality.
+        """The `top` best windows for a query (E,) or (N, E), or one per modality; against N
+        vectors a window scores its best cosine with any of them.
 
         kind: "video", "audio" or "any"; per_file: only each file's best window; folder: only
         files under it; min_duration / max_duration: only files that long (seconds); exclude:
@@ -121,7 +125,7 @@ class SearchService:
         with self._lock:
             for modality in MODALITIES if kind == "any" else (kind,):
                 q = query[modality] if isinstance(query, dict) else query
-                hits += self._search_modality(modality, _unit(q), top, per_file,
+                hits += self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
                                               (folder, min_duration, max_duration), exclude)
         hits.sort(key=lambda h: (-h.score, h.window_id, h.modality))
         if per_file:  # across modalities too: a file's best window of either kind
@@ -129,13 +133,15 @@ class SearchService:
             hits = [h for h in hits if not (h.media_id in seen or seen.add(h.media_id))]
         return hits[:top]
 
-    def _search_modality(self, modality: str, query: np.ndarray, top: int, per_file: bool,
+    def _search_modality(self, modality: str, queries: np.ndarray, top: int, per_file: bool,
                          filters: tuple, exclude: Sequence[int]) -> list[Hit]:
+        """The `top` best windows of one modality for the query rows (N, E), each window scored
+        by its best row."""
         index = self.index(modality)
         if len(index) == 0:
             return []
-        if query.shape != (index.matrix.shape[1],):
-            raise ValueError(f"query has shape {query.shape}; the catalog's vectors have {index.matrix.shape[1]} dims")
+        if queries.shape[1] != index.matrix.shape[1]:
+            raise ValueError(f"query has {queries.shape[1]} dims; the catalog's vectors have {index.matrix.shape[1]}")
         allowed = None
         if any(f is not None for f in filters):
             folder, low, high = filters
@@ -143,7 +149,13 @@ class SearchService:
             allowed = np.isin(index.media_ids, ids)
         if exclude:
             allowed = (np.ones(len(index), bool) if allowed is None else allowed) & ~np.isin(index.window_ids, exclude)
-        found = index.top(query, top, allowed, per_file)
+        # Exact: a window among the best `top` by its best row is among the best `top` of that row.
+        best: dict[int, tuple[float, int]] = {}  # window (per file: file) -> (-score, row)
+        for query in queries:
+            for row, score in index.top(query, top, allowed, per_file):
+                key = int(index.media_ids[row]) if per_file else row
+                best[key] = min(best.get(key, (np.inf, row)), (-score, row))
+        found = [(row, -negated) for negated, row in sorted(best.values())[:top]]
         info = self.catalog.hits_info([int(index.window_ids[r]) for r, _ in found])
         hits = []
         for row, score in found:
@@ -162,26 +174,44 @@ class SearchService:
                 self._indexes[modality] = cached
             return cached[1]
 
+    def query_of_hit(self, query: dict[str, np.ndarray], hit: Hit) -> dict[str, np.ndarray]:
+        """Per modality, the (E,) row of `query` that found `hit` (the one nearest the hit's own
+        vector): a hit's heatmaps are drawn for the query window that matched it."""
+        own = self.catalog.embedding(hit.window_id, hit.modality)
+        if own is None:
+            raise NotFound(f"{self.catalog.path}: window {hit.window_id} is no longer in the catalog")
+        return {m: matching_row(q, own) for m, q in query.items()}
+
     # --- query embeddings ---
 
     def embed_audio(self, audio: str | os.PathLike | torch.Tensor) -> np.ndarray:
-        """float32 (E,): the mean of the query sound's clip embeddings, L2-normalised."""
-        cfg = self.model.config.audio
+        """float32 (N, E), L2-normalised: one vector per window of the query sound's first
+        MAX_QUERY_SECONDS, cut on the catalog's window and stride and decoded and embedded by the
+        indexer's own functions, so a catalogued sound gives its stored vectors."""
+        model, settings = self.model, self.catalog.settings
         if isinstance(audio, torch.Tensor):
             require_finite(audio, "the query sound")
-            wave = audio.float().reshape(-1)
+            audio = audio.float().reshape(-1)
+            spans = plan_windows(len(audio) / model.config.audio.sample_rate, settings.window, settings.stride)
+            if not spans:
+                raise MediaError("the query sound is empty")
         else:
-            seconds = min(probe(audio).duration or MAX_QUERY_SECONDS, MAX_QUERY_SECONDS)
-            wave = read_audio(audio, 0.0, seconds, cfg.sample_rate)
-        clips = list(torch.split(wave, cfg.num_samples)) or [wave]
-        if len(clips) > 1 and len(clips[-1]) < MIN_CLIP_FRACTION * cfg.num_samples:
-            clips = clips[:-1]  # mostly padding
-        batch = torch.stack([torch.nn.functional.pad(c, (0, cfg.num_samples - len(c))) for c in clips])
-        vectors = self.model.embed_prepared("audio", self.model.frontend(batch))
-        return _unit(vectors.mean(0).numpy())
+            audio = os.fspath(audio)
+            spans = file_windows(probe(audio), settings.window, settings.stride)
+        spans = [(start, end) for start, end in spans if start < MAX_QUERY_SECONDS]
+        waves = [w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)]
+        return _unit(embed_windows(model, "audio", waves))
+
+
+def matching_row(query: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """The row of a query (E,) or (N, E) nearest to `vector` (E,): for a hit of a query of several
+    windows, the one that found it (its heatmaps are drawn for that row)."""
+    rows = np.asarray(query, np.float32).reshape(-1, len(vector))
+    return rows[int(np.argmax(rows @ vector))]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
+    """Each vector (the last axis) scaled to length 1; a zero vector left as it is."""
+    v = np.asarray(v, dtype=np.float32)
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(norm > 0, norm, 1).astype(np.float32)

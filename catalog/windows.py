@@ -11,6 +11,10 @@ window the decoder yields what `VLSA.prepare_video` / `prepare_audio` would load
 - audio: the model's clip length, from the window's start (a window up to one clip long) or
   centred in it (a longer window), zero-padded past the end of the file; read in chunks of at
   most CHUNK_SECONDS, so a three-hour file never becomes one waveform in memory.
+
+`embed_windows` turns the decoded windows into vectors. The indexer (stored windows) and the
+search service (a query sound) both go through these functions, so a catalogued sound used as a
+query gives back its own stored vectors.
 """
 
 from __future__ import annotations
@@ -19,10 +23,15 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from vlsa.api import VLSA
+from vlsa.audio import fit_length
 from vlsa.config import VLSAConfig
-from vlsa.media import iter_frames_at, read_audio
+from vlsa.media import MediaError, MediaInfo, iter_frames_at, normalize_frames, read_audio
+
+Source = str | torch.Tensor  # a file, or a mono waveform at the model's sample rate (audio only)
 
 MIN_TAIL = 0.5  # seconds: a shorter last window is mostly padding and is dropped
 CHUNK_SECONDS = 180.0  # audio is read in pieces of at most this span: bounded memory, few seeks
@@ -61,6 +70,14 @@ def plan_windows(duration: float, window: float, stride: float) -> list[tuple[fl
     return spans
 
 
+def file_windows(info: MediaInfo, window: float, stride: float) -> list[tuple[float, float]]:
+    """plan_windows for a probed file; MediaError when its headers give no duration."""
+    spans = plan_windows(info.duration, window, stride)
+    if not spans:
+        raise MediaError(f"{info.path}: duration unknown (the headers give none)")
+    return spans
+
+
 def frame_times(start: float, end: float, num: int) -> list[float]:
     """Centres of `num` equal segments of [start, end) (as vlsa.media samples a clip)."""
     seg = (end - start) / num
@@ -76,15 +93,15 @@ def audio_span(start: float, end: float, window: float, clip: float) -> tuple[fl
     return first, first + clip
 
 
-def iter_windows(path: str, spans: Sequence[tuple[float, float]], config: VLSAConfig, window: float,
+def iter_windows(source: Source, spans: Sequence[tuple[float, float]], config: VLSAConfig, window: float,
                  has_video: bool, has_audio: bool) -> Iterator[WindowData]:
-    """Decode each span of `path` as a WindowData, in order, in one pass per track."""
+    """Decode each span of `source` as a WindowData, in order, in one pass per track."""
     with contextlib.ExitStack() as stack:
         frames = audio = None
         if has_video:
-            frames = stack.enter_context(contextlib.closing(_window_frames(path, spans, config)))
+            frames = stack.enter_context(contextlib.closing(_window_frames(source, spans, config)))
         if has_audio:
-            audio = stack.enter_context(contextlib.closing(_window_audio(path, spans, config, window)))
+            audio = stack.enter_context(contextlib.closing(_window_audio(source, spans, config, window)))
         for i, (start, end) in enumerate(spans):
             yield WindowData(i, start, end, None if frames is None else next(frames),
                              None if audio is None else next(audio))
@@ -107,18 +124,25 @@ def _window_frames(path: str, spans: Sequence[tuple[float, float]], config: VLSA
         decoded.close()  # release the file even when the caller stops early
 
 
-def _window_audio(path: str, spans: Sequence[tuple[float, float]], config: VLSAConfig,
+def _window_audio(source: Source, spans: Sequence[tuple[float, float]], config: VLSAConfig,
                   window: float) -> Iterator[torch.Tensor]:
     """float32 (num_samples,) per span, reading overlapping or touching spans in shared chunks."""
     rate, size = config.audio.sample_rate, config.audio.num_samples
     wanted = [audio_span(s, e, window, config.clip_seconds) for s, e in spans]
     for chunk in _chunks(wanted):
         first, last = chunk[0][0], max(b for _, b in chunk)
-        wave = read_audio(path, first, last, rate)  # exactly round((last - first) * rate) samples
+        wave = _read_audio(source, first, last, rate)
         for a, b in chunk:
             offset = round((a - first) * rate)
             piece = wave[offset: offset + min(size, round((b - a) * rate))]
             yield torch.nn.functional.pad(piece, (0, size - len(piece)))
+
+
+def _read_audio(source: Source, first: float, last: float, rate: int) -> torch.Tensor:
+    """Exactly round((last - first) * rate) samples from `first` seconds, zero-padded past the end."""
+    if isinstance(source, torch.Tensor):
+        return fit_length(source[round(first * rate):], round((last - first) * rate))
+    return read_audio(source, first, last, rate)
 
 
 def _chunks(spans: Sequence[tuple[float, float]]) -> Iterator[list[tuple[float, float]]]:
@@ -132,3 +156,13 @@ def _chunks(spans: Sequence[tuple[float, float]]) -> Iterator[list[tuple[float, 
     if chunk:
         yield chunk
 
+
+
+def embed_windows(model: VLSA, modality: str, inputs: Sequence[torch.Tensor], batch_size: int | None = None) -> np.ndarray:
+    """float32 (N, E): the vectors of N windows' raw inputs (WindowData.frames or .wave), in one
+    model call, padded with zeros to `batch_size` rows when given (see catalog/indexer.py)."""
+    x = torch.stack(list(inputs))
+    if batch_size is not None:
+        x = torch.cat([x, x.new_zeros((batch_size - len(x), *x.shape[1:]))])
+    x = normalize_frames(x, model.config.video) if modality == "video" else model.frontend(x)
+    return model.embed_prepared(modality, x)[: len(inputs)].numpy()

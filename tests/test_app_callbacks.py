@@ -76,6 +76,27 @@ def test_callbacks_search_audio_finds_a_clip_by_its_own_sound(ctx, app_library, 
     assert rows[0]["file"] == str(clip)
 
 
+def test_callbacks_sound_of_two_windows_finds_and_draws_both_clips(ctx, app_library, tmp_path):
+    """A query sound two windows long (two clips' sounds end to end) finds both clips first, and
+    each result's heatmaps are drawn for the query window that found it.
+
+    Catches the query's windows averaged into one vector, and the (2, E) query reaching the
+    heatmaps (a shape error) instead of the row that matched."""
+    import torch
+
+    from app.clips import write_wav
+    from vlsa.media import read_audio
+
+    rate, clips = 16000, [app_library.clips[3], app_library.clips[5]]
+    wave = torch.cat([read_audio(c, 0.0, ctx.window, rate) for c in clips])
+    write_wav(wave.numpy(), rate, tmp_path / "two.wav")
+    _, rows, hits, query, _ = callbacks.search_audio(ctx, str(tmp_path / "two.wav"), "audio")
+    assert {r["file"] for r in rows[:2]} == set(map(str, clips)) and rows[0]["score"] > 0.9999
+    for index in (0, 1):
+        *_, spectrogram, _, window_id = callbacks.select_result(ctx, hits, query, index)
+        assert spectrogram.ndim == 3 and window_id == hits[index].window_id
+
+
 def test_callbacks_search_audio_rejects_bad_uploads(ctx, tmp_path):
     text = tmp_path / "notes.mp3"
     text.write_text("no sound here\n" * 20)

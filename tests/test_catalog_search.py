@@ -44,8 +44,10 @@ def random_catalog(tmp_path_factory) -> Catalog:
 
 
 def brute_force(catalog: Catalog, query: np.ndarray, modality: str, k: int, per_file=False) -> list[tuple[int, float]]:
+    """Against a query of several vectors (N, E), a window scores its best cosine with any."""
     window_ids, media_ids, matrix = catalog.load_vectors(modality)
-    scored = sorted(zip((matrix @ query).tolist(), window_ids.tolist(), media_ids.tolist(), strict=True),
+    best = (matrix @ np.atleast_2d(query).T).max(axis=1)
+    scored = sorted(zip(best.tolist(), window_ids.tolist(), media_ids.tolist(), strict=True),
                     key=lambda t: (-t[0], t[1]))
     if per_file:
         seen = set()
@@ -57,6 +59,23 @@ def test_search_is_exact_top_k(random_catalog):
     service = SearchService(random_catalog)
     rng = np.random.default_rng(1)
     for query in unit(rng, 20):
+        for modality in ("video", "audio"):
+            for per_file in (False, True):
+                hits = service.search_vector(query, kind=modality, top=7, per_file=per_file)
+                expected = brute_force(random_catalog, query, modality, 7, per_file)
+                assert [h.window_id for h in hits] == [w for w, _ in expected]
+                assert [h.score for h in hits] == pytest.approx([s for _, s in expected], abs=1e-6)
+
+
+def test_search_of_several_vectors_is_exact_top_k_of_the_best_row(random_catalog):
+    """A query sound's windows (N, E): each window of the catalog scores its best row.
+
+    Catches merging the rows' own top-k lists wrongly (a window kept at another row's score,
+    one file twice with per_file) and scoring by the mean of the rows."""
+    service = SearchService(random_catalog)
+    rng = np.random.default_rng(4)
+    for rows in (1, 3, 8):
+        query = unit(rng, rows)
         for modality in ("video", "audio"):
             for per_file in (False, True):
                 hits = service.search_vector(query, kind=modality, top=7, per_file=per_file)
