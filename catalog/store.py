@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sqlite_utils import Database
+
+
+def _import_sqlite_utils_without_pandas():
+    """sqlite_utils imports pandas whenever it is installed (gradio brings it), for DataFrame
+    values the catalog never stores: 0.4 s of every `vlsa search` (docs/CATALOG.md). It is
+    imported with pandas hidden, unless pandas is loaded already; later imports of pandas work."""
+    hide = "pandas" not in sys.modules
+    if hide:
+        sys.modules["pandas"] = None  # makes `import pandas` raise ImportError, which sqlite_utils expects
+    try:
+        import sqlite_utils
+    finally:
+        if hide:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+Database = _import_sqlite_utils_without_pandas().Database
 
 log = logging.getLogger(__name__)
 

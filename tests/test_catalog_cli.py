@@ -102,6 +102,34 @@ def test_cli_search(shared):
     assert len(windows) == 3 and window not in windows
 
 
+# What a search never needs: the app, the trainer, open_clip's models (torchvision, transformers;
+# only its tokenizer file is read) and pandas (which sqlite_utils would import).
+NOT_FOR_SEARCH = ("gradio", "train", "app", "open_clip", "torchvision", "transformers", "pandas")
+LOADED_AFTER_SEARCHES = """
+import sys
+from vlsa.cli import main
+for query in sys.argv[2:]:
+    sys.argv = ["vlsa", "search", *query.split("|"), "--db", DB]
+    main()
+print("loaded:", *sorted({m.split(".")[0] for m in sys.modules} & set(NOT_FOR_SEARCH)), file=sys.stderr)
+"""
+
+
+def test_cli_search_imports_nothing_a_search_does_not_need(shared):
+    """A text and a sound search in one process import none of NOT_FOR_SEARCH.
+
+    Catches the start-up cost of `vlsa search` creeping back (docs/CATALOG.md, measured): the
+    tokenizer importing the open_clip package (torchvision and transformers with it, seconds),
+    sqlite_utils importing pandas, or a search module importing the app or train/."""
+    lib, db, _, _ = shared
+    code = f"DB = {str(db)!r}\nNOT_FOR_SEARCH = {NOT_FOR_SEARCH!r}\n{LOADED_AFTER_SEARCHES}"
+    proc = subprocess.run([sys.executable, "-c", code, "-", "a dog barks",
+                           f"--audio|{lib / 'sounds/scratch/Animal/Dog1.wav'}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 20  # ten results of each search
+    assert [line for line in proc.stderr.splitlines() if line.startswith("loaded:")] == ["loaded:"], proc.stderr
+
+
 def test_cli_errors_are_one_line(shared, checkpoint, tmp_path):
     lib, db, _, _ = shared
     # Without --checkpoint `vlsa index` now uses the checkpoint shipped in the package; the error

@@ -8,7 +8,11 @@ already be on this machine (`local_files_only`); nothing is downloaded.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -23,10 +27,26 @@ CLIP_VOCAB = 49408  # ids 0..49407: 49406 BPE tokens + <start_of_text> + <end_of
 
 @functools.lru_cache(maxsize=1)
 def _clip_bpe() -> Any:
-    """open_clip's SimpleTokenizer, built once: it parses the gzipped merges file in the wheel."""
-    from open_clip.tokenizer import SimpleTokenizer  # importing open_clip takes seconds: do it late
+    """open_clip's SimpleTokenizer, built once: it parses the gzipped merges file in the wheel.
 
-    return SimpleTokenizer()
+    open_clip/tokenizer.py is loaded on its own (it imports nothing else of open_clip): `import
+    open_clip.tokenizer` would first run the package's __init__, which imports torchvision,
+    transformers and every model, most of the time a `vlsa search` takes (docs/CATALOG.md).
+    """
+    module = sys.modules.get("open_clip.tokenizer") or _load_clip_tokenizer_module()
+    # The module builds a default SimpleTokenizer as it loads; a second would parse the file again.
+    return getattr(module, "_tokenizer", None) or module.SimpleTokenizer()
+
+
+def _load_clip_tokenizer_module() -> ModuleType:
+    found = importlib.util.find_spec("open_clip")  # locates the files without running its code
+    if found is None or not found.submodule_search_locations:
+        raise ValueError("tokenizer 'clip' needs the package open-clip-torch (pip install open-clip-torch)")
+    path = Path(next(iter(found.submodule_search_locations))) / "tokenizer.py"
+    spec = importlib.util.spec_from_file_location("vlsa._open_clip_tokenizer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class Tokenizer:
