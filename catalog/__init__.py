@@ -1,4 +1,4 @@
-"""catalog: index a media library into one SQLite file and search it (see PRODUCT.md, "Catalog").
+"""catalog: index a media library into one SQLite file and search it (docs/CATALOG.md).
 
     from catalog import Catalog, Indexer, SearchService
     from catalog.model import load_model

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from catalog.indexer import BATCH_SIZE
 from catalog.model import model_for_catalog
 from catalog.search import MatrixIndex, build_index
 from catalog.store import MODALITIES, Catalog, CatalogError, NotFound, display_path
@@ -200,7 +201,8 @@ class SearchService:
             spans = file_windows(probe(audio), settings.window, settings.stride)
         spans = [(start, end) for start, end in spans if start < MAX_QUERY_SECONDS]
         waves = [w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)]
-        return _unit(embed_windows(model, "audio", waves))
+        batches = [waves[i: i + BATCH_SIZE] for i in range(0, len(waves), BATCH_SIZE)]  # a short stride: many
+        return _unit(np.concatenate([embed_windows(model, "audio", batch) for batch in batches]))
 
 
 def matching_row(query: np.ndarray, vector: np.ndarray) -> np.ndarray:
