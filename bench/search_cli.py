@@ -43,7 +43,10 @@ def timed(command: list[str], runs: int) -> dict:
 
 
 def index_shipped_media(db: Path) -> None:
-    subprocess.run([str(VLSA_BIN), "index", str(SHIPPED_MEDIA), "--db", str(db), "-q"], check=True)
+    proc = subprocess.run([str(VLSA_BIN), "index", str(SHIPPED_MEDIA), "--db", str(db), "-q"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"vlsa index {SHIPPED_MEDIA} failed:\n{proc.stderr}")
 
 
 def catalog_sound_and_window(db: Path) -> tuple[str, int]:
