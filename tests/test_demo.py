@@ -20,7 +20,16 @@ from conftest import VLSA_BIN, _wait_until_up, free_port, stop_process
 from mediagen import make_audio
 
 import catalog.model
-from app.demo import DEMO_SEED, LIBRARY, STAMP, TEMP_PREFIX, DemoError, generate_library, prepare_demo, shipped_media
+from app.demo import (
+    DEMO_SEED,
+    LIBRARY,
+    STAMP,
+    TEMP_PREFIX,
+    DemoError,
+    generate_library,
+    prepare_demo,
+    shipped_media,
+)
 from catalog.store import Catalog
 from vlsa.checkpoint import CONFIG_NAME, WEIGHTS_NAME, shipped_checkpoint
 from vlsa.cli import main
