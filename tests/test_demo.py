@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import VLSA_BIN, _wait_until_up, free_port, stop_process
 from mediagen import make_audio
 
@@ -89,6 +90,19 @@ def test_the_shipped_real_media_are_whole_held_out_and_credited():
         assert (MEDIA / path).is_file() and r["split"] == "test" and f"| {path} |" in credits
         assert r["licence"] in free and r.get("picture_licence", "Public Domain") in free, r
     assert sum(f.stat().st_size for f in MEDIA.rglob("*")) < 8 * 2**20  # "a few MB"
+
+
+def test_the_real_media_checkpoint_ships_beside_the_default():
+    """vlsa/assets/real, which docs/REAL_MEDIA.md measures: catches it missing from the package,
+    over the issue's 50 MB, or not loading as the text-tower model it is documented as."""
+    from vlsa.api import VLSA
+
+    real = shipped_checkpoint().parent / "real"
+    assert sum(p.stat().st_size for p in real.iterdir()) <= 50 * 2**20
+    model = VLSA.from_pretrained(real)
+    assert model.config.text.tower == "all-minilm-l6-v2" and model.config.preset == "tiny"
+    text = model.embed_text(["someone plays the piano", "a crowd cheers"])
+    assert text.shape == (2, model.config.embed_dim) and torch.isfinite(text).all()
 
 
 def test_index_without_any_checkpoint_is_one_line(monkeypatch, capsys, tmp_path):
