@@ -234,7 +234,8 @@ def test_sound_items_skip_music_and_unnamed_files(tmp_path):
 
 def test_demo_media_takes_only_held_out_rows_and_credits_each_file(tmp_path):
     """`vlsa data demo-media`: catches a pick from the training split (the demo must show media
-    the model never trained on), a file not copied, and a row left out of the credits."""
+    the model never trained on), a file not copied, a row left out of the credits, and OUT
+    replaced when it is a folder of other files."""
     from train.corpus import demo_media
 
     corpus = tmp_path / "corpus"
@@ -266,6 +267,13 @@ def test_demo_media_takes_only_held_out_rows_and_credits_each_file(tmp_path):
         assert f"| {row[key]} | {row['text']} |" in credits
     assert [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()] == written
     assert written[0]["picture_licence"] == "Public Domain"
+
+    foreign = tmp_path / "home"
+    (foreign / "notes.txt").parent.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(demo_media.DemoMediaError, match="holds other files"):
+        demo_media.write_demo_media(corpus, foreign)  # never a reason to delete a user's folder
+    assert (foreign / "notes.txt").read_text() == "mine"
 
     only_trained = [trained, *rows[1:]]
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in only_trained))

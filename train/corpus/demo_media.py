@@ -92,6 +92,8 @@ def write_demo_media(corpus: Path, out: Path) -> list[dict]:
     licences = json.loads((corpus / "licences.json").read_text())
     picked = pick_rows(rows)
     if out.exists():
+        if any(out.iterdir()) and not (out / "CREDITS.md").is_file():  # only ever replace our own output
+            raise DemoMediaError(f"{out} holds other files; give an empty or new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     written = []
