@@ -160,13 +160,15 @@ def _added_roots(add: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequence[str | os.PathLike] = (),
-                 rebuild: bool = False, progress: bool = False, real_media: bool = True) -> Demo:
+                 rebuild: bool = False, progress: bool = False, real_media: bool = True,
+                 checkpoint: Path | None = None) -> Demo:
     """Make sure `folder` holds the demo library (generated if missing) and its catalog, up to
     date with the shipped checkpoint, the library, the shipped real media (unless `real_media` is
-    false) and the `add` folders. Returns what it did."""
+    false) and the `add` folders, indexed with `checkpoint` (default: the shipped one; a benchmark
+    passes another). Returns what it did."""
     if not 1 <= clips <= MAX_CLIPS:
         raise DemoError(f"--clips must be between 1 and {MAX_CLIPS} (the generator's distinct captions), not {clips}")
-    checkpoint = shipped()
+    checkpoint = Path(checkpoint) if checkpoint else shipped()
     added = _added_roots(add)
     folder = Path(folder).expanduser().absolute()
     folder.mkdir(parents=True, exist_ok=True)

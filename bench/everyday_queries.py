@@ -74,11 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.demo_dir or Path(tempfile.mkdtemp(prefix="vlsa-everyday-"))
     shared = args.shared_media if args.shared_media and args.shared_media.is_dir() else None
-    if args.checkpoint:  # the demo indexes with the shipped checkpoint: point it elsewhere
-        import vlsa.checkpoint
-
-        vlsa.checkpoint.shipped_checkpoint = lambda: Path(args.checkpoint)
-    demo = prepare_demo(folder, add=[shared] if shared else [])
+    demo = prepare_demo(folder, add=[shared] if shared else [], checkpoint=args.checkpoint)
     model, _ = load_model(str(demo.checkpoint))
     known = descriptions(shared)
     results, total = {}, 0

@@ -70,19 +70,15 @@ class DemoMediaError(ValueError):
 def pick_rows(rows: list[dict]) -> list[dict]:
     """The rows named by CLIPS and SPEECH, in that order; DemoMediaError if one is missing."""
     test = [r for r in rows if r.get("split") == "test"]
-    picked = []
-    for source, caption in CLIPS:
-        row = next((r for r in test if r["kind"] == "clip" and r["source"] == source and r["text"] == caption), None)
-        if row is None:
-            raise DemoMediaError(f"no held-out clip {caption!r} from {source} in the corpus")
-        picked.append(row)
-    for voice, caption in SPEECH:
-        row = next((r for r in test if r["kind"] == "speech" and r.get("voice") == voice and r["text"] == caption),
-                   None)
-        if row is None:
-            raise DemoMediaError(f"no held-out speech {caption!r} by {voice} in the corpus")
-        picked.append(row)
-    return picked
+
+    def first(kind: str, caption: str, field: str, value: str) -> dict:
+        for r in test:
+            if r["kind"] == kind and r.get(field) == value and r["text"] == caption:
+                return r
+        raise DemoMediaError(f"no held-out {kind} {caption!r} ({field} {value}) in the corpus")
+
+    return ([first("clip", caption, "source", source) for source, caption in CLIPS]
+            + [first("speech", caption, "voice", voice) for voice, caption in SPEECH])
 
 
 def write_demo_media(corpus: Path, out: Path) -> list[dict]:
