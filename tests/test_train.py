@@ -359,12 +359,14 @@ JOINED_BATCH = 8
 
 
 def _default_model():
-    """The default tiny loss, every term on: masked modelling, pool_norm, the matching head."""
+    """The default tiny loss with every term on: masked modelling, pool_norm, the matching head,
+    the localisation term."""
     from vlsa.config import preset_config
     from vlsa.model import VLSAModel
 
     torch.manual_seed(0)
-    model = VLSAModel(preset_config("tiny", **{"encoder.depth": 1, "decoder.depth": 1}))
+    model = VLSAModel(preset_config("tiny", **{"encoder.depth": 1, "decoder.depth": 1,
+                                               "loss.localization_weight": 1.0}))
     assert model.config.pool_norm and model.config.loss.matching_head and model.config.loss.masked_modelling
     return model
 
@@ -418,7 +420,8 @@ def _rank_grads(rank, world, rendezvous, out):
 def test_distributed_gives_joined_batch_gradients_for_every_term(tmp_path, monkeypatch):
     """Two gloo processes, each on half the batch, give the gradients of one process on the
     joined batch for the whole default loss: masked modelling (the masks drawn per sample
-    alike in both layouts), the contrastive and matching terms, pool_norm in training mode.
+    alike in both layouts), the contrastive, localisation and matching terms, pool_norm in
+    training mode.
     Catches pool_norm standardising with one rank's statistics, matching negatives drawn from
     one rank's rows, and means over one rank's count (rows without a modality fall unevenly
     here), each of which the old test (pool_norm, matching head and masked modelling off)

@@ -51,8 +51,12 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
         return x, 0
     import torch.distributed.nn.functional as dist_fn
 
-    parts = dist_fn.all_gather(x.contiguous())
-    return torch.cat(parts, dim=0), dist.get_rank() * x.shape[0]
+    joined = torch.cat(dist_fn.all_gather(x.contiguous()), dim=0)
+    if joined.requires_grad:
+        # The gather's backward hands each rank's slice of this gradient to gloo as it is, and
+        # gloo reads a strided gradient (an einsum's, say) as if it were dense: wrong gradients.
+        joined.register_hook(lambda grad: grad.contiguous())
+    return joined, dist.get_rank() * x.shape[0]
 
 
 def cleanup() -> None:

@@ -25,6 +25,7 @@ from vlsa.losses import (
     contrastive_loss,
     masked_token_loss,
     matching_loss,
+    multiple_instance_loss,
     reconstruction_loss,
     similarity_distillation,
 )
@@ -361,18 +362,23 @@ class VLSAModel(nn.Module):
             bn.momentum = momentum
         self.train(was_training)
 
-    def patch_contributions(self, tokens: torch.Tensor, modality: str, query: torch.Tensor) -> torch.Tensor:
-        """For heatmaps: each token's share of the cosine between `query` (E,) and the global
-        embedding of `tokens` (B, N, D) -> (B, N). Pooling (mean, then the running statistics,
-        then the projection) is linear, so the global embedding before its L2 norm is the mean of
-        the tokens' projections, and these shares average to exactly that cosine. Measured on the
-        demo clips, a map of each patch's own cosine with the query instead put its peak on the
-        sounding object 41% of the time, these shares 69%: a background patch can point the
-        query's way while contributing little."""
-        if self.config.pool_norm:  # the running statistics: an affine map, so means still match
+    def patch_embeddings(self, tokens: torch.Tensor, modality: str) -> torch.Tensor:
+        """Each token (B, N, D) taken into the joint space the way pooling takes their mean:
+        (B, N, E), not normalised. Pooling (mean, then the running statistics, then the
+        projection) is linear, so the mean of these is the global embedding before its L2 norm.
+        The running statistics stand in for the batch's in training too: a token is not a batch."""
+        if self.config.pool_norm:  # an affine map, so means still match
             bn = self.pool_norm[modality]
             tokens = (tokens - bn.running_mean) / (bn.running_var + bn.eps).sqrt()
-        projected = self.proj[modality](tokens)  # (B, N, E)
+        return self.proj[modality](tokens)
+
+    def patch_contributions(self, tokens: torch.Tensor, modality: str, query: torch.Tensor) -> torch.Tensor:
+        """For heatmaps: each token's share of the cosine between `query` (E,) and the global
+        embedding of `tokens` (B, N, D) -> (B, N); these shares average to exactly that cosine.
+        Measured on the demo clips, a map of each patch's own cosine with the query instead put
+        its peak on the sounding object 41% of the time, these shares 69%: a background patch
+        can point the query's way while contributing little."""
+        projected = self.patch_embeddings(tokens, modality)
         return (projected @ query.to(projected)) / projected.mean(dim=1).norm(dim=-1, keepdim=True)
 
     def compile_blocks(self, mode: str | None = None) -> None:
@@ -487,10 +493,11 @@ class VLSAModel(nn.Module):
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
-        z = {
-            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video", gather=gather),
-            "text": self.embed_text_ids(batch["text"], batch["text_mask"], gather),
-        }
+        video = self.encoder(_select_tokens(tokens["video"], keep_v))
+        z = {"video": self.pool(video, "video", gather=gather),
+             "text": self.embed_text_ids(batch["text"], batch["text_mask"], gather)}
+        if self.config.loss.localization_weight > 0:
+            z["video_patches"] = F.normalize(self.patch_embeddings(video, "video"), dim=-1)
         if self.config.loss.matching == "audio":
             z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio", gather=gather)
         return z
@@ -519,6 +526,9 @@ class VLSAModel(nn.Module):
             terms[f"nce_{name}"] = contrastive_loss(z[x], z[y], scale, valid, gather)
             if self.config.loss.matching_head:
                 terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid, gather)
+        if "video_patches" in z and "audio" in z:
+            terms["localize_av"] = self.config.loss.localization_weight * multiple_instance_loss(
+                z["audio"], z["video_patches"], scale, has_a & has_v, gather)
         if self.config.text.teacher is not None:
             loss = self.config.loss
             teacher = self.text_teacher(batch["text"], batch["text_mask"])
