@@ -131,11 +131,13 @@ def frequency_ticks(hz: Sequence[float], height: int) -> list[tuple[int, str]]:
     """(y pixel, label) of round frequencies on a picture whose rows (low to high, drawn flipped:
     low at the bottom) have centre frequencies `hz`."""
     rows = np.arange(len(hz), dtype=np.float64)
-    ticks = []
+    ticks: list[tuple[int, str]] = []
     for f in HZ_TICKS:
         if hz[0] <= f <= hz[-1]:
             row = float(np.interp(np.log(f), np.log(np.asarray(hz, np.float64)), rows))
-            ticks.append((int(round((1 - (row + 0.5) / len(hz)) * (height - 1))), hz_label(f)))
+            y = int(round((1 - (row + 0.5) / len(hz)) * (height - 1)))
+            if not ticks or ticks[-1][0] - y > FONT_SIZE:  # labels never overlap (mel packs the lows)
+                ticks.append((y, hz_label(f)))
     return ticks
 
 

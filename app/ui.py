@@ -42,6 +42,7 @@ CSS = """
 #results .caption-label::first-line { font-weight: 600; }
 #results .thumbnail-lg:hover .caption-label { opacity: 1; }
 .short-sound #time, .short-sound #duration { display: none; }
+.heatmap { padding-top: 2.4rem !important; }  /* the panel's label above the figure, not on it */
 """
 
 
@@ -123,7 +124,7 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
             status = gr.Markdown(label="Status", elem_id="status")
             gallery = gr.Gallery(label="Results", columns=6, height="auto", allow_preview=False,
                                  elem_id="results")
-            with gr.Row():
+            with gr.Row(elem_id="selection"):
                 with gr.Column(scale=2):
                     video = gr.Video(label="Clip", autoplay=True, interactive=False, visible=False,
                                      elem_id="player-video")
@@ -135,12 +136,12 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                                 "and its sound.", elem_classes=["hint"])
                     window_id = gr.Number(visible=False, precision=0)
                 with gr.Column(scale=3):
-                    spatial = gr.Image(label="Where in the picture: the frames of this moment", interactive=False, visible=False,
-                                       elem_id="heatmap-spatial")
-                    temporal = gr.Image(label="When in the file: each moment, for this search", interactive=False, visible=False,
-                                        elem_id="heatmap-temporal")
-                    spectrogram = gr.Image(label="Where in the sound: its spectrogram", interactive=False, visible=False,
-                                           elem_id="heatmap-audio")
+                    spatial = gr.Image(label="Where in the picture: the frames of this moment", interactive=False,
+                                       visible=False, elem_classes=["heatmap"], elem_id="heatmap-spatial")
+                    temporal = gr.Image(label="When in the file: each moment, for this search", interactive=False,
+                                        visible=False, elem_classes=["heatmap"], elem_id="heatmap-temporal")
+                    spectrogram = gr.Image(label="Where in the sound: its spectrogram", interactive=False,
+                                           visible=False, elem_classes=["heatmap"], elem_id="heatmap-audio")
             with gr.Accordion("Results as JSON", open=False):
                 results = gr.JSON(label="Results (JSON)")
         with gr.Tab("Library"):
