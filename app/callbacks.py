@@ -28,6 +28,7 @@ import numpy as np
 from app import clips, heatmaps, render
 from app.context import Context
 from app.files import check_upload
+from app.scores import Spread, strength_words
 from catalog.service import KINDS, Hit
 from catalog.store import MODALITIES, CatalogError, NotFound, display_path
 from vlsa.media import MediaError, probe
@@ -47,6 +48,10 @@ ALL_FOLDERS = "all folders"  # the folder filter's "no filter" (never an absolut
 SEARCH_OUTPUTS = ("gallery", "results", "hits", "query", "status")
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: no window id is above it
 RESULT_GONE = "That result is no longer in the catalog (it was re-indexed); search again."
+SHORT_SOUND = "short-sound"  # class of a player whose sound lasts under a second (see ui.CSS)
+HOW_TO_READ = ("Best first. *Strong*, *good*, *fair* or *weak* says how far a result stands above "
+               "the rest of the library for this search; each was found by its picture or by its sound, "
+               "whichever is closer to what you searched for.")
 
 
 @contextlib.contextmanager
@@ -113,13 +118,15 @@ def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folde
     began = time.perf_counter()
     options = search_options(kind, folder, duration, per_file, ctx.top)
     catalog = ctx.service.catalog
-    with user_errors(not_found=f"No such result: window #{window}. Search again, then pick a result."):
+    with user_errors(not_found="That result is no longer in the catalog; search again, then pick a result."):
         hits = ctx.service.search_like(window, **options)
         own = {m: catalog.embedding(window, m) for m in MODALITIES}
+        moment = catalog.window(window)
+        name = os.path.basename(catalog.media_by_id(moment.media_id).display_path)
     # As search_like does: each modality's own vector, or the other one where it has only one.
     present = [v for v in own.values() if v is not None]
     query = {m: own[m] if own[m] is not None else present[0] for m in MODALITIES}
-    return results(ctx, hits, query, f"window #{window}", began)
+    return results(ctx, hits, query, f"{name} at {moment.start:.1f}–{moment.end:.1f} s", began, "like")
 
 
 def window_number(window_id: float | None) -> int:
@@ -136,27 +143,42 @@ def window_number(window_id: float | None) -> int:
     return window
 
 
-def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: str, began: float) -> tuple:
-    """SEARCH_OUTPUTS for a list of hits."""
-    gallery = [(hit_thumbnail(ctx, h), caption(h)) for h in hits]
-    rows = [result_row(i + 1, h) for i, h in enumerate(hits)]
+def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: str, began: float,
+            relation: str = "for") -> tuple:
+    """SEARCH_OUTPUTS for a list of hits; the status says "N results {relation} {what}"."""
+    spreads = {m: spread(ctx, query, m) for m in {h.modality for h in hits}}
+    ranked = [(rank, h, spreads[h.modality].strength(h.score)) for rank, h in enumerate(hits, 1)]
+    gallery = [(hit_thumbnail(ctx, h), caption(rank, h, z)) for rank, h, z in ranked]
+    rows = [result_row(rank, h, z) for rank, h, z in ranked]
     took = time.perf_counter() - began
-    status = (f"**{len(hits)} results** for {what} ({took:.2f} s)" if hits else
-              f"No results for {what}. Try another filter, or index more of your library.")
+    status = (f"**{len(hits)} results** {relation} {what} ({took:.2f} s). {HOW_TO_READ}" if hits else
+              f"No results {relation} {what}. Try another filter, or index more of your library.")
     return gallery, rows, hits, query, status
 
 
-def result_row(rank: int, hit: Hit) -> dict:
-    """A hit as JSON for API clients. The path goes under "file": gradio_client takes any dict
-    with a "path" key for a file to download."""
+def spread(ctx: Context, query: dict[str, np.ndarray], modality: str) -> Spread:
+    """How the query scores the library's windows of one modality (what a hit's strength is against)."""
+    return Spread.of(ctx.service.all_scores(query[modality], modality))
+
+
+def found_by(hit: Hit) -> str:
+    """Which of the window's vectors matched, in words."""
+    return "its sound" if hit.modality == "audio" else "its picture"
+
+
+def result_row(rank: int, hit: Hit, strength: float) -> dict:
+    """A hit as JSON for API clients: the raw cosine ("score"), and its strength (standard
+    deviations above the query's mean score over the library, app/scores.py) in numbers and words.
+    The path goes under "file": gradio_client takes any dict with a "path" key for a file to download."""
     row = hit.to_dict()
-    return {"rank": rank, "file": row.pop("path"), "name": os.path.basename(hit.display_path), **row}
+    return {"rank": rank, "file": row.pop("path"), "name": os.path.basename(hit.display_path), **row,
+            "strength": round(strength, 2), "match": strength_words(strength)}
 
 
-def caption(hit: Hit) -> str:
-    """File name, time range and score; a note when the sound, not the picture, matched."""
-    sound = " · by sound" if hit.modality == "audio" else ""
-    return f"{os.path.basename(hit.display_path)} · {hit.start:.1f}–{hit.end:.1f} s · {hit.score:.2f}{sound}"
+def caption(rank: int, hit: Hit, strength: float) -> str:
+    """The lines under a result's picture: file name; rank, strength and time; what matched."""
+    return (f"{os.path.basename(hit.display_path)}\n#{rank} · {strength_words(strength)} · "
+            f"{hit.start:.1f}–{hit.end:.1f} s\nfound by {found_by(hit)}")
 
 
 def hit_thumbnail(ctx: Context, hit: Hit) -> np.ndarray:
@@ -167,7 +189,7 @@ def hit_thumbnail(ctx: Context, hit: Hit) -> np.ndarray:
         media = ctx.service.catalog.media_by_id(hit.media_id)
         path = ctx.check_path(hit.path)
         return ctx.thumbnail((path, hit.start, hit.end), lambda: render.thumbnail(
-            ctx.model, ctx.window, path, hit.start, hit.end, media.has_video))
+            ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.duration))
     except (gr.Error, CatalogError, MediaError, OSError, StopIteration) as e:
         log.warning("no thumbnail for %s: %s", hit.display_path, e)
         return heatmaps.blank()
@@ -179,9 +201,10 @@ def hit_thumbnail(ctx: Context, hit: Hit) -> np.ndarray:
 def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, index: int | None) -> tuple:
     """Play a result from its start and draw its heatmaps.
 
-    Returns (video, audio, spatial, temporal, spectrogram, details, window_id): the players as
-    gr.update (the one that does not fit the file hidden), the three heatmap images (None where
-    the file lacks the track), Markdown about the result and its window id (for find_similar).
+    Returns (video, audio, spatial, temporal, spectrogram, details, window_id) as gr.update: the
+    player that fits the file (the other hidden), each heatmap shown only where it applies (the
+    picture's for a video, the sound's for a file with sound, the file's for a file of several
+    windows), Markdown about the result, and its window id (for find_similar).
     """
     if not hits or query is None or index is None or not 0 <= int(index) < len(hits):
         raise gr.Error("That result is gone; search again.")
@@ -189,31 +212,64 @@ def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, inde
     path = ctx.check_path(hit.path)
     with user_errors():
         media = ctx.service.catalog.media_by_id(hit.media_id)  # NotFound if re-indexed since
+        strength = spread(ctx, query, hit.modality).strength(hit.score)
         query = ctx.service.query_of_hit(query, hit)  # a sound of several windows: the one that matched
+        start, stop = clips.clip_span(hit.start, hit.end, media.duration)
         clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir))
         data = render.window_data(ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.has_audio)
         spatial = render.spatial(ctx.model, data, path, query["video"]) if media.has_video else None
-        spectrogram = render.spectrogram(ctx.model, data, query["audio"]) if media.has_audio else None
+        spectrogram = (render.spectrogram(ctx.model, data, query["audio"], ctx.window, media.duration)
+                       if media.has_audio else None)
         temporal = render.temporal(ctx.service, hit.media_id, hit.modality, query[hit.modality],
                                    hit.window_id, media.duration)
     video = gr.update(value=clip if media.has_video else None, visible=media.has_video)
-    audio = gr.update(value=None if media.has_video else clip, visible=not media.has_video)
-    return video, audio, spatial, temporal, spectrogram, details(hit, media.duration), hit.window_id
+    audio = (sound_player(clip, stop - start, "Clip") if not media.has_video else
+             gr.update(value=None, visible=False))
+    images = [gr.update(value=image, visible=image is not None) for image in (spatial, temporal, spectrogram)]
+    return (video, audio, *images, details(int(index) + 1, hit, strength, media.duration), hit.window_id)
 
 
-def details(hit: Hit, duration: float | None) -> str:
-    """Markdown about one result."""
-    track = "its picture" if hit.modality == "video" else "its sound"
-    length = f" of {duration:.1f} s" if duration else ""
+def sound_player(path: str | None, seconds: float | None, label: str) -> dict:
+    """gr.update of an audio player: its label says how long the sound lasts, and a sound under
+    a second gets SHORT_SOUND, which hides the player's own times (gradio rounds them to whole
+    seconds: 0:00 / 0:00)."""
+    if path is None or seconds is None:
+        return gr.update(value=path, visible=True, label=label, elem_classes=[])
+    return gr.update(value=path, visible=True, label=f"{label} · {seconds:.1f} s",
+                     elem_classes=[SHORT_SOUND] if seconds < 1.0 else [])
+
+
+def describe_sound(audio: str | None) -> dict:
+    """The query sound's player, its length in the label (set when a sound is uploaded or recorded)."""
+    label = "A sound to match (upload or record)"
+    try:
+        seconds = probe(audio).duration if audio else None
+    except MediaError:  # searching with it says what is wrong, in one line
+        seconds = None
+    update = sound_player(audio, seconds, label)
+    update.pop("value")  # the player keeps its sound; only its label changes
+    return update
+
+
+def details(rank: int, hit: Hit, strength: float, duration: float | None) -> str:
+    """Markdown about one result, in words."""
+    length = f" of a {duration:.1f} s file" if duration else ""
     return (f"### {os.path.basename(hit.display_path)}\n"
-            f"{hit.start:.1f}–{hit.end:.1f} s{length} · score {hit.score:.3f}, matched by {track} · "
-            f"window #{hit.window_id}\n\n`{hit.display_path}`")
+            f"**{hit.start:.1f}–{hit.end:.1f} s**{length} · result {rank} · **{strength_words(strength)}**: "
+            f"{abs(strength):.1f} standard deviations {'above' if strength >= 0 else 'below'} the library's "
+            f"average for this search. Found by **{found_by(hit)}**: of this moment's picture and sound, "
+            f"that is the closer one to what you searched for.\n\n`{hit.display_path}`")
 
 
 def clear_selection() -> tuple:
-    """Empty players, heatmaps and details (a new search makes the old selection stale)."""
-    return (gr.update(value=None, visible=True), gr.update(value=None, visible=False),
-            None, None, None, "", None)
+    """No player, heatmaps or details (a new search makes the old selection stale)."""
+    hidden = gr.update(value=None, visible=False)
+    return hidden, hidden, hidden, hidden, hidden, "", None
+
+
+def clear_heatmaps() -> tuple:
+    """No heatmaps: they were drawn for the previous search (find_similar keeps the clip it started from)."""
+    return (gr.update(value=None, visible=False),) * 3
 
 
 # --- the library panel -------------------------------------------------------------------------

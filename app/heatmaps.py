@@ -1,8 +1,11 @@
 """Heatmaps and thumbnails as RGB images: pure functions of numpy arrays (PIL for resizing and text).
 
-    strip = spatial_strip(frames, model.video_patch_map(query, frames_tensor).numpy())
+    strip = spatial_figure(frames, model.video_patch_map(query, frames_tensor).numpy(), times)
     bar = temporal_strip(spans, scores, duration, selected=3)
-    spec = spectrogram_heatmap(spectrogram, model.audio_patch_map(query, wave).numpy())
+    spec = spectrogram_figure(spectrogram, model.audio_patch_map(query, wave).numpy(), (start, end), hz)
+
+The *_figure functions and temporal_strip are what the page shows: the picture with its axes (seconds,
+Hz) and a colour legend in margins around it, never text over it.
 
 Every function returns uint8 (H, W, 3). Conventions: frames are uint8 (T, H, W, 3); a spectrogram
 is (F, M) with frequency rows from low to high and time columns, as the model's front end makes it
@@ -28,6 +31,11 @@ TILE = 160  # pixels per frame in the spatial strip (tiny's 64 px frames are too
 GAP = 4  # pixels between frames of a strip
 SELECTED = (80, 200, 255)  # outline of the selected window on the temporal strip
 BACKGROUND = (24, 24, 32)
+MARGIN = (255, 255, 255)  # the figures' margins, where axes and legends are written
+INK = (40, 40, 48)  # text and ticks in the margins
+FONT_SIZE = 14  # pixels: readable at the size the page shows the figures
+LEGEND = ("less like the query", "more like the query")  # colours are scaled per picture
+HZ_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 
 
 # --- building blocks ---------------------------------------------------------------------------
@@ -83,6 +91,100 @@ def hstack(images: Sequence[np.ndarray], gap: int = GAP) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def font(size: int = FONT_SIZE) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def text_width(text: str, size: int = FONT_SIZE) -> int:
+    return int(np.ceil(font(size).getlength(text)))
+
+
+def seconds_label(t: float) -> str:
+    t = max(t, 0.0) + 0.0  # never "-0.0 s"
+    return f"{t:.1f} s" if t < 60 else f"{int(t // 60)}:{t % 60:04.1f}"
+
+
+def nice_step(span: float, most: int) -> float:
+    """The smallest round step in seconds that puts at most `most` ticks on `span` seconds."""
+    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600):
+        if span / step <= most:
+            return step
+    return span / most
+
+
+def time_ticks(start: float, end: float, width: int, most: int | None = None) -> list[tuple[int, str]]:
+    """(x pixel, label) of round times from `start` to `end` seconds drawn over `width` pixels."""
+    if not end > start:
+        return [(0, seconds_label(start))]
+    most = most or max(2, width // 70)
+    step = nice_step(end - start, most)
+    first = np.ceil(start / step - 1e-9) * step
+    ticks = np.arange(first, end + 1e-9, step)
+    return [(int(round((t - start) / (end - start) * (width - 1))), seconds_label(float(t))) for t in ticks]
+
+
+def hz_label(hz: float) -> str:
+    return f"{hz / 1000:g} kHz" if hz >= 1000 else f"{hz:g} Hz"
+
+
+def frequency_ticks(hz: Sequence[float], height: int) -> list[tuple[int, str]]:
+    """(y pixel, label) of round frequencies on a picture whose rows (low to high, drawn flipped:
+    low at the bottom) have centre frequencies `hz`."""
+    rows = np.arange(len(hz), dtype=np.float64)
+    ticks: list[tuple[int, str]] = []
+    for f in HZ_TICKS:
+        if hz[0] <= f <= hz[-1]:
+            row = float(np.interp(np.log(f), np.log(np.asarray(hz, np.float64)), rows))
+            y = int(round((1 - (row + 0.5) / len(hz)) * (height - 1)))
+            if not ticks or ticks[-1][0] - y > FONT_SIZE:  # labels never overlap (mel packs the lows)
+                ticks.append((y, hz_label(f)))
+    return ticks
+
+
+def with_axes(image: np.ndarray, x_ticks: Sequence[tuple[int, str]] = (),
+              y_ticks: Sequence[tuple[int, str]] = ()) -> np.ndarray:
+    """`image` in a margin holding tick marks and labels: times below it, frequencies left of it."""
+    height, width = image.shape[:2]
+    left = max((text_width(label) for _, label in y_ticks), default=0) + 10 if y_ticks else 0
+    bottom = FONT_SIZE + 10 if x_ticks else 0
+    right = max(text_width(x_ticks[-1][1]) // 2 + 2, 4) if x_ticks else 0
+    canvas = Image.new("RGB", (left + width + right, height + bottom + 2), MARGIN)
+    canvas.paste(Image.fromarray(np.ascontiguousarray(image)), (left, 0))
+    draw = ImageDraw.Draw(canvas)
+    for x, label in x_ticks:
+        draw.line([left + x, height, left + x, height + 4], fill=INK)
+        middle = left + x - text_width(label) / 2
+        draw.text((min(max(middle, 0), canvas.width - text_width(label)), height + 5), label, fill=INK, font=font())
+    for y, label in y_ticks:
+        draw.line([left - 5, y, left - 1, y], fill=INK)
+        top = min(max(y - FONT_SIZE // 2 - 1, 0), height - FONT_SIZE)
+        draw.text((left - 7 - text_width(label), top), label, fill=INK, font=font())
+    return np.asarray(canvas)
+
+
+def colour_legend(width: int, labels: tuple[str, str] = LEGEND) -> np.ndarray:
+    """uint8 (h, width, 3): the heat colour scale from dark to bright, its meaning at both ends."""
+    bar_width = min(width, max(220, text_width(labels[0]) + text_width(labels[1]) + 24))
+    canvas = Image.new("RGB", (width, 12 + FONT_SIZE + 8), MARGIN)
+    bar = colorize(np.tile(np.linspace(0, 1, bar_width), (10, 1)))
+    canvas.paste(Image.fromarray(bar), (0, 2))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((0, 14), labels[0], fill=INK, font=font())
+    draw.text((max(bar_width - text_width(labels[1]), text_width(labels[0]) + 12), 14), labels[1], fill=INK, font=font())
+    return np.asarray(canvas)
+
+
+def vstack(parts: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    """Images one above the other, left-aligned, on the margin colour."""
+    width = max(p.shape[1] for p in parts)
+    canvas = Image.new("RGB", (width, sum(p.shape[0] for p in parts) + gap * (len(parts) - 1)), MARGIN)
+    y = 0
+    for part in parts:
+        canvas.paste(Image.fromarray(np.ascontiguousarray(part)), (0, y))
+        y += part.shape[0] + gap
+    return np.asarray(canvas)
+
+
 # --- the three heatmaps ------------------------------------------------------------------------
 
 
@@ -99,33 +201,33 @@ def spatial_strip(frames: np.ndarray, heat: np.ndarray, tile: int = TILE) -> np.
     return hstack(tiles)
 
 
+def spatial_figure(frames: np.ndarray, heat: np.ndarray, times: Sequence[float], tile: int = TILE) -> np.ndarray:
+    """spatial_strip with each frame's time in the file under it and the colour legend."""
+    strip = spatial_strip(frames, heat, tile)
+    ticks = [(i * (tile + GAP) + tile // 2, seconds_label(t)) for i, t in enumerate(times)]
+    return vstack([with_axes(strip, x_ticks=ticks), colour_legend(strip.shape[1])])
+
+
 def temporal_strip(spans: Sequence[tuple[float, float]], scores: Sequence[float], duration: float,
-                   selected: int | None = None, width: int = 640, height: int = 56) -> np.ndarray:
+                   selected: int | None = None, width: int = 640, height: int = 40) -> np.ndarray:
     """Similarity of each window along the file: a bar from 0 to `duration` seconds, each window's
-    stretch coloured by its score, the selected window outlined, the time at both ends.
+    stretch coloured by its score, the selected window outlined; times under it, the legend below.
 
     Overlapping windows (stride < window) are painted in order, so each point shows the latest
-    window that covers it. Returns uint8 (height, width, 3).
+    window that covers it. Returns uint8 (H, width, 3), the bar in the top `height` rows.
     """
-    bar_height = height - 16  # the rest holds the time labels
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     total = max(duration, max((e for _, e in spans), default=0.0), 1e-6)
     x = lambda t: int(round(t / total * (width - 1)))  # noqa: E731
     colours = colorize(unit_range(np.asarray(scores, np.float32))) if len(scores) else []
     for (start, end), colour in zip(spans, colours, strict=True):
-        draw.rectangle([x(start), 0, max(x(start), x(end) - 1), bar_height], fill=tuple(int(c) for c in colour))
-    font = ImageFont.load_default()
+        draw.rectangle([x(start), 0, max(x(start), x(end) - 1), height - 1], fill=tuple(int(c) for c in colour))
     if selected is not None and 0 <= selected < len(spans):
         start, end = spans[selected]
-        draw.rectangle([x(start), 0, max(x(start) + 2, x(end) - 1), bar_height], outline=SELECTED, width=3)
-        score = f"{scores[selected]:.2f}"  # the selected window's own score, centred under it
-        middle = (x(start) + x(end)) / 2 - draw.textlength(score, font=font) / 2
-        draw.text((min(max(middle, 30), width - 70), bar_height + 2), score, fill=SELECTED, font=font)
-    draw.text((2, bar_height + 2), "0 s", fill=(220, 220, 220), font=font)
-    label = f"{total:.1f} s"
-    draw.text((width - 2 - draw.textlength(label, font=font), bar_height + 2), label, fill=(220, 220, 220), font=font)
-    return np.asarray(image)
+        draw.rectangle([x(start), 0, max(x(start) + 2, x(end) - 1), height - 1], outline=SELECTED, width=3)
+    bar = with_axes(np.asarray(image), x_ticks=time_ticks(0.0, total, width))
+    return vstack([bar, colour_legend(width, ("this query: less like it", "more like it"))])
 
 
 def spectrogram_rgb(spec: np.ndarray, stops: np.ndarray = HEAT_STOPS) -> np.ndarray:
@@ -139,6 +241,15 @@ def spectrogram_heatmap(spec: np.ndarray, heat: np.ndarray, height: int = TILE, 
     grey = resize(spectrogram_rgb(spec, GREY_STOPS), width, height)
     heat01 = upsample(unit_range(heat)[::-1], width, height)  # flipped like the spectrogram
     return overlay(grey, heat01)
+
+
+def spectrogram_figure(spec: np.ndarray, heat: np.ndarray, seconds: tuple[float, float], hz: Sequence[float],
+                       height: int = TILE, width: int = 2 * TILE) -> np.ndarray:
+    """spectrogram_heatmap with a time axis (`seconds`: the file's times at its first and last
+    column), a frequency axis (`hz`: each row's centre frequency) and the colour legend."""
+    picture = spectrogram_heatmap(spec, heat, height, width)
+    framed = with_axes(picture, x_ticks=time_ticks(*seconds, width, most=4), y_ticks=frequency_ticks(hz, height))
+    return vstack([framed, colour_legend(framed.shape[1])])
 
 
 # --- thumbnails --------------------------------------------------------------------------------

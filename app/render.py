@@ -8,13 +8,16 @@ tiny preset's 64-pixel frames are too small to look at.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from app import heatmaps
 from catalog.service import SearchService
-from catalog.windows import WindowData, frame_times, iter_windows
+from catalog.windows import WindowData, audio_span, frame_times, iter_windows
 from vlsa.api import VLSA
+from vlsa.audio import row_frequencies
 from vlsa.media import iter_frames_at
 
 
@@ -29,35 +32,63 @@ def frames_hwc(frames: torch.Tensor) -> np.ndarray:
     return frames.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def thumbnail(model: VLSA, window: float, path: str, start: float, end: float, has_video: bool) -> np.ndarray:
-    """A frame from the middle of the window for a video, a small spectrogram for a sound."""
+def heard_span(model: VLSA, window: float, start: float, end: float, duration: float | None) -> tuple[float, float]:
+    """The file's seconds a window's spectrogram shows: where its audio starts (see
+    catalog.windows.audio_span) to where the sound ends. A file shorter than the window is padded
+    with silence, which is not drawn."""
+    clip = model.config.audio.clip_seconds
+    first, last = audio_span(start, end, window, clip)
+    stop = min(last, first + clip, duration) if duration else min(last, first + clip)
+    return first, max(stop, first + clip / 100)  # a sliver at least
+
+
+def crop_columns(x: np.ndarray, seconds: tuple[float, float], clip: float) -> np.ndarray:
+    """The columns (last axis) of a map spanning `clip` seconds that cover `seconds` from its start."""
+    fraction = (seconds[1] - seconds[0]) / clip
+    return x[..., :max(1, math.ceil(x.shape[-1] * fraction - 1e-6))]
+
+
+def thumbnail(model: VLSA, window: float, path: str, start: float, end: float, has_video: bool,
+              duration: float | None = None) -> np.ndarray:
+    """A frame from the middle of the window for a video; for a sound, its spectrogram over the
+    sound's own length (not the silence a short file is padded with)."""
     if has_video:
         frame = next(iter_frames_at(path, [(start + end) / 2], size=heatmaps.TILE))
         return heatmaps.video_thumbnail(frames_hwc(frame[None])[0])
     data = window_data(model, window, path, start, end, False, True)
-    return heatmaps.audio_thumbnail(model.frontend(data.wave).numpy())
+    spec = model.frontend(data.wave).numpy()
+    heard = heard_span(model, window, start, end, duration)
+    return heatmaps.audio_thumbnail(crop_columns(spec, heard, model.config.audio.clip_seconds))
 
 
 def spatial(model: VLSA, data: WindowData, path: str, query: np.ndarray) -> np.ndarray:
-    """The sampled frames of the window under the query's similarity to each video patch."""
+    """The sampled frames of the window under the query's similarity to each video patch, each
+    with its time in the file."""
     heat = model.video_patch_map(torch.as_tensor(query), data.frames).numpy()  # (T, h, w)
     times = frame_times(data.start, data.end, model.config.video.frames)
     shown = torch.stack(list(iter_frames_at(path, times, size=heatmaps.TILE)))
-    return heatmaps.spatial_strip(frames_hwc(shown), heat)
+    return heatmaps.spatial_figure(frames_hwc(shown), heat, times)
 
 
-def spectrogram(model: VLSA, data: WindowData, query: np.ndarray) -> np.ndarray:
-    """The window's spectrogram under the query's similarity to each spectrogram patch."""
+def spectrogram(model: VLSA, data: WindowData, query: np.ndarray, window: float, duration: float | None) -> np.ndarray:
+    """The window's spectrogram (over the sound's own length) under the query's similarity to each
+    spectrogram patch, with axes in seconds and Hz."""
     heat = model.audio_patch_map(torch.as_tensor(query), data.wave).numpy()  # (f, t)
-    return heatmaps.spectrogram_heatmap(model.frontend(data.wave).numpy(), heat)
+    heard, clip = heard_span(model, window, data.start, data.end, duration), model.config.audio.clip_seconds
+    spec = model.frontend(data.wave).numpy()
+    return heatmaps.spectrogram_figure(crop_columns(spec, heard, clip), crop_columns(heat, heard, clip), heard,
+                                       row_frequencies(model.config.audio).tolist())
 
 
 def temporal(service: SearchService, media_id: int, modality: str, query: np.ndarray,
-             window_id: int, duration: float | None) -> np.ndarray:
+             window_id: int, duration: float | None) -> np.ndarray | None:
     """The query's similarity to every window of the file (the stored vectors of `modality`),
-    as a strip along the file with the selected window outlined."""
+    as a strip along the file with the selected window outlined; None for a file of one window
+    (the strip would be one block)."""
     index = service.index(modality)
     rows = np.flatnonzero(index.media_ids == media_id)
+    if len(rows) < 2:
+        return None
     scores = index.matrix[rows] @ np.asarray(query, np.float32)
     spans_by_id = {w.id: (w.start, w.end) for w in service.catalog.windows(media_id)}
     ids = [int(i) for i in index.window_ids[rows]]

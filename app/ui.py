@@ -32,7 +32,18 @@ MODEL = "model"  # the concurrency group of every event that runs the model or r
 # System fonts only: the default theme fetches Google fonts, and the app must work offline.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CACHE_HOURLY = (3600, 3600)  # gradio deletes its cached files (images, cuts) an hour old, every hour
-CSS = "#results .caption-label { white-space: normal; }"
+# Result captions under the picture, not over it (gradio draws them on the tile's lower part);
+# a short sound's player hides its own times, which gradio rounds to 0:00 (callbacks.sound_player).
+CSS = """
+#results .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#results .thumbnail-item > img { aspect-ratio: 1; height: auto; flex: none; }
+#results .caption-label { position: static; max-width: none; border: none; border-radius: 0;
+  background: none; padding: 4px 6px; white-space: pre-line; font-size: var(--text-md); line-height: 1.35; }
+#results .caption-label::first-line { font-weight: 600; }
+#results .thumbnail-lg:hover .caption-label { opacity: 1; }
+.short-sound #time, .short-sound #duration { display: none; }
+.heatmap { padding-top: 2.4rem !important; }  /* the panel's label above the figure, not on it */
+"""
 
 
 class Handlers:
@@ -54,6 +65,9 @@ class Handlers:
     def find_similar(self, window_id: float, kind: str, folder: str, duration: str, per_file: bool):
         return self.ctx.run(callbacks.find_similar, window_id, kind, folder, duration, per_file)
 
+    def describe_sound(self, audio: str | None):
+        return callbacks.describe_sound(audio)
+
     def select(self, hits: list, query: dict, evt: gr.SelectData):
         return self.ctx.run(callbacks.select_result, hits, query, evt.index)
 
@@ -62,6 +76,11 @@ class Handlers:
 
     def folders(self) -> list:
         return self.ctx.run(callbacks.folder_choices)
+
+
+def unselected() -> gr.Gallery:
+    """The gallery with no tile selected (its value left as it is)."""
+    return gr.Gallery(selected_index=None)
 
 
 @contextlib.contextmanager
@@ -80,7 +99,8 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
     with quiet_gradio6_notices(), gr.Blocks(title="VLSA search", theme=THEME, css=CSS, analytics_enabled=False,
                    delete_cache=CACHE_HOURLY) as demo:
         gr.Markdown("# VLSA search\nFind a moment in your videos and sounds by describing it, "
-                    "by playing a sound like it, or from another result.")
+                    "by playing a sound like it, or from another result: pick a result to play it and to "
+                    "see where in its picture and sound it matches.")
         hits, query = gr.State([]), gr.State(None)
         with gr.Tab("Search"):
             with gr.Row():
@@ -95,7 +115,8 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                                          label="A sound to match (upload or record)", elem_id="query-audio")
                         sound_button = gr.Button("Search by sound", variant="primary", elem_id="search-audio")
                 with gr.Column(scale=2):
-                    kind = gr.Radio(KIND_CHOICES, value="any", label="Match against")
+                    kind = gr.Radio(KIND_CHOICES, value="any", label="Match against",
+                                    info="each moment of a file has a picture and a sound; search either or both")
                     folder = gr.Dropdown(handlers.folders(), value=callbacks.ALL_FOLDERS, label="Folder",
                                          allow_custom_value=True)
                     duration = gr.Dropdown(list(DURATIONS), value="any length", label="File length")
@@ -103,21 +124,24 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
             status = gr.Markdown(label="Status", elem_id="status")
             gallery = gr.Gallery(label="Results", columns=6, height="auto", allow_preview=False,
                                  elem_id="results")
-            with gr.Row():
+            with gr.Row(elem_id="selection"):
                 with gr.Column(scale=2):
-                    video = gr.Video(label="Clip", autoplay=True, interactive=False, elem_id="player-video")
+                    video = gr.Video(label="Clip", autoplay=True, interactive=False, visible=False,
+                                     elem_id="player-video")
                     audio = gr.Audio(label="Clip", autoplay=True, interactive=False, visible=False,
                                      elem_id="player-audio")
                     about = gr.Markdown(elem_id="details")
                     similar_button = gr.Button("Find similar", elem_id="find-similar")
+                    gr.Markdown("*Find similar* searches with the selected moment itself: its picture "
+                                "and its sound.", elem_classes=["hint"])
                     window_id = gr.Number(visible=False, precision=0)
                 with gr.Column(scale=3):
-                    spatial = gr.Image(label="Where in the picture (sampled frames)", interactive=False,
-                                       elem_id="heatmap-spatial")
-                    temporal = gr.Image(label="When in the file (each window)", interactive=False,
-                                        elem_id="heatmap-temporal")
-                    spectrogram = gr.Image(label="Where in the sound (spectrogram)", interactive=False,
-                                           elem_id="heatmap-audio")
+                    spatial = gr.Image(label="Where in the picture: the frames of this moment", interactive=False,
+                                       visible=False, elem_classes=["heatmap"], elem_id="heatmap-spatial")
+                    temporal = gr.Image(label="When in the file: each moment, for this search", interactive=False,
+                                        visible=False, elem_classes=["heatmap"], elem_id="heatmap-temporal")
+                    spectrogram = gr.Image(label="Where in the sound: its spectrogram", interactive=False,
+                                           visible=False, elem_classes=["heatmap"], elem_id="heatmap-audio")
             with gr.Accordion("Results as JSON", open=False):
                 results = gr.JSON(label="Results (JSON)")
         with gr.Tab("Library"):
@@ -138,8 +162,16 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
             similar_button.click(handlers.find_similar, [window_id, *filters], found,
                                  api_name="find_similar", concurrency_id=MODEL),
         ]
-        for event in searches:  # the old selection belongs to the old results
+        heatmap_images = [spatial, temporal, spectrogram]
+        for event in searches:
+            # New results, nothing selected: the gallery keeps its selected index across values,
+            # and a click on the tile at that index would then send no select event.
+            event.success(unselected, None, gallery, api_name=False, queue=False)
+        for event in searches[:2]:  # the old selection belongs to the old results
             event.success(callbacks.clear_selection, None, selection, api_name=False, queue=False)
+        # Find similar keeps the clip it started from; its heatmaps were drawn for the old search.
+        searches[2].success(callbacks.clear_heatmaps, None, heatmap_images, api_name=False, queue=False)
+        sound.change(handlers.describe_sound, sound, sound, api_name=False, queue=False)
         gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL)
         demo.load(handlers.library, None, [library_text, failures], api_name="library", concurrency_id=MODEL)
         refresh.click(handlers.library, None, [library_text, failures], api_name=False, concurrency_id=MODEL)

@@ -165,6 +165,15 @@ class SearchService:
             hits.append(Hit(window_id, media_id, path, start, end, modality, score))
         return hits
 
+    def all_scores(self, query: np.ndarray, modality: str) -> np.ndarray:
+        """float32 (windows,): every window's score of one modality for a query (E,) or (N, E), as
+        search_vector scores them (a window's best cosine with any row); what a hit's score is
+        compared with (app/scores.py)."""
+        matrix = self.index(modality).matrix
+        if len(matrix) == 0:
+            return np.zeros(0, np.float32)
+        return (matrix @ np.atleast_2d(_unit(query)).T).max(axis=1)
+
     def index(self, modality: str) -> MatrixIndex:
         """The in-memory vectors of one modality, reloaded when the catalog changed."""
         with self._lock:

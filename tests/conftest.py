@@ -8,6 +8,7 @@ indexes the clips. About 15-30 s on a 2-core CPU; built once per test session, o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,14 +135,13 @@ class RunningApp:
     upload_mb: float  # its upload size limit
 
 
-@pytest.fixture(scope="session")
-def running_app(app_library, tmp_path_factory) -> RunningApp:
-    """`vlsa app` on the library, on a free 127.0.0.1 port, stopped after the session."""
+@contextlib.contextmanager
+def serve_app(db: Path, log: Path) -> Iterator[RunningApp]:
+    """`vlsa app` on the catalog `db`, on a free 127.0.0.1 port, stopped on exit."""
     port = free_port()
-    log = tmp_path_factory.mktemp("app-log") / "app.log"
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(VLSA_BIN), "app", "--db", str(app_library.db), "--port", str(port),
+        proc = subprocess.Popen([str(VLSA_BIN), "app", "--db", str(db), "--port", str(port),
                                  "--no-browser", "--max-upload-mb", str(UPLOAD_MB)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -149,3 +150,10 @@ def running_app(app_library, tmp_path_factory) -> RunningApp:
         yield RunningApp(url, port, UPLOAD_MB)
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def running_app(app_library, tmp_path_factory) -> Iterator[RunningApp]:
+    """`vlsa app` on the library, stopped after the session."""
+    with serve_app(app_library.db, tmp_path_factory.mktemp("app-log") / "app.log") as app:
+        yield app

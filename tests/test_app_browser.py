@@ -1,13 +1,16 @@
 """The whole page in a real browser: Debian's chromium driven by Playwright (`make browser`
 installs chromium with apt; Playwright's own browser download is never used).
 
-Opens the app, types a caption, waits for the result thumbnails, selects the first, and checks
-that the heatmaps and a playing-ready video appear. The screenshot goes to tests/artifacts/app.png.
+One app for the module: the library of generated clips plus a sound shorter than a second (a
+sound-only result, and a query whose length gradio's player rounds to 0:00). The screenshot of
+the first test goes to tests/artifacts/app.png.
 """
 
+import shutil
 from pathlib import Path
 
 import pytest
+from conftest import serve_app
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +19,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 60_000  # a search or a selection on a busy 2-core machine: seconds, not a minute
+SHORT_SECONDS = 0.4  # under a second: gradio's player shows it as 0:00
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +33,66 @@ def browser():
         browser.close()
 
 
-def test_browser_search_select_shows_heatmaps_and_player(browser, running_app, app_library):
+@pytest.fixture(scope="module")
+def short_sound(app_library, tmp_path_factory) -> Path:
+    """The first SHORT_SECONDS of clip 1's sound as a wav, in a folder of its own."""
+    from app.clips import write_wav
+    from vlsa.media import read_audio
+
+    path = tmp_path_factory.mktemp("sounds") / "short.wav"
+    write_wav(read_audio(app_library.clips[1], 0.0, SHORT_SECONDS, 16000).numpy(), 16000, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(app_library, short_sound, tmp_path_factory):
+    """`vlsa app` on a copy of the library's catalog with the short sound indexed beside the clips."""
+    from catalog.indexer import Indexer
+    from catalog.store import Catalog
+    from vlsa.api import VLSA
+
+    work = tmp_path_factory.mktemp("browser-app")
+    db = work / "library.db"
+    shutil.copy(app_library.db, db)
+    with Catalog(db) as catalog:  # the clips are unchanged: only the sound is embedded
+        Indexer(catalog, VLSA.from_pretrained(app_library.checkpoint), checkpoint=str(app_library.checkpoint)
+                ).run([str(app_library.root), str(short_sound.parent)])
+    with serve_app(db, work / "app.log") as app:
+        yield app.url
+
+
+@pytest.fixture
+def page(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(running_app.url + "/", timeout=TIMEOUT_MS)
+    page.goto(app_url + "/", timeout=TIMEOUT_MS)
+    yield page
+    page.close()
+    assert not errors, errors
 
+
+def search(page, text: str) -> None:
+    """Type `text`, search, and wait until the status names it."""
     query = page.get_by_label("Describe what you are looking for")
-    query.fill(app_library.captions[0])
+    query.fill(text)
     query.press("Enter")
+    page.locator("#status", has_text=text[:30]).wait_for(timeout=TIMEOUT_MS)
+
+
+def tile_name(page, index: int) -> str:
+    """The file name shown with the result tile at `index`."""
+    return page.locator("#results .thumbnail-item").nth(index).inner_text().split()[0]
+
+
+def test_browser_search_select_shows_heatmaps_and_player(page, app_library):
+    search(page, app_library.captions[0])
     thumbnails = page.locator("#results img")
-    thumbnails.first.wait_for(timeout=TIMEOUT_MS)
-    assert thumbnails.count() == len(app_library.clips)
-    assert app_library.clips[0].name in page.locator("#results").inner_text()  # best result first
+    assert thumbnails.count() == len(app_library.clips) + 1  # the clips and the short sound
+    assert tile_name(page, 0) == app_library.clips[0].name  # best result first
 
     thumbnails.first.click()
     page.locator("#heatmap-spatial img").wait_for(timeout=TIMEOUT_MS)
-    page.locator("#heatmap-temporal img").wait_for(timeout=TIMEOUT_MS)
     page.locator("#heatmap-audio img").wait_for(timeout=TIMEOUT_MS)
     # The clip is an H.264 mp4 the browser can decode: its metadata loads and it lasts the window.
     page.wait_for_function("() => { const v = document.querySelector('#player-video video');"
@@ -55,5 +102,59 @@ def test_browser_search_select_shows_heatmaps_and_player(browser, running_app, a
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
-    assert not errors, errors
-    page.close()
+
+
+def shows(locator, timeout_ms: int = TIMEOUT_MS // 4, state: str = "visible") -> bool:
+    """Whether `locator` reaches `state` within the timeout."""
+    try:
+        locator.wait_for(timeout=timeout_ms, state=state)
+        return True
+    except Exception:  # playwright's TimeoutError
+        return False
+
+
+def test_browser_reselect_after_search_find_similar_and_short_sounds(page, app_library, short_sound):
+    """Bugs of issue 18, in one session of the page, each reported by number (all at the end, so
+    one run shows every one that is back):
+    1. after a new search, a click on the tile at the previously selected position did nothing
+       (the gallery kept its selected index, so the click sent no select event);
+    4. "Find similar" cleared the player and titled the results "for window #N";
+    2. a sound under a second showed 0:00 / 0:00 in the query's player and in the clip's (gradio
+       rounds to whole seconds)."""
+    bugs: list[str] = []
+    search(page, app_library.captions[0])
+    page.locator("#results .thumbnail-item").nth(1).click()
+    page.locator("#details", has_text=tile_name(page, 1)).wait_for(timeout=TIMEOUT_MS)
+
+    search(page, app_library.captions[2])
+    second = tile_name(page, 1)
+    page.locator("#results .thumbnail-item").nth(1).click()
+    if not shows(page.locator("#details", has_text=second)):
+        bugs.append(f"bug 1: a click on the tile at the previously selected position did not select {second}")
+
+    page.locator("#find-similar").click()
+    status = page.locator("#status", has_text="like")
+    if not shows(status, TIMEOUT_MS):
+        bugs.append(f"bug 4: the status does not say what the results are like: {page.locator('#status').inner_text()!r}")
+    elif second not in status.inner_text() or "window #" in status.inner_text():
+        bugs.append(f"bug 4: the status should name the file and time it started from: {status.inner_text()!r}")
+    if second not in page.locator("#details").inner_text():
+        bugs.append("bug 4: Find similar cleared the details of the result it started from")
+    if not page.evaluate("document.querySelector('#player-video video')?.src || ''"):
+        bugs.append("bug 4: Find similar cleared the player")
+
+    page.get_by_role("tab", name="By sound").click()
+    page.locator("#query-audio input[type=file]").set_input_files(str(short_sound))
+    players = {"query": page.locator("#query-audio")}
+    shows(players["query"].get_by_text(f"{SHORT_SECONDS:.1f} s"))
+    page.locator("#search-audio").click()
+    page.locator("#status", has_text=short_sound.name).wait_for(timeout=TIMEOUT_MS)
+    assert tile_name(page, 0) == short_sound.name  # a sound finds itself first
+    page.locator("#results .thumbnail-item").first.click()
+    players["clip"] = page.locator("#player-audio")
+    shows(players["clip"].locator("#duration"), TIMEOUT_MS, state="attached")
+    for name, player in players.items():
+        text = player.inner_text()
+        if f"{SHORT_SECONDS:.1f} s" not in text or "0:00" in text:
+            bugs.append(f"bug 2: the {name}'s player should show its length, not 0:00: {text!r}")
+    assert not bugs, "\n".join(bugs)

@@ -39,8 +39,25 @@ def test_callbacks_search_results_carry_thumbnails_and_captions(ctx, app_library
     gallery, rows, *_ = callbacks.search_text(ctx, app_library.captions[0])
     image, caption = gallery[0]
     assert image.shape == (heatmaps.TILE, heatmaps.TILE, 3) and image.dtype == np.uint8
-    assert caption.startswith(os.path.basename(app_library.clips[0]) + " · 0.0–2.0 s · ")
+    name, rank_line, found = caption.split("\n")
+    assert name == os.path.basename(app_library.clips[0]) and rank_line.startswith("#1 · ")
+    assert rank_line.endswith(" · 0.0–2.0 s") and found in ("found by its picture", "found by its sound")
     assert rows[0]["rank"] == 1 and rows[0]["name"] == os.path.basename(app_library.clips[0])
+
+
+def test_callbacks_strength_is_measured_against_the_querys_own_scores(ctx, app_library):
+    """The best result stands out from the library (its caption's words come from the strength,
+    the raw cosine stays in the JSON). Catches a strength computed against the results shown
+    (always high for the first) or against another modality's scores."""
+    from app.scores import Spread, strength_words
+
+    _, rows, hits, query, _ = callbacks.search_text(ctx, app_library.captions[0])
+    best = hits[0]
+    everything = ctx.service.all_scores(query[best.modality], best.modality)
+    assert everything.shape == (len(ctx.service.index(best.modality)),) and everything.max() == pytest.approx(best.score)
+    assert rows[0]["strength"] == pytest.approx(Spread.of(everything).strength(best.score), abs=0.01)
+    assert rows[0]["strength"] > rows[-1]["strength"] and rows[0]["score"] == round(best.score, 6)
+    assert rows[0]["match"] == strength_words(rows[0]["strength"])
 
 
 def test_callbacks_filters_reach_the_search(ctx, app_library):
@@ -94,7 +111,7 @@ def test_callbacks_sound_of_two_windows_finds_and_draws_both_clips(ctx, app_libr
     assert {r["file"] for r in rows[:2]} == set(map(str, clips)) and rows[0]["score"] > 0.9999
     for index in (0, 1):
         *_, spectrogram, _, window_id = callbacks.select_result(ctx, hits, query, index)
-        assert spectrogram.ndim == 3 and window_id == hits[index].window_id
+        assert spectrogram["value"].ndim == 3 and window_id == hits[index].window_id
 
 
 def test_callbacks_search_audio_rejects_bad_uploads(ctx, tmp_path):
@@ -117,16 +134,19 @@ def test_callbacks_select_plays_the_clip_from_its_start_and_draws_the_heatmaps(c
     assert clip.endswith(".mp4") and ctx.files.allows(clip) and os.path.dirname(clip) == str(ctx.clip_dir)
     assert probe(clip).duration == pytest.approx(2.0, abs=0.1)  # the window (the file ends there)
     frames = ctx.model.config.video.frames
-    assert spatial.shape == (heatmaps.TILE, frames * heatmaps.TILE + (frames - 1) * heatmaps.GAP, 3)
-    assert temporal.ndim == 3 and spectrogram.ndim == 3
+    assert spatial["visible"] and spatial["value"].shape[1] >= frames * heatmaps.TILE  # the strip and its axis
+    assert spectrogram["visible"] and spectrogram["value"].ndim == 3
+    assert not temporal["visible"]  # a file of one window: no strip along it
     assert window_id == hits[0].window_id and os.path.basename(app_library.clips[2]) in about
+    assert "window #" not in about and "result 1" in about
 
 
 def test_callbacks_find_similar_searches_with_a_window_and_leaves_it_out(ctx, app_library):
     _, _, hits, _, _ = callbacks.search_text(ctx, app_library.captions[0])
     _, rows, similar, query, status = callbacks.find_similar(ctx, hits[0].window_id)
     assert hits[0].window_id not in [h.window_id for h in similar]
-    assert len(rows) == len(app_library.clips) - 1 and f"window #{hits[0].window_id}" in status
+    assert len(rows) == len(app_library.clips) - 1 and "window #" not in status
+    assert f"like {app_library.clips[0].name} at 0.0–2.0 s" in status  # the file and time it started from
     assert np.allclose(query["audio"], ctx.service.catalog.embedding(hits[0].window_id, "audio"))
     with pytest.raises(gr.Error, match="Select a result first"):
         callbacks.find_similar(ctx, None)
@@ -183,7 +203,8 @@ def test_callbacks_select_a_sound_plays_a_wav_and_draws_the_spectrogram_only(app
     assert rows[0]["name"] == f"{app_library.clips[1].stem}.wav"
     video, audio, spatial, temporal, spectrogram, *_ = callbacks.select_result(context, hits, query, 0)
     assert audio["visible"] and not video["visible"] and audio["value"].endswith(".wav")
-    assert spatial is None and spectrogram.ndim == 3 and temporal.ndim == 3
+    assert audio["label"] == "Clip · 2.0 s" and audio["elem_classes"] == []  # long enough for gradio's times
+    assert not spatial["visible"] and spectrogram["value"].ndim == 3 and not temporal["visible"]
 
 
 def test_ui_build_app_names_the_endpoints_and_shares_one_model_queue(ctx):

@@ -38,8 +38,8 @@ def test_heatmaps_spatial_strip_needs_a_map_per_frame():
 
 def test_heatmaps_temporal_strip_colours_each_window_by_its_score():
     spans = [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0)]
-    strip = heatmaps.temporal_strip(spans, [0.1, 0.9, 0.5], duration=6.0, selected=1, width=600, height=56)
-    assert strip.shape == (56, 600, 3)
+    strip = heatmaps.temporal_strip(spans, [0.1, 0.9, 0.5], duration=6.0, selected=1, width=600, height=40)
+    assert strip.shape[1] >= 600 and strip.shape[0] > 40  # the bar, its time axis and the legend
     row = strip[20].astype(int)
     first, middle, last = row[50].sum(), row[300].sum(), row[550].sum()
     assert middle > last > first  # brighter is more similar
@@ -66,3 +66,42 @@ def test_heatmaps_spectrogram_heatmap_flips_heat_like_the_spectrogram():
 def test_heatmaps_thumbnails_are_square():
     assert heatmaps.video_thumbnail(np.zeros((90, 160, 3), np.uint8), size=48).shape == (48, 48, 3)
     assert heatmaps.audio_thumbnail(np.random.default_rng(0).random((64, 64)), size=48).shape == (48, 48, 3)
+
+
+def embedded_at(figure: np.ndarray, picture: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) where `picture` appears unchanged inside `figure`, or None."""
+    h, w = picture.shape[:2]
+    for y in range(figure.shape[0] - h + 1):
+        for x in range(figure.shape[1] - w + 1):
+            if (figure[y, x] == picture[0, 0]).all() and (figure[y:y + h, x:x + w] == picture).all():
+                return y, x
+    return None
+
+
+def test_heatmaps_time_ticks_are_round_seconds_from_end_to_end():
+    ticks = heatmaps.time_ticks(0.0, 2.0, 641)
+    assert [label for _, label in ticks] == ["0.0 s", "0.5 s", "1.0 s", "1.5 s", "2.0 s"]
+    assert [x for x, _ in ticks] == [0, 160, 320, 480, 640]
+    assert [label for _, label in heatmaps.time_ticks(1.3, 2.3, 300, most=4)] == ["1.5 s", "2.0 s"]
+
+
+def test_heatmaps_frequency_ticks_put_low_frequencies_at_the_bottom():
+    ticks = dict((label, y) for y, label in heatmaps.frequency_ticks(np.geomspace(40, 8000, 64), height=160))
+    assert ticks["100 Hz"] > ticks["1 kHz"] > ticks["5 kHz"]  # rows grow downwards
+    assert "20 Hz" not in ticks and "10 kHz" not in ticks  # only frequencies the map holds
+
+
+def test_heatmaps_figures_keep_the_picture_clear_and_add_axes_and_legend():
+    """Axes and legend are drawn in margins: the heatmap itself is in the figure pixel for pixel.
+    Catches text or ticks drawn over the picture, and a figure without its colour legend."""
+    rng = np.random.default_rng(0)
+    spec, heat = rng.random((64, 40)), rng.random((4, 3))
+    picture = heatmaps.spectrogram_heatmap(spec, heat)
+    figure = heatmaps.spectrogram_figure(spec, heat, (1.0, 2.0), np.geomspace(40, 8000, 64))
+    top, left = embedded_at(figure, picture)
+    assert top == 0 and left > 0  # the frequency labels on its left
+    below = figure[picture.shape[0]:]
+    assert (below == heatmaps.colorize(np.array(1.0))).all(-1).any()  # the legend's brightest colour
+    frames, heat = np.full((2, 32, 32, 3), 90, np.uint8), rng.random((2, 2, 2))
+    strip = heatmaps.spatial_strip(frames, heat, tile=64)
+    assert embedded_at(heatmaps.spatial_figure(frames, heat, [0.5, 1.5], tile=64), strip) == (0, 0)

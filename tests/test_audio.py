@@ -71,6 +71,21 @@ def test_mel_tone_peaks_at_its_mel_bin():
     assert int(profile.argmax()) == expected == 21
 
 
+def test_row_frequencies_are_each_rows_centre():
+    """The app's frequency axis: a mel row's centre is where its filter peaks, a log-frequency
+    row's is its geometric centre. Catches the axis drawn linear or for the other front end."""
+    import torchaudio
+
+    from vlsa.audio import log_frequency_centres, row_frequencies
+
+    mel = AudioConfig(frontend="mel", sample_rate=16000, n_fft=1024, hop=500, bins=64)
+    banks = torchaudio.functional.melscale_fbanks(513, mel.fmin, 8000.0, 64, 16000)  # (freqs, bins)
+    peaks = torch.linspace(0, 8000, 513)[banks.argmax(0)].double()
+    assert torch.allclose(row_frequencies(mel), peaks, atol=8000 / 512)  # within one STFT bin
+    log = AudioConfig()
+    assert torch.equal(row_frequencies(log), log_frequency_centres(log.sample_rate, log.bins, log.fmin))
+
+
 @pytest.mark.parametrize("frontend", ["mel", "logfreq"])
 def test_frontend_silence_is_finite(frontend):
     cfg = settings("tiny", frontend)

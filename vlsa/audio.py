@@ -105,6 +105,21 @@ def spectrogram(cfg: AudioConfig) -> nn.Module:
     raise ValueError(f"audio.frontend must be logfreq or mel, not {cfg.frontend!r}")
 
 
+def row_frequencies(cfg: AudioConfig) -> torch.Tensor:
+    """float64 (cfg.bins,): the centre frequency of each row of the map, low to high, in Hz (the
+    app labels spectrogram axes with it)."""
+    if cfg.frontend == "logfreq":
+        return log_frequency_centres(cfg.sample_rate, cfg.bins, cfg.fmin)
+    if cfg.frontend == "mel":  # torchaudio's HTK mel bands: bins + 2 edges evenly spaced in mel
+        edges = torch.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.sample_rate / 2), cfg.bins + 2, dtype=torch.float64)
+        return 700.0 * (10 ** (edges[1:-1] / 2595.0) - 1)
+    raise ValueError(f"audio.frontend must be logfreq or mel, not {cfg.frontend!r}")
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1 + hz / 700.0)
+
+
 def fit_length(x: torch.Tensor, length: int, value: float = 0.0) -> torch.Tensor:
     """Crop or pad (with `value`) the last axis of `x` to exactly `length`."""
     if x.shape[-1] >= length:
