@@ -8,7 +8,8 @@ host names it was started for, and serves only the catalog's media files and its
 files (see app/files.py, app/server.py). Any other bind address needs a login. Its temporary
 folder also holds gradio's cache (GRADIO_TEMP_DIR), so uploads, recordings and generated images
 live there, not in a /tmp/gradio shared with other apps, and go when the app stops: on Ctrl-C
-and on SIGTERM alike.
+and on SIGTERM alike. Before it answers, the app runs one text and one sound search (`warm_up`),
+so the first search from the page is as fast as later ones.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def make_workdir() -> str:
     os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
     os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(workdir, "examples")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app works offline
+    # Gradio 6 records every call (the words, the uploaded sounds, the results) in the browser and
+    # offers to copy that history to a Hugging Face bucket; a private library keeps none of it.
+    os.environ["GRADIO_RUN_HISTORY"] = "False"
     return workdir
 
 
