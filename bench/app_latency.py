@@ -13,8 +13,8 @@ so each search is a new query) and time the click on "Search by sound" the same 
 The first search after a start is reported apart from the rest: one start begins with a text
 search, a second with a sound search. Then N text and N sound searches give p50 and p95.
 `--windows` adds a third start on a copy of the demo catalog filled up to that many windows with
-random vectors (files that do not exist, so they never win against a real match; what grows is
-the scan), to time text searches at that size.
+random vectors (a picture and a sound vector each, of files that do not exist: one that makes the
+top 12 is drawn as a blank tile, with a warning in the log), to time text searches at that size.
 
 The server side is timed apart, without the browser: the stages of a text search (encoding the
 words, the exact top-k with its SQL, thumbnails and captions, the gallery writing its image
