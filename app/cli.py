@@ -8,7 +8,8 @@ host names it was started for, and serves only the catalog's media files and its
 files (see app/files.py, app/server.py). Any other bind address needs a login. Its temporary
 folder also holds gradio's cache (GRADIO_TEMP_DIR), so uploads, recordings and generated images
 live there, not in a /tmp/gradio shared with other apps, and go when the app stops: on Ctrl-C
-and on SIGTERM alike.
+and on SIGTERM alike. Before it answers, the app runs one text and one sound search (`warm_up`),
+so the first search from the page is as fast as later ones.
 """
 
 from __future__ import annotations
@@ -21,14 +22,23 @@ import signal
 import socket
 import tempfile
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+import numpy as np
 
 from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
 from app.server import ANY_ADDRESS, AUTH_ENV, AUTH_HELP, is_loopback, launch_options, parse_login
 from vlsa.cli import UserError
 
+if TYPE_CHECKING:  # importing gradio reads its settings: only after make_workdir
+    import gradio as gr
+
+    from app.context import Context
+
 log = logging.getLogger(__name__)
+WARM_UP_TEXT = "a sound"  # any words: the warm-up search is for its side effects, not its results
 
 
 def make_workdir() -> str:
@@ -40,6 +50,9 @@ def make_workdir() -> str:
     os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
     os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(workdir, "examples")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app works offline
+    # Gradio 6 records every call (the words, the uploaded sounds, the results) in the browser and
+    # offers to copy that history to a Hugging Face bucket; a private library keeps none of it.
+    os.environ["GRADIO_RUN_HISTORY"] = "False"
     return workdir
 
 
@@ -102,18 +115,47 @@ def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", 
     `vlsa demo` run). `login`: (user, password), required by parse_login beyond loopback."""
     workdir = make_workdir()
     stop_on_sigterm()
-    from app.context import open_context  # after make_workdir: gradio reads its settings on import
-    from app.ui import build_app
-
     limits = limits or UploadLimits()
-    ctx = open_context(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
+    ctx, demo = open_app(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
     files = ctx.run(lambda c: c.service.catalog.stats()["media_ok"])
     click.echo(f"{db_path}: serving its {files} media files (nothing else in their folders) on "
                f"{page_url(host, port)} to {audience(host, login)}", err=True)
-    demo = build_app(ctx)
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
                 max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
                 **launch_options(ctx.may_serve, host, workdir, login))
+
+
+def open_app(db_path: str, checkpoint: str | None = None, workdir: str | None = None,
+             limits: UploadLimits | None = None) -> tuple[Context, gr.Blocks]:
+    """(context, page) for a catalog, its model loaded and warmed up: ready to launch."""
+    from app.context import open_context  # after make_workdir: gradio reads its settings on import
+    from app.ui import build_app
+
+    ctx = open_context(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
+    warm_up(ctx)
+    return ctx, build_app(ctx)
+
+
+def warm_up(ctx: Context) -> None:
+    """One text and one sound search through the callbacks, before the page is served: the first
+    search of a process builds the tokenizer and the audio front end, loads the vectors into
+    memory and runs each model path once, which the first person to search would otherwise wait
+    for. A search error is logged, not raised: the same search from the page will say it."""
+    import gradio as gr
+
+    from app import callbacks
+    from app.clips import write_wav
+
+    rate = ctx.model.config.audio.sample_rate
+    sound = Path(ctx.workdir) / "warm-up.wav"
+    write_wav(0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate), rate, sound)  # 1 s of 440 Hz
+    try:
+        ctx.run(callbacks.search_text, WARM_UP_TEXT)
+        ctx.run(callbacks.search_audio, str(sound))
+    except gr.Error as e:
+        log.warning("the warm-up search failed: %s", e)
+    finally:
+        sound.unlink(missing_ok=True)
 
 
 def page_url(host: str, port: int) -> str:

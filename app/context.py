@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from app.files import FileGuard, UploadLimits
 from catalog.service import SearchService
@@ -29,13 +30,20 @@ from vlsa.api import VLSA
 T = TypeVar("T")
 TOP = 12  # results per search: two rows of the gallery
 THUMBNAIL_CACHE = 256  # thumbnails kept in memory (160 x 160 RGB: 77 kB each, 20 MB in all)
+QUERY_THREADS = 1  # torch's intra-op threads on the model thread (see ModelThread)
 
 
 class ModelThread:
-    """One worker thread; `run` calls a function on it and waits for the result (or exception)."""
+    """One worker thread; `run` calls a function on it and waits for the result (or exception).
+
+    Torch runs on that one thread alone (QUERY_THREADS): a query is a sentence or a few windows of
+    sound, too small for intra-op threads to pay, and on a machine whose other cores are busy (an
+    indexer, a training run) every operation waits for its slowest thread: 6-9x slower with two
+    threads than with one on a busy 2-core machine (docs/PERFORMANCE.md)."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlsa-model")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlsa-model",
+                                        initializer=torch.set_num_threads, initargs=(QUERY_THREADS,))
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         return self._pool.submit(fn, *args).result()

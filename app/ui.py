@@ -86,10 +86,11 @@ def unselected() -> gr.Gallery:
 @contextlib.contextmanager
 def quiet_gradio6_notices() -> Iterator[None]:
     """Gradio 5.50 warns about every argument that 6.0 renames or moves (theme and css to
-    launch(), api_name=False to api_visibility, its own Examples and Dataframe internals), but
-    accepts none of the new forms yet; pyproject pins gradio < 6, so the notices are noise."""
+    launch(), api_name=False to api_visibility, its own Examples and Dataframe internals) but
+    accepts none of the new forms, and 6 still takes the old ones (with a warning of its own): the
+    page is written in the forms both accept, so the notices are noise."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Gradio 6.0", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*Gradio 6.0")
         yield
 
 
@@ -122,8 +123,10 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                     duration = gr.Dropdown(list(DURATIONS), value="any length", label="File length")
                     per_file = gr.Checkbox(True, label="Only the best moment of each file")
             status = gr.Markdown(label="Status", elem_id="status")
+            # JPEG: gradio encodes each thumbnail anew for every search; its default, WebP, took
+            # 2.5x as long (docs/PERFORMANCE.md, "The search app").
             gallery = gr.Gallery(label="Results", columns=6, height="auto", allow_preview=False,
-                                 elem_id="results")
+                                 format="jpeg", elem_id="results")
             with gr.Row(elem_id="selection"):
                 with gr.Column(scale=2):
                     video = gr.Video(label="Clip", autoplay=True, interactive=False, visible=False,

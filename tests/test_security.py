@@ -215,6 +215,19 @@ def test_security_file_routes_need_the_login(server, library):
     assert request(server, "GET", "/config", logged_in=False)[0] == 401
 
 
+@pytest.mark.slow
+def test_security_the_page_keeps_no_history_of_searches(server, library):
+    """Gradio 6 records every call (the words, the uploaded sounds, the results) in the browser,
+    with a page to review them and routes that copy them to a Hugging Face bucket; the app turns
+    that off (GRADIO_RUN_HISTORY=False, app/cli.py). Catches the setting dropped: on gradio 6
+    /gradio_api/runs then answers 200 and the page's config says run_history true."""
+    for target in ["/gradio_api/runs", "/gradio_api/run-history/records", "/gradio_api/run-history/buckets"]:
+        status, body = request(server, "GET", target)
+        assert status == 404 and not leaks(library, body), (target, status, body[:200])
+    status, body = request(server, "GET", "/config")
+    assert status == 200 and json.loads(body).get("run_history", False) is False
+
+
 # --- host names ----------------------------------------------------------------------------------
 
 
