@@ -118,7 +118,7 @@ def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folde
     began = time.perf_counter()
     options = search_options(kind, folder, duration, per_file, ctx.top)
     catalog = ctx.service.catalog
-    with user_errors(not_found="That result is no longer in the catalog; search again, then pick a result."):
+    with user_errors(not_found="No such result in the catalog (it may have been re-indexed); search again, then pick a result."):
         hits = ctx.service.search_like(window, **options)
         own = {m: catalog.embedding(window, m) for m in MODALITIES}
         moment = catalog.window(window)
@@ -139,7 +139,7 @@ def window_number(window_id: float | None) -> int:
     except (TypeError, ValueError, OverflowError):  # NaN, infinity, not a number
         window = 0
     if not 0 < window <= MAX_ROW_ID:
-        raise gr.Error(f"No such result: window #{window_id}. Search again, then pick a result.")
+        raise gr.Error("No such result. Search again, then pick a result.")
     return window
 
 
