@@ -29,7 +29,7 @@ from catalog.indexer import BATCH_SIZE
 from catalog.model import model_for_catalog
 from catalog.search import MatrixIndex, build_index
 from catalog.store import MODALITIES, Catalog, CatalogError, NotFound, display_path
-from catalog.windows import embed_windows, file_windows, iter_windows, plan_windows
+from catalog.windows import file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
 from vlsa.media import MediaError, probe, require_finite
 
@@ -209,9 +209,9 @@ class SearchService:
             audio = os.fspath(audio)
             spans = file_windows(probe(audio), settings.window, settings.stride)
         spans = [(start, end) for start, end in spans if start < MAX_QUERY_SECONDS]
-        waves = [w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)]
-        batches = [waves[i: i + BATCH_SIZE] for i in range(0, len(waves), BATCH_SIZE)]  # a short stride: many
-        return _unit(np.concatenate([embed_windows(model, "audio", batch) for batch in batches]))
+        waves = torch.stack([w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)])
+        batches = waves.split(BATCH_SIZE)  # a short stride: many windows
+        return _unit(torch.cat([model.embed_decoded("audio", batch) for batch in batches]).numpy())
 
 
 def matching_row(query: np.ndarray, vector: np.ndarray) -> np.ndarray:
