@@ -29,8 +29,9 @@ from app import clips, heatmaps, render
 from app.context import Context
 from app.files import check_upload
 from app.scores import Spread, strength_words
+from catalog.paths import display_path
 from catalog.service import KINDS, Hit
-from catalog.store import MODALITIES, CatalogError, NotFound, display_path
+from catalog.store import MODALITIES, CatalogError, NotFound
 from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)

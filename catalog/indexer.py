@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from catalog.paths import display_path, is_under
 from catalog.scan import FileStat, ScanResult, scan
-from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings, display_path, is_under
+from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings
 from catalog.windows import WindowData, file_windows, iter_windows
 from vlsa.api import VLSA
 from vlsa.media import MediaError, probe

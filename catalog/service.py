@@ -27,8 +27,9 @@ import torch
 
 from catalog.indexer import BATCH_SIZE
 from catalog.model import model_for_catalog
+from catalog.paths import display_path
 from catalog.search import MatrixIndex, build_index
-from catalog.store import MODALITIES, Catalog, CatalogError, NotFound, display_path
+from catalog.store import MODALITIES, Catalog, CatalogError, NotFound
 from catalog.windows import file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
 from vlsa.media import MediaError, probe, require_finite

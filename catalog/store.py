@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catalog.paths import display_path, is_under
+
 
 def _import_sqlite_utils_without_pandas():
     """sqlite_utils imports pandas whenever it is installed (gradio brings it), for DataFrame
@@ -139,11 +141,6 @@ class FileRecord:
     error: str | None = None
     windows: list[tuple[float, float]] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (len(windows), E)
-
-
-def display_path(path: str | bytes) -> str:
-    """A printable path: bytes that are not UTF-8 become U+FFFD."""
-    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def now() -> str:
@@ -472,12 +469,6 @@ class Catalog:
             out[f"{m}_vectors"] = self.db.execute(
                 "SELECT COUNT(*) FROM embeddings WHERE modality = ?", [m]).fetchone()[0]
         return out
-
-
-def is_under(path: str, folder: str) -> bool:
-    """Whether `path` is `folder` or inside it (compared as absolute byte paths)."""
-    p, f = os.fsencode(os.path.abspath(path)), os.fsencode(os.path.abspath(folder))
-    return p == f or p.startswith(f.rstrip(os.sep.encode()) + os.sep.encode())
 
 
 def _check_id(value: int, what: str, path: Path) -> None:

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlsa.api import VLSA
 from vlsa.config import preset_config
 from vlsa.model import MODALITIES, VLSAModel, patchify_audio, patchify_video
 
@@ -400,7 +401,7 @@ def test_estimate_pool_statistics_gives_exact_averages_and_leaves_rng_alone():
 
 def test_patch_contributions_average_to_the_global_cosine():
     """The heatmap is each patch's share of the match: its mean is the clip's cosine with the query."""
-    model = VLSAModel(preset_config("tiny")).eval()
+    model = VLSA(preset_config("tiny")).eval()
     batch = random_batch(model.config, B=3)
     with torch.no_grad():
         model.estimate_pool_statistics([random_batch(model.config, B=8, seed=1)])  # non-trivial statistics

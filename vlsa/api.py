@@ -168,10 +168,19 @@ class VLSA(VLSAModel):
 
     # --- patch-level maps (heatmaps) ---
 
+    def patch_contributions(self, tokens: torch.Tensor, modality: str, query: torch.Tensor) -> torch.Tensor:
+        """Each token's share of the cosine between `query` (E,) and the global embedding of
+        `tokens` (B, N, D) -> (B, N); the shares average to exactly that cosine, since the
+        patch embeddings average to the pooled embedding before its norm. Shares rather than
+        each patch's own cosine: a background patch can point the query's way while
+        contributing little (docs/DESIGN.md, "Heatmaps")."""
+        projected = self.patch_embeddings(tokens, modality)
+        return (projected @ query.to(projected)) / projected.mean(dim=1).norm(dim=-1, keepdim=True)
+
     @torch.inference_mode()
     def video_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
         """Each video patch's share of the clip's cosine with a query embedding (E,):
-        (frames, h, w), averaging to that cosine (VLSAModel.patch_contributions)."""
+        (frames, h, w), averaging to that cosine (patch_contributions)."""
         self.eval()
         x = self.prepare_video(item)[None].to(self.device)
         heat = self.patch_contributions(self.encode_video(x), "video", query)[0]

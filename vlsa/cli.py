@@ -20,12 +20,9 @@ from importlib import metadata
 import click
 
 from vlsa import __version__
+from vlsa.errors import UserError
 
 ENTRY_POINT_GROUP = "vlsa.commands"
-
-
-class UserError(click.ClickException):
-    """A problem with what the user asked for, reported in one line."""
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:

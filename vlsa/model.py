@@ -372,15 +372,6 @@ class VLSAModel(nn.Module):
             tokens = (tokens - bn.running_mean) / (bn.running_var + bn.eps).sqrt()
         return self.proj[modality](tokens)
 
-    def patch_contributions(self, tokens: torch.Tensor, modality: str, query: torch.Tensor) -> torch.Tensor:
-        """For heatmaps: each token's share of the cosine between `query` (E,) and the global
-        embedding of `tokens` (B, N, D) -> (B, N); these shares average to exactly that cosine.
-        Measured on the demo clips, a map of each patch's own cosine with the query instead put
-        its peak on the sounding object 41% of the time, these shares 69%: a background patch
-        can point the query's way while contributing little."""
-        projected = self.patch_embeddings(tokens, modality)
-        return (projected @ query.to(projected)) / projected.mean(dim=1).norm(dim=-1, keepdim=True)
-
     def compile_blocks(self, mode: str | None = None) -> None:
         """Regional torch.compile: each transformer block on its own. All blocks of a width share
         one compiled graph per sequence length (parameters are graph inputs), so compiling takes
