@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vlsa.encode import add_aac_stream, write_aac
+from vlsa.encode import add_aac_stream, write_aac, write_frame
 from vlsa.media import MediaError, MediaInfo, iter_timed_frames, read_audio
 
 PLAYER_HEIGHT = 360  # pixels: a preview, not a copy; keeps a cut of HD video fast to encode
@@ -108,17 +108,11 @@ def write_video(path: str, info: MediaInfo, start: float, end: float, out: Path)
         for t, rgb in iter_timed_frames(path, start, end, size):
             pts = round(t * rate)
             if pts > last:  # a faster source than `rate` loses the frames that share a tick
-                _encode(container, video, rgb, pts, rate)
+                write_frame(container, video, rgb, pts, rate)
                 last = pts
         final = round((end - start) * rate) - 1
         if rgb is not None and final > last:  # hold the last picture until the sound ends
-            _encode(container, video, rgb, final, rate)
+            write_frame(container, video, rgb, final, rate)
         container.mux(video.encode())
         if sound is not None:
             write_aac(container, sound, read_audio(path, start, end, AUDIO_RATE).numpy())
-
-
-def _encode(container, video, rgb: np.ndarray, pts: int, rate: Fraction) -> None:
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-    frame.pts, frame.time_base = pts, 1 / rate
-    container.mux(video.encode(frame))

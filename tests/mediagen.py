@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-# ../shared/media beside the checkout (CI clones elsewhere with shared/ beside the clone)
+# The real recordings: $VLSA_SHARED_MEDIA, else shared/media beside the checkout (where CI puts it)
 SHARED_MEDIA = Path(os.environ.get("VLSA_SHARED_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
 
 # Block side as a fraction of the frame side; with 96x96 frames that is 24 px, still 16 px after

@@ -39,7 +39,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vlsa.encode import add_aac_stream, write_aac
+from vlsa.encode import add_aac_stream, write_aac, write_frame
 
 # --- attribute tables ---------------------------------------------------------------------------
 
@@ -371,10 +371,8 @@ def write_mp4(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarr
             video.options = {"qp": "18", "preset": "veryfast", "threads": "1"}
         if audio is not None:
             sound = add_aac_stream(container, sr)
-        for i, f in enumerate(frames if frames is not None else []):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            frame.pts, frame.time_base = i, 1 / rate
-            container.mux(video.encode(frame))
+        for i, rgb in enumerate(frames if frames is not None else []):
+            write_frame(container, video, rgb, i, rate)
         if frames is not None:
             container.mux(video.encode())
         if audio is None:

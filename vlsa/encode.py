@@ -1,12 +1,14 @@
-"""Write a mono AAC sound track with PyAV: the app's playable cuts and the synthetic clips both
-carry one, and both must feed the encoder the same way.
+"""Write media with PyAV: the app's playable cuts and the synthetic clips both write RGB frames
+at their own times and a mono AAC sound track, and both must feed the encoders the same way.
 
     sound = add_aac_stream(container, rate)   # before the first packet: the muxer writes its header then
-    ...                                       # other streams' packets
+    write_frame(container, video, rgb, pts, fps)  # each picture, at pts / fps seconds
     write_aac(container, sound, samples)      # all the samples, then the encoder's buffered tail
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -31,3 +33,11 @@ def write_aac(container: av.container.OutputContainer, sound: av.audio.stream.Au
         frame.sample_rate, frame.pts = rate, first
         container.mux(sound.encode(frame))
     container.mux(sound.encode())
+
+
+def write_frame(container: av.container.OutputContainer, video: av.video.stream.VideoStream,
+                rgb: np.ndarray, pts: int, rate: Fraction) -> None:
+    """One RGB uint8 (H, W, 3) picture, shown from pts / rate seconds."""
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    frame.pts, frame.time_base = pts, 1 / rate
+    container.mux(video.encode(frame))

@@ -117,6 +117,15 @@ def _video_stream(container: Container) -> av.video.stream.VideoStream | None:
     return None
 
 
+def _video_to_decode(container: Container, name: str) -> av.video.stream.VideoStream:
+    """The video stream, set to decode on frame and slice threads (decoding dominates the cost)."""
+    stream = _video_stream(container)
+    if stream is None:
+        raise _error(name, "no video stream")
+    stream.thread_type = "AUTO"
+    return stream
+
+
 def _audio_stream(container: Container) -> av.audio.stream.AudioStream | None:
     return next((s for s in container.streams.audio if s.codec_context is not None), None)
 
@@ -290,10 +299,7 @@ def _frames_at(container: Container, name: str, times: Sequence[float], size: in
                seek: bool = True) -> Iterator[torch.Tensor]:
     """uint8 (3, size, size) per sorted time, from a fresh container, in one forward pass that
     seeks across gaps over _SEEK_GAP (never with seek=False). Holds one decoded frame at a time."""
-    stream = _video_stream(container)
-    if stream is None:
-        raise _error(name, "no video stream")
-    stream.thread_type = "AUTO"  # frame and slice threads: decoding dominates the cost
+    stream = _video_to_decode(container, name)
     last, tensor = None, None  # the frame chosen last and its conversion (repeats reuse it)
     for run in _runs(times, _SEEK_GAP) if seek else [list(times)]:
         if seek and (last is not None or run[0] > 0):  # a fresh container is at time 0 already
@@ -384,10 +390,7 @@ def iter_timed_frames(path: PathLike, start: float, end: float,
     before `end`, at its own time, so a file that stores only changed frames keeps its timing."""
     name = os.fspath(path)
     with _open(path) as container:
-        stream = _video_stream(container)
-        if stream is None:
-            raise _error(name, "no video stream")
-        stream.thread_type = "AUTO"
+        stream = _video_to_decode(container, name)
         try:
             if start > 0:  # a fresh container is at time 0 already
                 _seek(container, stream, start)

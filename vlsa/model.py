@@ -8,8 +8,8 @@ Conventions, pinned once:
 - audio (B, F, M): F frequency rows, M time columns, normalised; tokens f * (M / p) + m.
 - text ids (B, L) with attention mask (B, L), True on real tokens.
 - masks are bool, True = removed (MAE's "1 is remove").
-- Global embeddings come from passes where each modality attends only to itself (VLSA.md,
-  "No leak"); only the masked-modelling pass attends across modalities.
+- Global embeddings come from passes where each modality attends only to itself (docs/DESIGN.md,
+  "Decisions where the paper is silent"); only the masked-modelling pass attends across modalities.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 
 from vlsa.config import VLSAConfig
 from vlsa.losses import (
+    IGNORE,
     contrastive_loss,
     masked_token_loss,
     matching_loss,
@@ -30,9 +31,6 @@ from vlsa.losses import (
     similarity_distillation,
 )
 from vlsa.text_tower import SentenceEncoder
-
-IGNORE = -100  # label of tokens not chosen for masked-token prediction (PyTorch's default)
-
 
 # --- transformer ------------------------------------------------------------------------------
 
@@ -337,8 +335,7 @@ class VLSAModel(nn.Module):
         """pool_norm's running statistics recomputed as plain averages over `batches` with the
         weights as they are now ("precise BN"). The running averages kept during training lag
         the weights, and pooled caption features vary so little from caption to caption that
-        the lag alone shifts every caption the same way. Measured on the tiny 15-minute run:
-        text->video R@1 2.5% with the lagging statistics, 21% with recomputed ones."""
+        the lag alone shifts every caption the same way (docs/TRAINING.md, "precise BN")."""
         if not self.config.pool_norm:
             return
         was_training = self.training
