@@ -29,8 +29,9 @@ from app import clips, heatmaps, render
 from app.context import Context
 from app.files import check_upload
 from app.scores import Spread, strength_words
+from catalog.paths import display_path
 from catalog.service import KINDS, Hit
-from catalog.store import MODALITIES, CatalogError, NotFound, display_path
+from catalog.store import WINDOW_MODALITIES, CatalogError, NotFound
 from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def search_text(ctx: Context, text: str, kind: str = "any", folder: str = ALL_FO
     with user_errors():
         vector = ctx.model.embed_text([text.strip()])[0].numpy()
         hits = ctx.service.search_vector(vector, **options)
-    return results(ctx, hits, {m: vector for m in MODALITIES}, f"“{text.strip()}”", began)
+    return results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, f"“{text.strip()}”", began)
 
 
 def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str = ALL_FOLDERS,
@@ -108,7 +109,7 @@ def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str
     with user_errors():
         vector = ctx.service.embed_audio(audio)
         hits = ctx.service.search_vector(vector, **options)
-    return results(ctx, hits, {m: vector for m in MODALITIES}, f"the sound {Path(audio).name}", began)
+    return results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, f"the sound {Path(audio).name}", began)
 
 
 def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folder: str = ALL_FOLDERS,
@@ -120,12 +121,12 @@ def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folde
     catalog = ctx.service.catalog
     with user_errors(not_found="No such result in the catalog (it may have been re-indexed); search again, then pick a result."):
         hits = ctx.service.search_like(window, **options)
-        own = {m: catalog.embedding(window, m) for m in MODALITIES}
+        own = {m: catalog.embedding(window, m) for m in WINDOW_MODALITIES}
         moment = catalog.window(window)
         name = os.path.basename(catalog.media_by_id(moment.media_id).display_path)
     # As search_like does: each modality's own vector, or the other one where it has only one.
     present = [v for v in own.values() if v is not None]
-    query = {m: own[m] if own[m] is not None else present[0] for m in MODALITIES}
+    query = {m: own[m] if own[m] is not None else present[0] for m in WINDOW_MODALITIES}
     return results(ctx, hits, query, f"{name} at {moment.start:.1f}–{moment.end:.1f} s", began, "like")
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vlsa.media import MediaError, MediaInfo, read_audio
+from vlsa.encode import add_aac_stream, write_aac, write_frame
+from vlsa.media import MediaError, MediaInfo, iter_timed_frames, read_audio
 
 PLAYER_HEIGHT = 360  # pixels: a preview, not a copy; keeps a cut of HD video fast to encode
 CONTEXT_AFTER = 2.0  # seconds played past the window's end, so the moment is heard to its end
 MAX_CLIP_SECONDS = 30.0  # long windows are cut short: the player is for recognising the moment
 AUDIO_RATE = 44100  # Hz of the cut's sound: full bandwidth for listening (the model uses less)
-AAC_FRAME = 1024  # samples the AAC encoder takes at a time
 KEEP_CUTS = 200  # cuts kept in the app's folder; older ones are deleted (a long session adds up)
 MAX_FPS = 30  # faster sources are thinned to this (a preview does not need 60 fps)
 
@@ -89,34 +89,6 @@ def write_wav(samples: np.ndarray, rate: int, out: Path) -> None:
         f.writeframes(pcm.tobytes())
 
 
-def _timed_frames(path: str, start: float, end: float, size: tuple[int, int]):
-    """(seconds from `start`, RGB uint8 (h, w, 3)) of the frames shown during [start, end): the
-    frame on screen at `start` (stamped 0) and every later one before `end`."""
-    with av.open(path, metadata_errors="ignore") as container:
-        stream = next(s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
-        stream.thread_type = "AUTO"
-        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
-        if start > 0 and stream.time_base:
-            try:
-                container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True)
-            except av.FFmpegError:
-                pass  # unseekable: decoding from where the demuxer is still reaches `start`
-        held = None  # the last frame before `start`: it is what shows at `start`
-        for frame in container.decode(stream):
-            t = (frame.time - origin) if frame.time is not None else start
-            if t >= end:
-                break
-            if t <= start:
-                held = frame
-                continue
-            if held is not None:
-                yield 0.0, held.to_ndarray(width=size[0], height=size[1], format="rgb24")
-                held = None
-            yield t - start, frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
-        if held is not None:  # nothing after `start`: the held frame is the whole cut
-            yield 0.0, held.to_ndarray(width=size[0], height=size[1], format="rgb24")
-
-
 def write_video(path: str, info: MediaInfo, start: float, end: float, out: Path) -> None:
     """H.264 frames of [start, end) plus the sound (AAC, when the file has one) in an mp4 whose
     index comes first (faststart), so the browser starts playing before the download ends.
@@ -131,35 +103,16 @@ def write_video(path: str, info: MediaInfo, start: float, end: float, out: Path)
         video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
         video.options = {"preset": "veryfast", "crf": "23"}
         # Both streams exist before the first packet: the muxer writes its header then.
-        sound = container.add_stream("aac", rate=AUDIO_RATE) if info.has_audio else None
-        if sound is not None:
-            sound.layout = "mono"
+        sound = add_aac_stream(container, AUDIO_RATE) if info.has_audio else None
         last, rgb = -1, None
-        for t, rgb in _timed_frames(path, start, end, size):
+        for t, rgb in iter_timed_frames(path, start, end, size):
             pts = round(t * rate)
             if pts > last:  # a faster source than `rate` loses the frames that share a tick
-                _encode(container, video, rgb, pts, rate)
+                write_frame(container, video, rgb, pts, rate)
                 last = pts
         final = round((end - start) * rate) - 1
         if rgb is not None and final > last:  # hold the last picture until the sound ends
-            _encode(container, video, rgb, final, rate)
+            write_frame(container, video, rgb, final, rate)
         container.mux(video.encode())
         if sound is not None:
-            _write_audio(container, sound, read_audio(path, start, end, AUDIO_RATE).numpy())
-
-
-def _encode(container, video, rgb: np.ndarray, pts: int, rate: Fraction) -> None:
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-    frame.pts, frame.time_base = pts, 1 / rate
-    container.mux(video.encode(frame))
-
-
-def _write_audio(container: av.container.OutputContainer, sound: av.audio.stream.AudioStream,
-                 samples: np.ndarray) -> None:
-    """Mono float samples through the AAC encoder, AAC_FRAME samples at a time."""
-    samples = samples.astype(np.float32)
-    for first in range(0, len(samples), AAC_FRAME):
-        frame = av.AudioFrame.from_ndarray(samples[None, first:first + AAC_FRAME], format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = AUDIO_RATE, first
-        container.mux(sound.encode(frame))
-    container.mux(sound.encode())
+            write_aac(container, sound, read_audio(path, start, end, AUDIO_RATE).numpy())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from catalog.paths import is_under
 from catalog.store import Catalog
 from vlsa.media import MediaError, MediaInfo, probe
 
@@ -35,13 +36,9 @@ class UploadRejected(gr.Error):
     """An upload that is not a usable query sound: not audio, too long or too large."""
 
 
-def real(path: str | os.PathLike) -> str:
+def real_path(path: str | os.PathLike) -> str:
+    """`path` with links and `..` resolved: what the guard compares."""
     return os.path.realpath(os.fspath(path))
-
-
-def is_inside(path: str, folder: str) -> bool:
-    """Whether real path `path` is `folder` or under it (both already real)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def is_hidden(path: str) -> bool:
@@ -57,16 +54,16 @@ class FileGuard:
 
     @classmethod
     def for_catalog(cls, catalog: Catalog, workdir: str | os.PathLike) -> FileGuard:
-        return cls(catalog, real(workdir))
+        return cls(catalog, real_path(workdir))
 
     def allows(self, path: str | os.PathLike) -> bool:
         """Whether the app may read and serve `path`. Reads the catalog: call it on the thread
         that owns the catalog's connection (see app/context.py)."""
         try:
-            given, target = os.path.abspath(os.fspath(path)), real(path)
+            given, target = os.path.abspath(os.fspath(path)), real_path(path)
             if is_hidden(given) or is_hidden(target):
                 return False
-            if is_inside(target, self.workdir):
+            if is_under(target, self.workdir):
                 return not any(part.startswith(".") for part in os.path.relpath(target, self.workdir).split(os.sep))
             found = os.stat(target)
         except (ValueError, OSError):  # a NUL byte in the name, a name too long, no such file
@@ -75,7 +72,7 @@ class FileGuard:
         # their size and modification time: the real path itself, or the path as given if it
         # leads there, must be recorded, and the file found must be the one that was indexed
         # (as the indexer itself tells an unchanged file), not a link swapped in since.
-        recorded = [self.catalog.indexed_stat(p) for p in {target, given} if real(p) == target]
+        recorded = [self.catalog.indexed_stat(p) for p in {target, given} if real_path(p) == target]
         return (found.st_size, found.st_mtime_ns) in recorded
 
     def check(self, path: str | os.PathLike) -> str:

@@ -15,10 +15,10 @@ import torch
 
 from app import heatmaps
 from catalog.service import SearchService
-from catalog.windows import WindowData, audio_span, frame_times, iter_windows
+from catalog.windows import WindowData, audio_span, iter_windows
 from vlsa.api import VLSA
 from vlsa.audio import row_frequencies
-from vlsa.media import iter_frames_at
+from vlsa.media import iter_frames_at, sample_times
 
 
 def window_data(model: VLSA, window: float, path: str, start: float, end: float,
@@ -65,7 +65,7 @@ def spatial(model: VLSA, data: WindowData, path: str, query: np.ndarray) -> np.n
     """The sampled frames of the window under the query's similarity to each video patch, each
     with its time in the file."""
     heat = model.video_patch_map(torch.as_tensor(query), data.frames).numpy()  # (T, h, w)
-    times = frame_times(data.start, data.end, model.config.video.frames)
+    times = sample_times(data.start, data.end, model.config.video.frames)
     shown = torch.stack(list(iter_frames_at(path, times, size=heatmaps.TILE)))
     return heatmaps.spatial_figure(frames_hwc(shown), heat, times)
 

@@ -2,7 +2,7 @@
 search answered through the API, on the first run (generate, index, serve) and the second (reuse).
 
     python bench/demo_start.py                      # 64 clips in a fresh temporary folder
-    python bench/demo_start.py --clips 8 --dir /tmp/demo --add ../shared/media
+    python bench/demo_start.py --clips 8 --dir /tmp/demo --add SHARED_MEDIA
 
 Each run: `vlsa demo --no-browser --dir DIR --clips N --port FREE`; the clock stops when GET / has
 answered 200 and /search_text (through gradio_client) has returned results; then the server is

@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog.search import vec_available  # noqa: E402
 from catalog.service import SearchService  # noqa: E402
 from catalog.store import Catalog, FileRecord, Settings  # noqa: E402
+from vlsa import sqlitevec  # noqa: E402
 
 WINDOWS_PER_FILE = 100
 
@@ -83,7 +83,7 @@ def bench_dim(dim: int, windows: int, queries: int, top: int, folder: Path) -> d
     result["catalog_numpy_per_file"] = latency(
         lambda q: service.search_vector(q, kind="video", top=top, per_file=True), qs)
     result["plain_numpy"] = latency(plain_numpy(service.index("video").matrix, top), qs)
-    if vec_available():
+    if sqlitevec.available():
         vec = SearchService(catalog, backend="sqlite-vec")
         began = time.perf_counter()
         vec.index("video")

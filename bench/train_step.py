@@ -9,7 +9,7 @@
 Reports JSON: samples/s, step time, model TFLOP/s (analytic count below), and MFU against the
 matrix-multiply rate measured on the same device in the same run. The step is the trainer's:
 bf16 autocast on CUDA, every pass (joint masked modelling, decoder, unimodal video, audio and
-text passes), every loss, gradient clipping and fused AdamW. The reference is PRODUCT.md's
+text passes), every loss, gradient clipping and fused AdamW. The reference is docs/DESIGN.md's
 "plain PyTorch stack of the same shapes": nn.TransformerEncoder ViT over the joint pass's visible
 tokens, then a decoder-width nn.TransformerEncoder over the full token count, forward + backward +
 AdamW, so the ratio of the two holds on any card.

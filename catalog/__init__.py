@@ -8,13 +8,15 @@
         Indexer(catalog, model, checkpoint=path).run(["~/Videos"])
         hits = SearchService(catalog, model).search_text("a dog barks", top=5)
 
-Modules: store (the SQLite schema and the Catalog class), scan (finding media files), windows
+Modules: store (the SQLite schema and the Catalog class), paths (how paths are compared and
+shown), scan (finding media files), windows
 (cutting files into windows and decoding them as a stream), indexer, search (exact top-k
 backends), service (SearchService and Hit), model (which checkpoint), cli (`vlsa index`,
 `vlsa search`).
 """
 
 from catalog.indexer import Indexer, IndexReport
+from catalog.paths import display_path
 from catalog.service import Hit, SearchService
 from catalog.store import (
     Catalog,
@@ -25,7 +27,6 @@ from catalog.store import (
     SchemaError,
     Settings,
     Window,
-    display_path,
 )
 
 __all__ = ["Catalog", "CatalogError", "CheckpointMismatch", "Hit", "IndexReport", "Indexer", "Media",

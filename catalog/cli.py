@@ -24,9 +24,10 @@ import click
 
 from catalog.indexer import BATCH_SIZE, Indexer
 from catalog.model import load_model
+from catalog.paths import display_path
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, Catalog, CatalogError, display_path
+from catalog.store import MAX_ID, Catalog, CatalogError
 from vlsa.config import list_presets
 
 log = logging.getLogger(__name__)

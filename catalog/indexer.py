@@ -25,11 +25,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from catalog.paths import display_path, is_under
 from catalog.scan import FileStat, ScanResult, scan
-from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings, display_path, is_under
-from catalog.windows import WindowData, embed_windows, file_windows, iter_windows
+from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings
+from catalog.windows import WindowData, file_windows, iter_windows
 from vlsa.api import VLSA
 from vlsa.media import MediaError, probe
 
@@ -179,7 +181,8 @@ class Indexer:
         rows = [(job, data) for job, data in batch if get(data) is not None]
         if not rows:
             return
-        vectors = embed_windows(self.model, modality, [get(data) for _, data in rows], self.batch_size)
+        raw = torch.stack([get(data) for _, data in rows])
+        vectors = self.model.embed_decoded(modality, raw, self.batch_size).numpy()
         for (job, data), vector in zip(rows, vectors, strict=True):
             job.record.vectors[modality][data.index] = vector
 

@@ -20,17 +20,10 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from vlsa.media import MEDIA_EXTENSIONS
+
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".flv", ".wmv", ".3gp", ".ogv", ".vob",
-})
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
-    ".aifc", ".mka", ".au", ".ac3",
-})
-MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 # Folders that hold tool state, thumbnails or dependencies, never a library's own media.
 EXCLUDED_FOLDERS = frozenset({"node_modules", "__pycache__", "@eaDir", "$RECYCLE.BIN", "System Volume Information"})
 

@@ -19,6 +19,8 @@ import logging
 
 import numpy as np
 
+from vlsa import sqlitevec
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("numpy", "sqlite-vec")
@@ -82,41 +84,12 @@ def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
     return rows[np.isfinite(scores[rows])]
 
 
-def vec_available() -> bool:
-    """Whether sqlite-vec loads here (through sqlean's sqlite3)."""
-    try:
-        _vec_connection().close()
-        return True
-    except _VecUnavailable:
-        return False
-
-
-class _VecUnavailable(RuntimeError):
-    pass
-
-
-def _vec_connection():
-    try:
-        import sqlean
-        import sqlite_vec
-    except ImportError as e:
-        raise _VecUnavailable(f"sqlite-vec backend needs sqlean.py and sqlite-vec ({e})") from None
-    try:
-        conn = sqlean.connect(":memory:")
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        conn.enable_load_extension(False)
-        return conn
-    except (AttributeError, OSError, sqlean.Error) as e:
-        raise _VecUnavailable(f"sqlite-vec does not load here ({e})") from None
-
-
 class SqliteVecIndex(MatrixIndex):
     """The same interface, with candidates found by sqlite-vec's exact KNN (cosine distance)."""
 
     def __init__(self, window_ids: np.ndarray, media_ids: np.ndarray, matrix: np.ndarray):
         super().__init__(window_ids, media_ids, matrix)
-        self.conn = _vec_connection()
+        self.conn = sqlitevec.connect()
         dim = self.matrix.shape[1]
         self.conn.execute(f"CREATE VIRTUAL TABLE vec USING vec0(embedding float[{dim}] distance_metric=cosine)")
         # rowid = row + 1: vec0 rowids start at 1.

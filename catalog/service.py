@@ -27,13 +27,14 @@ import torch
 
 from catalog.indexer import BATCH_SIZE
 from catalog.model import model_for_catalog
+from catalog.paths import display_path
 from catalog.search import MatrixIndex, build_index
-from catalog.store import MODALITIES, Catalog, CatalogError, NotFound, display_path
-from catalog.windows import embed_windows, file_windows, iter_windows, plan_windows
+from catalog.store import WINDOW_MODALITIES, Catalog, CatalogError, NotFound
+from catalog.windows import file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
 from vlsa.media import MediaError, probe, require_finite
 
-KINDS = ("any", *MODALITIES)
+KINDS = ("any", *WINDOW_MODALITIES)
 MAX_QUERY_SECONDS = 30.0  # of a query sound, only windows starting this early: 30 s says enough
 
 
@@ -96,12 +97,12 @@ class SearchService:
     def search_like(self, window_id: int, **options) -> list[Hit]:
         """Windows like a window of the catalog (itself left out): each modality is searched with
         the window's own vector of that modality, or its other one where it has only one."""
-        own = {m: self.catalog.embedding(window_id, m) for m in MODALITIES}
+        own = {m: self.catalog.embedding(window_id, m) for m in WINDOW_MODALITIES}
         own = {m: v for m, v in own.items() if v is not None}
         if not own:
             self.catalog.window(window_id)  # raises NotFound for an unknown id
             raise CatalogError(f"window {window_id} has no stored vectors")
-        queries = {m: own.get(m, next(iter(own.values()))) for m in MODALITIES}
+        queries = {m: own.get(m, next(iter(own.values()))) for m in WINDOW_MODALITIES}
         return self.search_vector(queries, exclude=(window_id,), **options)
 
     def search_vector(self, query: np.ndarray | dict[str, np.ndarray], kind: str = "any", top: int = 10,
@@ -124,7 +125,7 @@ class SearchService:
             raise ValueError("the query vector holds NaN or infinity")
         hits: list[Hit] = []
         with self._lock:
-            for modality in MODALITIES if kind == "any" else (kind,):
+            for modality in WINDOW_MODALITIES if kind == "any" else (kind,):
                 q = query[modality] if isinstance(query, dict) else query
                 hits += self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
                                               (folder, min_duration, max_duration), exclude)
@@ -209,9 +210,9 @@ class SearchService:
             audio = os.fspath(audio)
             spans = file_windows(probe(audio), settings.window, settings.stride)
         spans = [(start, end) for start, end in spans if start < MAX_QUERY_SECONDS]
-        waves = [w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)]
-        batches = [waves[i: i + BATCH_SIZE] for i in range(0, len(waves), BATCH_SIZE)]  # a short stride: many
-        return _unit(np.concatenate([embed_windows(model, "audio", batch) for batch in batches]))
+        waves = torch.stack([w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)])
+        batches = waves.split(BATCH_SIZE)  # a short stride: many windows
+        return _unit(torch.cat([model.embed_decoded("audio", batch) for batch in batches]).numpy())
 
 
 def matching_row(query: np.ndarray, vector: np.ndarray) -> np.ndarray:

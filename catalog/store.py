@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catalog.paths import display_path, is_under
+
 
 def _import_sqlite_utils_without_pandas():
     """sqlite_utils imports pandas whenever it is installed (gradio brings it), for DataFrame
@@ -57,7 +59,7 @@ Database = _import_sqlite_utils_without_pandas().Database
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MODALITIES = ("video", "audio")
+WINDOW_MODALITIES = ("video", "audio")
 BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
 VECTOR_DTYPE = np.dtype("<f4")  # stored vectors: float32, little-endian whatever the machine
@@ -139,11 +141,6 @@ class FileRecord:
     error: str | None = None
     windows: list[tuple[float, float]] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (len(windows), E)
-
-
-def display_path(path: str | bytes) -> str:
-    """A printable path: bytes that are not UTF-8 become U+FFFD."""
-    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def now() -> str:
@@ -468,16 +465,10 @@ class Catalog:
         out = {"media_ok": one("SELECT COUNT(*) FROM media WHERE status = 'ok'"),
                "media_failed": one("SELECT COUNT(*) FROM media WHERE status = 'failed'"),
                "windows": one("SELECT COUNT(*) FROM windows")}
-        for m in MODALITIES:
+        for m in WINDOW_MODALITIES:
             out[f"{m}_vectors"] = self.db.execute(
                 "SELECT COUNT(*) FROM embeddings WHERE modality = ?", [m]).fetchone()[0]
         return out
-
-
-def is_under(path: str, folder: str) -> bool:
-    """Whether `path` is `folder` or inside it (compared as absolute byte paths)."""
-    p, f = os.fsencode(os.path.abspath(path)), os.fsencode(os.path.abspath(folder))
-    return p == f or p.startswith(f.rstrip(os.sep.encode()) + os.sep.encode())
 
 
 def _check_id(value: int, what: str, path: Path) -> None:
@@ -493,7 +484,7 @@ def _media(row: dict) -> Media:
 
 
 def _window(row: tuple) -> Window:
-    modalities = tuple(m for m in MODALITIES if row[4] and m in row[4].split(","))
+    modalities = tuple(m for m in WINDOW_MODALITIES if row[4] and m in row[4].split(","))
     return Window(id=row[0], media_id=row[1], start=row[2], end=row[3], modalities=modalities)
 
 

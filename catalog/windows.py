@@ -5,16 +5,16 @@ if it holds at least MIN_TAIL seconds, and a file shorter than a window gets one
 window the decoder yields what `VLSA.prepare_video` / `prepare_audio` would load for
 (path, start, start + window), decoded in one pass over the file instead of one seek per window:
 
-- frames: the model's frame count at the centres of equal segments of [start, end), end clipped
-  to the file's duration (as vlsa.media.load_clip samples them), all windows' times in a single
+- frames: the model's frame count at vlsa.media.sample_times of [start, end), end clipped to the
+  file's duration (as vlsa.media.load_clip samples them), all windows' times in a single
   `iter_frames_at` pass that holds one decoded frame at a time;
 - audio: the model's clip length, from the window's start (a window up to one clip long) or
   centred in it (a longer window), zero-padded past the end of the file; read in chunks of at
   most CHUNK_SECONDS, so a three-hour file never becomes one waveform in memory.
 
-`embed_windows` turns the decoded windows into vectors. The indexer (stored windows) and the
-search service (a query sound) both go through these functions, so a catalogued sound used as a
-query gives back its own stored vectors.
+`VLSA.embed_decoded` turns the decoded windows into vectors. The indexer (stored windows), the
+search service (a query sound) and the app's heatmaps all go through these functions, so a
+catalogued sound used as a query gives back its own stored vectors.
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from vlsa.api import VLSA
 from vlsa.audio import fit_length
 from vlsa.config import VLSAConfig
-from vlsa.media import MediaError, MediaInfo, iter_frames_at, normalize_frames, read_audio
+from vlsa.media import MediaError, MediaInfo, iter_frames_at, read_audio, sample_times
 
 Source = str | torch.Tensor  # a file, or a mono waveform at the model's sample rate (audio only)
 
@@ -78,12 +76,6 @@ def file_windows(info: MediaInfo, window: float, stride: float) -> list[tuple[fl
     return spans
 
 
-def frame_times(start: float, end: float, num: int) -> list[float]:
-    """Centres of `num` equal segments of [start, end) (as vlsa.media samples a clip)."""
-    seg = (end - start) / num
-    return [start + (i + 0.5) * seg for i in range(num)]
-
-
 def audio_span(start: float, end: float, window: float, clip: float) -> tuple[float, float]:
     """The audio a window's embedding hears: one clip from its start, or centred in a longer one."""
     if window <= clip + _EPS:
@@ -110,7 +102,7 @@ def iter_windows(source: Source, spans: Sequence[tuple[float, float]], config: V
 def _window_frames(path: str, spans: Sequence[tuple[float, float]], config: VLSAConfig) -> Iterator[torch.Tensor]:
     """uint8 (T, 3, H, W) per span, from one forward pass over the frames of all spans."""
     num = config.video.frames
-    wanted = sorted((t, w, k) for w, (s, e) in enumerate(spans) for k, t in enumerate(frame_times(s, e, num)))
+    wanted = sorted((t, w, k) for w, (s, e) in enumerate(spans) for k, t in enumerate(sample_times(s, e, num)))
     slots: dict[int, list[torch.Tensor | None]] = {}
     done = 0  # windows yielded so far: windows complete in order, since their last times rise
     decoded = iter_frames_at(path, [t for t, _, _ in wanted], config.video.size)
@@ -155,14 +147,3 @@ def _chunks(spans: Sequence[tuple[float, float]]) -> Iterator[list[tuple[float, 
         chunk.append((a, b))
     if chunk:
         yield chunk
-
-
-
-def embed_windows(model: VLSA, modality: str, inputs: Sequence[torch.Tensor], batch_size: int | None = None) -> np.ndarray:
-    """float32 (N, E): the vectors of N windows' raw inputs (WindowData.frames or .wave), in one
-    model call, padded with zeros to `batch_size` rows when given (see catalog/indexer.py)."""
-    x = torch.stack(list(inputs))
-    if batch_size is not None:
-        x = torch.cat([x, x.new_zeros((batch_size - len(x), *x.shape[1:]))])
-    x = normalize_frames(x, model.config.video) if modality == "video" else model.frontend(x)
-    return model.embed_prepared(modality, x)[: len(inputs)].numpy()

@@ -18,7 +18,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-# ../shared/media beside the checkout (CI clones elsewhere with shared/ beside the clone)
+from vlsa.encode import add_aac_stream, write_aac
+
+# The real recordings: $VLSA_SHARED_MEDIA, else shared/media beside the checkout (where CI puts it)
 SHARED_MEDIA = Path(os.environ.get("VLSA_SHARED_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
 
 # Block side as a fraction of the frame side; with 96x96 frames that is 24 px, still 16 px after
@@ -94,28 +96,14 @@ def make_video(path: str | os.PathLike, seconds: float, fps: int = 12, size: tup
         vs.codec_context.options = {"preset": "veryfast", "crf": "12"}
         as_ = None
         if audio:
-            as_ = out.add_stream("aac", rate=sample_rate, layout="mono")
+            as_ = add_aac_stream(out, sample_rate)
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(frame_image(i, size), format="rgb24")
             out.mux(vs.encode(frame))
         out.mux(vs.encode(None))
         if as_ is not None:
-            _encode_tone(out, as_, round(seconds * sample_rate), sample_rate, tone_hz)
+            write_aac(out, as_, _tone(round(seconds * sample_rate), sample_rate, tone_hz))
     return path
-
-
-def _encode_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
-                 total: int, sample_rate: int, tone_hz: float) -> None:
-    """Encode `total` samples of the tone into `stream` in encoder-sized chunks."""
-    chunk = stream.codec_context.frame_size or 1024
-    for start in range(0, total, chunk):
-        n = min(chunk, total - start)
-        data = _tone(n, sample_rate, tone_hz, offset=start)[None, :]
-        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout="mono")
-        frame.sample_rate = sample_rate
-        frame.pts = start
-        out.mux(stream.encode(frame))
-    out.mux(stream.encode(None))
 
 
 def make_audio(path: str | os.PathLike, seconds: float, sample_rate: int = 16000,

@@ -11,6 +11,7 @@ from mediagen import make_audio, make_truncated, make_video
 
 from catalog.indexer import Indexer
 from catalog.model import load_model, model_for_catalog
+from catalog.paths import is_under
 from catalog.scan import scan
 from catalog.service import SearchService
 from catalog.store import Catalog, CatalogError, CheckpointMismatch, FileRecord, SchemaError, Settings
@@ -145,6 +146,17 @@ def test_store_bind_refuses_another_checkpoint_unless_rebuild(tmp_path):
 
 
 # --- scan and windows ---
+
+
+@pytest.mark.parametrize(("path", "folder", "under"), [
+    ("/a/b", "/a", True), ("/a", "/a/", True), ("/ab", "/a", False), ("/a/../b", "/a", False),
+    ("/a\udcff/b", "/a\udcff", True), ("/x", "/", True), ("//x", "/", True), ("/x", "//", True),
+    ("//a/b", "/a", False),
+])
+def test_paths_is_under_compares_whole_components(path, folder, under):
+    """Catches a prefix test on text ("/ab" under "/a"), paths compared before being made
+    absolute, and a root that leaves out paths spelled from "//"."""
+    assert is_under(path, folder) is under
 
 
 def test_scan_keeps_media_skips_hidden_and_tool_folders(tmp_path):

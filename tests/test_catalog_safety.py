@@ -21,9 +21,9 @@ from mediagen import make_audio, make_float_wav, make_video
 from catalog import scan as scan_module
 from catalog.indexer import Indexer
 from catalog.model import seeded_preset
-from catalog.search import vec_available
 from catalog.service import SearchService
 from catalog.store import Catalog, CatalogError, FileRecord, SchemaError, Settings
+from vlsa import sqlitevec
 from vlsa.cli import main
 from vlsa.media import MediaError
 
@@ -177,7 +177,7 @@ def bad_sounds(folder: Path) -> dict[str, Path]:
 def test_indexer_records_non_finite_sound_as_failed(tmp_path, model, backend):
     """Catches NaN samples reaching the model (a NaN vector ranks first under sqlite-vec and
     hides the real hits from the matrix scan) and infinities being clipped silently."""
-    if backend == "sqlite-vec" and not vec_available():
+    if backend == "sqlite-vec" and not sqlitevec.available():
         pytest.fail("sqlite-vec does not load here; it is a dependency of the catalog")
     sounds = bad_sounds(tmp_path / "lib")
     db = tmp_path / "c.db"

@@ -9,13 +9,14 @@ import torch
 from mediagen import make_audio, make_video
 
 from catalog.indexer import Indexer
-from catalog.search import MatrixIndex, SqliteVecIndex, vec_available
+from catalog.search import MatrixIndex, SqliteVecIndex
 from catalog.service import Hit, SearchService
 from catalog.store import Catalog, FileRecord, NotFound, Settings
+from vlsa import sqlitevec
 from vlsa.api import VLSA
 
 E = 16
-needs_vec = pytest.mark.skipif(not vec_available(), reason="sqlite-vec does not load here")
+needs_vec = pytest.mark.skipif(not sqlitevec.available(), reason="sqlite-vec does not load here")
 
 
 def unit(rng, n: int, dim: int = E) -> np.ndarray:

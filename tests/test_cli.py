@@ -63,7 +63,7 @@ def test_cli_probe_bad_files_give_one_line_each(tmp_path):
 
 
 def test_cli_video_without_sound_is_flagged_not_an_error(tmp_path):
-    # a real recording without an audio track where ../shared/media is present, else a made one
+    # a real recording without an audio track where the shared media are present, else a made one
     real = SHARED_MEDIA / "video" / "bikes.mp4"
     path = real if real.is_file() else make_video(tmp_path / "silent.mp4", 1.0, audio=False)
     result = run("probe", "--json", str(path))

@@ -175,6 +175,25 @@ def test_iter_frames_at_yields_one_frame_per_time(video60):
     assert list(iter_frames_at(video60, [], size=32)) == []
 
 
+def test_iter_timed_frames_gives_the_frames_shown_with_their_times(video4, tmp_path, monkeypatch):
+    """The frame on screen at `start` stamped 0, then each later one before `end` at its own time;
+    from the start of the file when seeking fails; a file without video is one MediaError line.
+
+    Catches the app's former copy: a frame before `start` served late or stamped late, the
+    stream pick or time origin differing from the model's reader, and a StopIteration (not a
+    MediaError) for a file without a video stream."""
+    timed = list(media.iter_timed_frames(video4, 1.5, 2.5, (96, 96)))
+    first = round(1.5 * FPS)  # frame 18 is stamped exactly 1.5 s
+    assert [frame_index(rgb.transpose(2, 0, 1)) for _, rgb in timed] == list(range(first, first + FPS))
+    assert [t for t, _ in timed] == pytest.approx([i / FPS for i in range(FPS)], abs=1e-3)
+    assert timed[0][1].shape == (96, 96, 3)
+    monkeypatch.setattr(media, "_seek", lambda *args: (_ for _ in ()).throw(media._SeekFailed()))
+    assert [frame_index(rgb.transpose(2, 0, 1)) for _, rgb in media.iter_timed_frames(video4, 1.55, 1.7, (96, 96))
+            ] == [18, 19, 20]  # 18 is on screen at 1.55 s; 20 starts at 1.667 s
+    with pytest.raises(MediaError, match=r"speech.wav: no video stream$"):
+        next(media.iter_timed_frames(make_audio(tmp_path / "speech.wav", 0.5), 0.0, 1.0, (32, 32)))
+
+
 def test_read_audio_length_and_rate_exact(tmp_path):
     path = make_audio(tmp_path / "tone.wav", 3.0, sample_rate=44100, tone_hz=1000.0)
     wave = read_audio(path, 0.5, 1.25, sample_rate=16000)

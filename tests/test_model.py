@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlsa.api import VLSA
 from vlsa.config import preset_config
+from vlsa.losses import IGNORE
 from vlsa.model import MODALITIES, VLSAModel, patchify_audio, patchify_video
 
 
@@ -47,7 +49,7 @@ def forward_with_replaced(model, batch, modality, row):
 def test_presets_parameter_count_is_pinned(preset, count):
     """The count is deterministic, so it is pinned exactly: base is the paper's ViT-B encoder
     (85M), an 8-layer 512-wide decoder (25M) and the 49,409-id token table with its tied output
-    (38M), 152M in all (VLSA.md: about 156M). Catches any change of architecture that was not
+    (38M), 152M in all (docs/DESIGN.md, "The paper": about 156M). Catches any change of architecture that was not
     meant, e.g. a decoder of 7 layers (148.8M), which the old 140-175M range let through."""
     assert sum(p.numel() for p in VLSAModel(preset_config(preset)).parameters()) == count
 
@@ -137,7 +139,7 @@ def test_mask_text_chooses_only_maskable_tokens():
     maskable = torch.zeros_like(ids, dtype=torch.bool)
     maskable[:, 1:8] = True
     corrupted, labels = model.mask_text(ids, maskable, cfg.text.vocab_size - 1)
-    chosen = labels != -100
+    chosen = labels != IGNORE
     assert chosen.any() and not (chosen & ~maskable).any()
     assert (corrupted[~chosen] == ids[~chosen]).all()
     assert (corrupted[chosen] == cfg.text.vocab_size - 1).float().mean() > 0.5
@@ -156,9 +158,9 @@ def test_mask_text_scores_every_chosen_token():
     maskable = torch.ones(B, L, dtype=torch.bool)
     maskable[:, [0, -1]] = False  # start and end tokens
     corrupted, labels = model.mask_text(ids, maskable, cfg.text.vocab_size - 1)
-    chosen = labels != -100
+    chosen = labels != IGNORE
     _, scored = model.scored_tokens(labels)
-    assert (scored != -100).sum().item() == chosen.sum().item()
+    assert (scored != IGNORE).sum().item() == chosen.sum().item()
     assert not ((corrupted != ids) & ~chosen).any()  # nothing is corrupted that goes unscored
     assert chosen.float().mean() == pytest.approx(cfg.text.mask_ratio * (L - 2) / L, rel=0.05)
 
@@ -176,7 +178,7 @@ def test_mask_text_replaces_only_with_ordinary_tokens():
     maskable = torch.zeros(B, L, dtype=torch.bool)
     maskable[:, 1:11] = True
     corrupted, labels = model.mask_text(ids, maskable, mask_id)
-    replaced = (labels != -100) & (corrupted != mask_id) & (corrupted != ids)
+    replaced = (labels != IGNORE) & (corrupted != mask_id) & (corrupted != ids)
     assert replaced.sum() > 20  # about 10% of 576 chosen tokens
     assert torch.isin(corrupted[replaced], ordinary).all(), corrupted[replaced].unique()
     for row, col in replaced.nonzero().tolist():
@@ -400,7 +402,7 @@ def test_estimate_pool_statistics_gives_exact_averages_and_leaves_rng_alone():
 
 def test_patch_contributions_average_to_the_global_cosine():
     """The heatmap is each patch's share of the match: its mean is the clip's cosine with the query."""
-    model = VLSAModel(preset_config("tiny")).eval()
+    model = VLSA(preset_config("tiny")).eval()
     batch = random_batch(model.config, B=3)
     with torch.no_grad():
         model.estimate_pool_statistics([random_batch(model.config, B=8, seed=1)])  # non-trivial statistics

@@ -2,11 +2,13 @@
 reads sidecar captions."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from mediagen import make_video
 
+from catalog.scan import scan
 from train.data import ClipDataset, read_manifest
 from train.manifest import build_manifest, parse_subtitles
 from train.shards import ShardDataset, write_shards
@@ -59,6 +61,17 @@ def test_manifest_from_folder_with_sidecars(tmp_path):
     assert rows[0]["text"] == "a dog barks" and "text" not in rows[1]
     assert rows[2] == {"video": "sub/b.mp4", "text": "first line", "start": 0.0, "end": 1.5, "split": "train"}
     assert rows[3]["text"] == "second line"
+
+
+def test_manifest_lists_what_the_catalog_indexes(tmp_path):
+    """A folder's manifest holds the media files a catalog scan of it finds, and nothing else.
+
+    Catches the trainer and the catalog keeping their own lists of media extensions (the
+    manifest once knew 12, the scan 31: an .aiff or .mts was indexed but never trained on)."""
+    for name in ["a.aiff", "b.mts", "c.MP4", "d.opus", "notes.txt", "e.srt"]:
+        (tmp_path / name).write_bytes(b"x")
+    scanned = [Path(f.path).relative_to(tmp_path).as_posix() for f in scan([tmp_path]).files]
+    assert [r["video"] for r in build_manifest(tmp_path)] == scanned == ["a.aiff", "b.mts", "c.MP4", "d.opus"]
 
 
 def test_parse_webvtt():

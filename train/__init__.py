@@ -1,1 +1,1 @@
-"""train: see PRODUCT.md."""
+"""train: datasets, the synthetic set, the training loop and evaluation (docs/TRAINING.md)."""

@@ -1,6 +1,6 @@
 """Manifests, the dataset over them, a resumable sampler and the loader.
 
-A manifest is JSON Lines, one clip a line (PRODUCT.md, "Data formats"):
+A manifest is JSON Lines, one clip a line (docs/DESIGN.md, "Data formats"):
     {"video": path, "audio": path?, "text": str?, "start": s?, "end": s?, "split": "train"?}
 Relative paths are relative to the manifest's folder. Every row is validated when the manifest
 is read (parse_manifest): a bad row is skipped and named with its line number. A sample that

@@ -2,7 +2,8 @@
 SIGTERM) is spent, checkpointing and evaluating along the way, and returns the final metrics.
 
 Losses stay on the device between log steps: no per-step host synchronisation. At each log step
-the window's losses are read once; a non-finite one stops the run naming the step and the samples.
+the losses of the steps since the last one are read once; a non-finite one stops the run naming the
+step and the samples.
 """
 
 from __future__ import annotations
@@ -33,27 +34,28 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def run_steps(model: VLSA, step_fn, opt, sched, dataset: ClipDataset, sampler: ResumableSampler,
+def run_steps(model: VLSA, wrapped, opt, sched, dataset: ClipDataset, sampler: ResumableSampler,
               state: TrainState, tc: TrainConfig, dist: DistInfo, writer) -> dict:
+    """`wrapped` is `model` as the training step calls it: inside DDP and/or torch.compile."""
     stop = StopFlag()
     deadline = time.time() + 60 * tc.max_minutes if tc.max_minutes else float("inf")
     bar = tqdm(total=tc.steps, initial=state.step, disable=not (dist.main and tc.progress),
                desc="train", unit="step", dynamic_ncols=True)
-    window: list[dict[str, torch.Tensor]] = []
-    window_start, reason = time.time(), "steps"
+    outputs: list[dict[str, torch.Tensor]] = []  # of the steps since the last log step
+    since, reason = time.time(), "steps"
     try:
         while state.step < tc.steps and reason == "steps":
             for batch, micro in _micro_batches(dataset, sampler, state, tc):
-                out = _forward_backward(model, step_fn, batch, micro, tc, dist)
+                out = _forward_backward(model, wrapped, batch, micro, tc, dist)
                 if micro < tc.accum - 1:
                     continue
                 _optimizer_step(model, opt, sched, tc)
                 state.step += 1
                 bar.update(1)
-                window.append({k: v.detach() for k, v in out.items()})
+                outputs.append({k: v.detach() for k, v in out.items()})
                 if state.step % tc.log_every == 0 or state.step == tc.steps:
-                    _log_window(window, state, tc, dist, writer, model, sched, time.time() - window_start)
-                    window, window_start = [], time.time()
+                    _log_steps(outputs, state, tc, dist, writer, model, sched, time.time() - since)
+                    outputs, since = [], time.time()
                 saving = dist.main and tc.ckpt_every and state.step % tc.ckpt_every == 0
                 evaluating = tc.eval_every and tc.eval_split and state.step % tc.eval_every == 0 and dist.main
                 if saving or evaluating:
@@ -70,8 +72,8 @@ def run_steps(model: VLSA, step_fn, opt, sched, dataset: ClipDataset, sampler: R
     finally:
         stop.restore()
         bar.close()
-    if window:
-        _log_window(window, state, tc, dist, writer, model, sched, time.time() - window_start)
+    if outputs:
+        _log_steps(outputs, state, tc, dist, writer, model, sched, time.time() - since)
     if dist.main:
         if reason != "SIGTERM":  # a scheduler's grace period is short: save at once
             refresh_pool_statistics(model, dataset, tc, dist)
@@ -120,13 +122,13 @@ def _micro_batches(dataset, sampler, state: TrainState, tc: TrainConfig):
         state.epoch, state.position = state.epoch + 1, 0
 
 
-def _forward_backward(model, step_fn, batch, micro: int, tc: TrainConfig, dist: DistInfo):
+def _forward_backward(model, wrapped, batch, micro: int, tc: TrainConfig, dist: DistInfo):
     batch = to_device(batch, dist.device)
     cuda = dist.device.type == "cuda"
     # DDP: reduce gradients only on the last micro-batch of an accumulation
-    sync = contextlib.nullcontext() if micro == tc.accum - 1 or dist.world == 1 else step_fn.no_sync()
+    sync = contextlib.nullcontext() if micro == tc.accum - 1 or dist.world == 1 else wrapped.no_sync()
     with sync, torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cuda):
-        out = step_fn(batch, gather=gather_with_grad if dist.world > 1 else None)
+        out = wrapped(batch, gather=gather_with_grad if dist.world > 1 else None)
         (out["loss"] / tc.accum).backward()
     return out
 
@@ -139,17 +141,18 @@ def _optimizer_step(model, opt, sched, tc: TrainConfig) -> None:
     opt.zero_grad(set_to_none=True)
 
 
-def _log_window(window, state: TrainState, tc: TrainConfig, dist: DistInfo, writer, model, sched, seconds):
-    """One host read for the whole window; scalars to TensorBoard and metrics.jsonl."""
-    stacked = {k: torch.stack([w[k] for w in window]).float().cpu() for k in window[0]}
-    bad = [i for i in range(len(window)) if not torch.isfinite(stacked["loss"][i])]
+def _log_steps(outputs, state: TrainState, tc: TrainConfig, dist: DistInfo, writer, model, sched, seconds):
+    """One host read for the outputs of the steps since the last log step; scalars to TensorBoard
+    and metrics.jsonl."""
+    stacked = {k: torch.stack([w[k] for w in outputs]).float().cpu() for k in outputs[0]}
+    bad = [i for i in range(len(outputs)) if not torch.isfinite(stacked["loss"][i])]
     if bad:
-        step = state.step - len(window) + bad[0] + 1
+        step = state.step - len(outputs) + bad[0] + 1
         raise NonFiniteLoss(f"non-finite loss at step {step} (epoch {state.epoch}, "
                             f"samples before position {state.position}); last checkpoint is kept")
     if not dist.main:
         return
-    samples = len(window) * tc.batch_size * tc.accum * dist.world
+    samples = len(outputs) * tc.batch_size * tc.accum * dist.world
     row = {"step": state.step, **{k: round(v.mean().item(), 6) for k, v in stacked.items()},
            "per_step_loss": [round(x, 7) for x in stacked["loss"].tolist()],
            "lr": sched.get_last_lr()[0], "temperature": 1 / model.logit_scale_clamped().item(),

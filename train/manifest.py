@@ -11,8 +11,8 @@ import random
 import re
 from pathlib import Path
 
-MEDIA_EXTENSIONS = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".wav", ".mp3", ".ogg", ".flac",
-                    ".m4a", ".opus"}
+from vlsa.media import MEDIA_EXTENSIONS
+
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 
 

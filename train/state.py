@@ -47,7 +47,8 @@ class TrainConfig:
     compile: str = "none"
     checkpointing: bool = False  # activation checkpointing in encoder and decoder
     # under bf16 autocast (CUDA), keep the transformers' residual stream in bf16 rather than
-    # float32 (Transformer.low_precision_residual): 5% faster at base on an H100; no effect on CPU
+    # float32 (Transformer.low_precision_residual): half the bytes in the memory-bound norms and
+    # residual adds (docs/PERFORMANCE.md, "Third lease"); no effect on CPU
     bf16_residual: bool = False
     ckpt_every: int = 500  # steps; also at the end and on SIGTERM
     log_every: int = 10

@@ -39,6 +39,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vlsa.encode import add_aac_stream, write_aac, write_frame
+
 # --- attribute tables ---------------------------------------------------------------------------
 
 # Colour -> RGB, far apart in RGB so they survive yuv420p chroma subsampling. Order sets pitch.
@@ -93,7 +95,6 @@ HIT_DECAY_SECONDS = 0.06  # a bounce is a sharp click, so bounces and pulses sou
 CLICK_ATTACK_SECONDS = 0.003  # ... with a hard onset, like a real impact
 SOFT_EDGE_SECONDS = 0.015  # beeps and held notes fade in and out
 TARGET_RMS = 0.2  # loudness of a "loud" note before the size gain
-AAC_FRAME = 1024  # samples the aac encoder takes at a time
 
 
 @dataclass(frozen=True)
@@ -369,21 +370,14 @@ def write_mp4(path: Path, frames: np.ndarray | None, fps: float, audio: np.ndarr
             # bytes from run to run here. qp 18 keeps the colours clean; parallelism is across clips.
             video.options = {"qp": "18", "preset": "veryfast", "threads": "1"}
         if audio is not None:
-            sound = container.add_stream("aac", rate=sr)
-            sound.layout = "mono"
-        for i, f in enumerate(frames if frames is not None else []):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            frame.pts, frame.time_base = i, 1 / rate
-            container.mux(video.encode(frame))
+            sound = add_aac_stream(container, sr)
+        for i, rgb in enumerate(frames if frames is not None else []):
+            write_frame(container, video, rgb, i, rate)
         if frames is not None:
             container.mux(video.encode())
         if audio is None:
             return
-        for start in range(0, len(audio), AAC_FRAME):
-            frame = av.AudioFrame.from_ndarray(audio[None, start:start + AAC_FRAME], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = sr, start
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode())
+        write_aac(container, sound, audio)
 
 
 # --- one clip and the whole set -----------------------------------------------------------------

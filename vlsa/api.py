@@ -85,25 +85,37 @@ class VLSA(VLSAModel):
             end = start + self.config.clip_seconds
         return load_clip(path, start, end, self.config.video, self.config.audio)
 
+    def prepare_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Decoded frames (..., T, 3, H, W) -> normalised float32; uint8 frames are normalised with
+        the preset's statistics, float frames are taken as normalised already."""
+        require_finite(frames, "video tensor")
+        return normalize_frames(frames, self.config.video) if frames.dtype == torch.uint8 else frames.float()
+
+    def prepare_waves(self, waves: torch.Tensor) -> torch.Tensor:
+        """Mono waveforms (..., S) at the front end's rate -> normalised spectrograms (..., F, M)."""
+        require_finite(waves, "audio tensor")
+        return self.frontend(waves.float())
+
     def prepare_video(self, item: Item) -> torch.Tensor:
         """An item -> normalised frames (T, 3, H, W) float32 on CPU."""
         if isinstance(item, torch.Tensor):
-            require_finite(item, "video tensor")
-            return normalize_frames(item, self.config.video) if item.dtype == torch.uint8 else item.float()
+            return self.prepare_frames(item)
         clip = self._load(item)
         if clip.frames is None:
             raise MediaError(f"{_name(item)}: no video stream")
-        return normalize_frames(clip.frames, self.config.video)
+        return self.prepare_frames(clip.frames)
 
     def prepare_audio(self, item: Item) -> torch.Tensor:
         """An item -> normalised spectrogram (F, M) float32 on CPU."""
         if isinstance(item, torch.Tensor):
+            if item.dim() == 1:
+                return self.prepare_waves(item)
             require_finite(item, "audio tensor")
-            return self.frontend(item.float()) if item.dim() == 1 else item.float()
+            return item.float()  # a spectrogram already
         clip = self._load(item)
         if not clip.has_audio:
             raise MediaError(f"{_name(item)}: no audio stream")
-        return self.frontend(clip.wave)
+        return self.prepare_waves(clip.wave)
 
     def prepare_text(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tokenizer(list(texts))
@@ -123,20 +135,29 @@ class VLSA(VLSAModel):
     @torch.inference_mode()
     def embed_audio(self, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
         """(N, E) audio embeddings; each item a path, (path, start, end), waveform or map."""
-        return self._embed(items, batch_size, self.prepare_audio, self.encode_audio, "audio")
+        return self._embed(items, batch_size, self.prepare_audio, "audio")
 
     @torch.inference_mode()
     def embed_video(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         """(N, E) video embeddings; each item a path, (path, start, end) or frames."""
-        return self._embed(items, batch_size, self.prepare_video, self.encode_video, "video")
+        return self._embed(items, batch_size, self.prepare_video, "video")
 
-    def _embed(self, items, batch_size, prepare, encode, modality) -> torch.Tensor:
-        self.eval()
-        out = []
-        for chunk in _batches(list(items), batch_size):
-            x = torch.stack([prepare(item) for item in chunk]).to(self.device)
-            out.append(self.pool(encode(x), modality).float().cpu())
+    def _embed(self, items, batch_size, prepare, modality) -> torch.Tensor:
+        out = [self.embed_prepared(modality, torch.stack([prepare(item) for item in chunk]))
+               for chunk in _batches(list(items), batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
+
+    @torch.inference_mode()
+    def embed_decoded(self, modality: str, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """(N, E) embeddings of decoded media, prepared as prepare_video / prepare_audio prepare one
+        item: video uint8 frames (N, T, 3, H, W) or audio mono waveforms (N, S). Run padded with
+        zeros to `batch_size` rows when given, so a row's vector does not depend on how many
+        others share its batch (see catalog/indexer.py)."""
+        n = len(x)
+        if batch_size is not None:
+            x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
+        prepared = self.prepare_frames(x) if modality == "video" else self.prepare_waves(x)
+        return self.embed_prepared(modality, prepared)[:n]
 
     def embed_prepared(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of an already prepared batch: video (B, T, 3, H, W) or audio (B, F, M)."""
@@ -147,10 +168,19 @@ class VLSA(VLSAModel):
 
     # --- patch-level maps (heatmaps) ---
 
+    def patch_contributions(self, tokens: torch.Tensor, modality: str, query: torch.Tensor) -> torch.Tensor:
+        """Each token's share of the cosine between `query` (E,) and the global embedding of
+        `tokens` (B, N, D) -> (B, N); the shares average to exactly that cosine, since the
+        patch embeddings average to the pooled embedding before its norm. Shares rather than
+        each patch's own cosine: a background patch can point the query's way while
+        contributing little (docs/DESIGN.md, "Heatmaps")."""
+        projected = self.patch_embeddings(tokens, modality)
+        return (projected @ query.to(projected)) / projected.mean(dim=1).norm(dim=-1, keepdim=True)
+
     @torch.inference_mode()
     def video_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
         """Each video patch's share of the clip's cosine with a query embedding (E,):
-        (frames, h, w), averaging to that cosine (VLSAModel.patch_contributions)."""
+        (frames, h, w), averaging to that cosine (patch_contributions)."""
         self.eval()
         x = self.prepare_video(item)[None].to(self.device)
         heat = self.patch_contributions(self.encode_video(x), "video", query)[0]

@@ -5,16 +5,8 @@ Two maps, both built from an `AudioConfig`:
 - `LogMelSpectrogram`, AST / AudioMAE / CAV-MAE style: mel power spectrogram.
 `build_frontend(cfg)` wraps the configured one with the fixed-length cropping and the
 (x - norm_mean) / norm_std normalisation the model expects; `map_statistics` measures those two
-numbers on real audio.
-
-Measured with `map_statistics` on the 354 sounds and bigbuckbunny.mp4 of the shared test media (up
-to 4 clips per file, read with vlsa.media.read_audio), mean / std of the un-normalised map:
-| settings | sound only (padding left out) | whole clips (short files zero-padded) |
-| tiny: mel, 16 kHz, n_fft 1024, hop 500, 64 bins | -1.26 / 4.97 | -5.88 / 7.22 |
-| small: mel, 16 kHz, n_fft 1024, hop 320, 128 bins | -2.58 / 5.05 | -9.93 / 6.11 |
-| base: logfreq, 11025 Hz, n_fft 1022, hop 256, 256 bins | -1.44 / 2.64 | -10.05 / 5.87 |
-The mel map is log power, the log-frequency map log magnitude (the paper's), hence the wider
-spread of the former. Silence maps to log(1e-6) = -13.8.
+numbers on real audio (the presets' values and how they were measured: docs/DESIGN.md, "Audio
+normalisation"). The mel map is log power, the log-frequency map log magnitude (the paper's).
 """
 
 from __future__ import annotations

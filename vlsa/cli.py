@@ -20,12 +20,9 @@ from importlib import metadata
 import click
 
 from vlsa import __version__
+from vlsa.errors import UserError
 
 ENTRY_POINT_GROUP = "vlsa.commands"
-
-
-class UserError(click.ClickException):
-    """A problem with what the user asked for, reported in one line."""
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
@@ -124,18 +121,17 @@ def doctor_report() -> dict[str, object]:
 
 
 def _sqlite_vec_status() -> str:
-    # Checked here without importing catalog/: the same probe the catalog runs.
+    from vlsa import sqlitevec
+
     use = "optional, for vlsa search --backend sqlite-vec (the default matrix scan needs nothing)"
     try:
-        import sqlean
-        import sqlite_vec
-
-        conn = sqlean.connect(":memory:")
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        (version,) = conn.execute("select vec_version()").fetchone()
+        conn = sqlitevec.connect()
+        try:
+            (version,) = conn.execute("select vec_version()").fetchone()
+        finally:
+            conn.close()
         return f"loads ({version}, through sqlean) · {use}"
-    except Exception:  # any failure means the catalog falls back to a matrix scan
+    except Exception:  # reported, not raised: doctor must always print its report
         return f"does not load · {use}"
 
 

@@ -51,8 +51,8 @@ class AudioConfig:
     mask_ratio: float = 0.75  # fraction of spectrogram patches dropped for masked modelling
     fmin: float = 20.0  # lowest frequency of the log / mel axis, Hz
     # Log-magnitude statistics: the encoder sees (spec - norm_mean) / norm_std. Set per front
-    # end from real media (see vlsa/audio.py) so typical maps land near zero mean, unit spread.
-    # Measured with vlsa.audio.map_statistics on ../shared/media (sound only, padding left out).
+    # end from real sound (vlsa.audio.map_statistics; docs/DESIGN.md, "Audio normalisation") so
+    # typical maps land near zero mean, unit spread.
     norm_mean: float = -1.4
     norm_std: float = 2.6
 
@@ -106,15 +106,15 @@ class EncoderConfig:
 class DecoderConfig:
     width: int = 512  # MAE / TVLT decoder: 512 wide, 8 layers
     depth: int = 8
-    # MAE has 16 heads of 32; 8 heads of 64 train the base step 8% faster on an H100 (the
-    # attention kernels run head width 64 at a far higher rate; docs/PERFORMANCE.md).
+    # MAE has 16 heads of 32; 8 heads of 64 have the same parameters and FLOPs, and the fused
+    # attention kernels run head width 64 faster (docs/PERFORMANCE.md, "Second lease").
     heads: int = 8
     mlp_ratio: float = 4.0
     # Hide caption padding and missing modalities from the decoder's keys, as the joint pass does.
     # Off by default: those positions tell the decoder nothing (their input is a constant, zeros
     # or the padding token, and in the joint pass they attended only to valid keys), the losses
     # skip them, and inference never runs the decoder; a key mask forces a slower attention
-    # kernel (35-40% slower on an H100, docs/PERFORMANCE.md).
+    # kernel (docs/PERFORMANCE.md, "Attention kernels").
     key_mask: bool = False
 
 

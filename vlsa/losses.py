@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+IGNORE = -100  # label of tokens not chosen for masked-token prediction (PyTorch's default)
+
 # gather(x) -> (x gathered from all ranks along dim 0, offset of this rank's rows in the result)
 Gather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]
 
@@ -69,8 +71,8 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, removed: torch
 
 
 def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
-    """Cross-entropy on the chosen tokens; labels (B, L) hold -100 everywhere else (BERT)."""
-    chosen = labels != -100
+    """Cross-entropy on the chosen tokens; labels (B, L) hold IGNORE everywhere else (BERT)."""
+    chosen = labels != IGNORE
     per_token = F.cross_entropy(logits.float().flatten(0, 1), labels.clamp(min=0).flatten(),
                                 reduction="none").view_as(labels)
     return _masked_mean(per_token, chosen, gather)

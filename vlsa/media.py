@@ -40,6 +40,17 @@ _AUDIO_PREROLL = 0.25  # seconds decoded before `start`: some demuxers seek only
 _SEEK_GAP = 10.0  # seek ahead rather than decode through gaps between wanted frames longer than this
 _WAV_OGG_TAGS = (0x674F, 0x6750, 0x6751, 0x676F, 0x6770, 0x6771)  # Vorbis-in-WAV (vorbis.acm)
 
+# Files the catalog indexes and the trainer's manifests list, by extension (lower case).
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+    ".flv", ".wmv", ".3gp", ".ogv", ".vob",
+})
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
+    ".aifc", ".mka", ".au", ".ac3",
+})
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
+
 
 class MediaError(ValueError):
     """An input that cannot be decoded; the message is one line: "<file>: <reason>". A
@@ -104,6 +115,15 @@ def _video_stream(container: Container) -> av.video.stream.VideoStream | None:
         if not s.disposition & av.stream.Disposition.attached_pic and s.codec_context is not None:
             return s
     return None
+
+
+def _video_to_decode(container: Container, name: str) -> av.video.stream.VideoStream:
+    """The video stream, set to decode on frame and slice threads (decoding dominates the cost)."""
+    stream = _video_stream(container)
+    if stream is None:
+        raise _error(name, "no video stream")
+    stream.thread_type = "AUTO"
+    return stream
 
 
 def _audio_stream(container: Container) -> av.audio.stream.AudioStream | None:
@@ -279,10 +299,7 @@ def _frames_at(container: Container, name: str, times: Sequence[float], size: in
                seek: bool = True) -> Iterator[torch.Tensor]:
     """uint8 (3, size, size) per sorted time, from a fresh container, in one forward pass that
     seeks across gaps over _SEEK_GAP (never with seek=False). Holds one decoded frame at a time."""
-    stream = _video_stream(container)
-    if stream is None:
-        raise _error(name, "no video stream")
-    stream.thread_type = "AUTO"  # frame and slice threads: decoding dominates the cost
+    stream = _video_to_decode(container, name)
     last, tensor = None, None  # the frame chosen last and its conversion (repeats reuse it)
     for run in _runs(times, _SEEK_GAP) if seek else [list(times)]:
         if seek and (last is not None or run[0] > 0):  # a fresh container is at time 0 already
@@ -301,8 +318,8 @@ def _frames_at(container: Container, name: str, times: Sequence[float], size: in
             raise _error(name, "no decodable video frames") from None
 
 
-def _sample_times(start: float, end: float, num: int, sampling: str,
-                  generator: torch.Generator | None) -> list[float]:
+def sample_times(start: float, end: float, num: int, sampling: str = "uniform",
+                 generator: torch.Generator | None = None) -> list[float]:
     """`num` sorted times in [start, end): one per equal segment, at its centre ("uniform") or at a
     random point of it ("random", drawn from `generator`)."""
     if num < 1:
@@ -328,7 +345,7 @@ def _frames_reader(path: PathLike, start: float, end: float | None, num_frames: 
         duration = _duration(container)
         stop = (duration if end is None else min(end, duration)) if duration > 0 else (end or start)
         first = min(max(0.0, start), stop)  # a range past the end collapses onto the end
-        times = _sample_times(first, max(first, stop), num_frames, sampling, generator)
+        times = sample_times(first, max(first, stop), num_frames, sampling, generator)
         return torch.stack(list(_frames_at(container, os.fspath(path), times, size, seek)))
 
     return read
@@ -364,6 +381,47 @@ def iter_frames_at(path: PathLike, times: Sequence[float], size: int = 224) -> I
             pass
     with _open(path) as container:  # unseekable: decode the rest from the start
         yield from _frames_at(container, os.fspath(path), ordered[done:], size, seek=False)
+
+
+def iter_timed_frames(path: PathLike, start: float, end: float,
+                      size: tuple[int, int]) -> Iterator[tuple[float, np.ndarray]]:
+    """(seconds from `start`, RGB uint8 (height, width, 3) at `size` = (width, height)) for each
+    frame shown during [start, end): the one on screen at `start` (stamped 0) and every later one
+    before `end`, at its own time, so a file that stores only changed frames keeps its timing."""
+    name = os.fspath(path)
+    with _open(path) as container:
+        stream = _video_to_decode(container, name)
+        try:
+            if start > 0:  # a fresh container is at time 0 already
+                _seek(container, stream, start)
+            seeked = True
+        except _SeekFailed:
+            seeked = False
+        if seeked:
+            yield from _shown(_timed_frames(container, stream), start, end, size)
+            return
+    with _open(path) as container:  # unseekable: decode from the start
+        yield from _shown(_timed_frames(container, _video_stream(container)), start, end, size)
+
+
+def _shown(decoded: Iterator[tuple[float, av.VideoFrame]], start: float, end: float,
+           size: tuple[int, int]) -> Iterator[tuple[float, np.ndarray]]:
+    def rgb(frame: av.VideoFrame) -> np.ndarray:
+        return frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+
+    held = None  # the last frame at or before `start`: it is what shows at `start`
+    for t, frame in decoded:
+        if t >= end:
+            break
+        if t <= start:
+            held = frame
+            continue
+        if held is not None:
+            yield 0.0, rgb(held)
+            held = None
+        yield t - start, rgb(frame)
+    if held is not None:  # nothing after `start`: the held frame is the whole span
+        yield 0.0, rgb(held)
 
 
 # --- audio -------------------------------------------------------------------------------------

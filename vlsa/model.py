@@ -8,8 +8,8 @@ Conventions, pinned once:
 - audio (B, F, M): F frequency rows, M time columns, normalised; tokens f * (M / p) + m.
 - text ids (B, L) with attention mask (B, L), True on real tokens.
 - masks are bool, True = removed (MAE's "1 is remove").
-- Global embeddings come from passes where each modality attends only to itself (VLSA.md,
-  "No leak"); only the masked-modelling pass attends across modalities.
+- Global embeddings come from passes where each modality attends only to itself (docs/DESIGN.md,
+  "Decisions where the paper is silent"); only the masked-modelling pass attends across modalities.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 
 from vlsa.config import VLSAConfig
 from vlsa.losses import (
+    IGNORE,
     contrastive_loss,
     masked_token_loss,
     matching_loss,
@@ -30,9 +31,6 @@ from vlsa.losses import (
     similarity_distillation,
 )
 from vlsa.text_tower import SentenceEncoder
-
-IGNORE = -100  # label of tokens not chosen for masked-token prediction (PyTorch's default)
-
 
 # --- transformer ------------------------------------------------------------------------------
 
@@ -337,8 +335,7 @@ class VLSAModel(nn.Module):
         """pool_norm's running statistics recomputed as plain averages over `batches` with the
         weights as they are now ("precise BN"). The running averages kept during training lag
         the weights, and pooled caption features vary so little from caption to caption that
-        the lag alone shifts every caption the same way. Measured on the tiny 15-minute run:
-        text->video R@1 2.5% with the lagging statistics, 21% with recomputed ones."""
+        the lag alone shifts every caption the same way (docs/TRAINING.md, "precise BN")."""
         if not self.config.pool_norm:
             return
         was_training = self.training
@@ -371,15 +368,6 @@ class VLSAModel(nn.Module):
             bn = self.pool_norm[modality]
             tokens = (tokens - bn.running_mean) / (bn.running_var + bn.eps).sqrt()
         return self.proj[modality](tokens)
-
-    def patch_contributions(self, tokens: torch.Tensor, modality: str, query: torch.Tensor) -> torch.Tensor:
-        """For heatmaps: each token's share of the cosine between `query` (E,) and the global
-        embedding of `tokens` (B, N, D) -> (B, N); these shares average to exactly that cosine.
-        Measured on the demo clips, a map of each patch's own cosine with the query instead put
-        its peak on the sounding object 41% of the time, these shares 69%: a background patch
-        can point the query's way while contributing little."""
-        projected = self.patch_embeddings(tokens, modality)
-        return (projected @ query.to(projected)) / projected.mean(dim=1).norm(dim=-1, keepdim=True)
 
     def compile_blocks(self, mode: str | None = None) -> None:
         """Regional torch.compile: each transformer block on its own. All blocks of a width share

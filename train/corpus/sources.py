@@ -42,7 +42,7 @@ CLIPART = Package("openclipart-png", ("./usr/share/openclipart/png/*",))
 EMOJI = Package("fonts-noto-color-emoji", ("./usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",))
 EMOJI_FONT = "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 SHARED_MEDIA = "shared-media"
-# ../shared/media (sounds/labels.jsonl): its folders' licences, from its README.
+# The labelled real recordings (--shared-media, sounds/labels.jsonl): its folders' licences, from its README.
 SHARED_MEDIA_LICENCES = {"scratch": "CC-BY-SA-3.0", "lmms": "GPL-2+"}
 
 
@@ -94,7 +94,7 @@ def _caption(package: str, folders: tuple[str, ...], stem: str) -> tuple[str | N
 
 
 def shared_media_items(folder: Path, skipped: SkipCounter) -> list[Item]:
-    """The labelled sounds of ../shared/media (sounds/labels.jsonl)."""
+    """The labelled sounds of the real recordings folder (sounds/labels.jsonl)."""
     labels = folder / "sounds" / "labels.jsonl"
     items = []
     for line in labels.read_text().splitlines():
