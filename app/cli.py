@@ -30,7 +30,7 @@ import numpy as np
 
 from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
 from app.server import ANY_ADDRESS, AUTH_ENV, AUTH_HELP, is_loopback, launch_options, parse_login
-from vlsa.cli import UserError
+from vlsa.errors import UserError
 
 if TYPE_CHECKING:  # importing gradio reads its settings: only after make_workdir
     import gradio as gr

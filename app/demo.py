@@ -2,7 +2,7 @@
 checkpoint shipped in the package and opens the search app.
 
     vlsa demo                                   # http://127.0.0.1:7860; library in ~/.cache/vlsa/demo
-    vlsa demo --add ../shared/media --no-browser --port 8080
+    vlsa demo --add ~/Videos --no-browser --port 8080
     vlsa demo --rebuild                         # generate and index everything again
 
 The demo folder (--dir, else $VLSA_DEMO_DIR, else ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo) holds:
@@ -42,7 +42,8 @@ import click
 from app.server import AUTH_ENV, AUTH_HELP, parse_login
 from catalog.indexer import Indexer, IndexReport
 from catalog.model import load_model
-from catalog.store import Catalog, SchemaError, is_under
+from catalog.paths import is_under
+from catalog.store import Catalog, SchemaError
 
 DEMO_SEED = 20261126  # the generator's seed for the demo clips; the shipped checkpoint trains on seeds 0 and 1
 DEMO_CLIPS = 64
@@ -215,7 +216,7 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
 @click.option("--auth", envvar=AUTH_ENV, show_envvar=True, metavar="USER:PASSWORD", help=AUTH_HELP)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @click.option("--add", "add", multiple=True, type=click.Path(path_type=str), metavar="FOLDER",
-              help="Also index the media in FOLDER, in place (repeatable), e.g. ../shared/media.")
+              help="Also index the media in FOLDER, in place (repeatable), e.g. ~/Videos.")
 @click.option("--clips", default=DEMO_CLIPS, show_default=True, type=click.IntRange(1, MAX_CLIPS),
               help="How many synthetic clips the library has.")
 @click.option("--rebuild", is_flag=True, help="Generate the clips and index everything again.")

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vlsa.cli import UserError
+from vlsa.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import torch
 from train.distributed import DistInfo
 from vlsa import VLSA
 from vlsa.checkpoint import CheckpointError, load_extra, load_into, recover_folder, writing_folder
-from vlsa.cli import one_line
+from vlsa.errors import one_line
 
 
 @dataclass

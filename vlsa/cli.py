@@ -20,7 +20,7 @@ from importlib import metadata
 import click
 
 from vlsa import __version__
-from vlsa.errors import UserError
+from vlsa.errors import UserError, one_line
 
 ENTRY_POINT_GROUP = "vlsa.commands"
 
@@ -75,17 +75,13 @@ def _piece(module: str) -> str:
     except ModuleNotFoundError as exc:
         if exc.name == module:
             return "not installed"
-        return f"does not load: {_first_line(exc)}"
+        return f"does not load: {one_line(exc)}"
     except Exception as exc:  # doctor reports any import failure, whatever its type
-        return f"does not load: {_first_line(exc)}"
+        return f"does not load: {one_line(exc)}"
     try:
         return str(getattr(mod, "__version__", None) or metadata.version(module))
     except metadata.PackageNotFoundError:
         return "installed"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ["the import failed"])[0]
 
 
 def doctor_report() -> dict[str, object]:
@@ -115,7 +111,7 @@ def doctor_report() -> dict[str, object]:
         build_tokenizer(TextConfig())(["offline tokenizer check"])
         report["tokenizer"] = "clip BPE loads offline"
     except Exception as exc:  # reported, not raised: doctor must always print its report
-        report["tokenizer"] = f"failed: {_first_line(exc)}"
+        report["tokenizer"] = f"failed: {one_line(exc)}"
     report["commands"] = sorted(_entry_points())
     return report
 
@@ -201,11 +197,6 @@ def main() -> None:
             raise
         click.echo(f"error: {one_line(exc)}", err=True)
         sys.exit(1)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":
