@@ -359,14 +359,12 @@ JOINED_BATCH = 8
 
 
 def _default_model():
-    """The default tiny loss with every term on: masked modelling, pool_norm, the matching head,
-    the localisation term."""
+    """The default tiny loss, every term on: masked modelling, pool_norm, the matching head."""
     from vlsa.config import preset_config
     from vlsa.model import VLSAModel
 
     torch.manual_seed(0)
-    model = VLSAModel(preset_config("tiny", **{"encoder.depth": 1, "decoder.depth": 1,
-                                               "loss.localization_weight": 1.0}))
+    model = VLSAModel(preset_config("tiny", **{"encoder.depth": 1, "decoder.depth": 1}))
     assert model.config.pool_norm and model.config.loss.matching_head and model.config.loss.masked_modelling
     return model
 
@@ -420,8 +418,7 @@ def _rank_grads(rank, world, rendezvous, out):
 def test_distributed_gives_joined_batch_gradients_for_every_term(tmp_path, monkeypatch):
     """Two gloo processes, each on half the batch, give the gradients of one process on the
     joined batch for the whole default loss: masked modelling (the masks drawn per sample
-    alike in both layouts), the contrastive, localisation and matching terms, pool_norm in
-    training mode.
+    alike in both layouts), the contrastive and matching terms, pool_norm in training mode.
     Catches pool_norm standardising with one rank's statistics, matching negatives drawn from
     one rank's rows, and means over one rank's count (rows without a modality fall unevenly
     here), each of which the old test (pool_norm, matching head and masked modelling off)
@@ -444,6 +441,30 @@ def test_distributed_gives_joined_batch_gradients_for_every_term(tmp_path, monke
     for name in expected:
         scale = expected[name].abs().max().clamp(min=1e-3)
         assert (got[name] - expected[name]).abs().max() <= 1e-6 * scale, name
+
+
+def _rank_gather_grad(rank, world, rendezvous, out):
+    import torch.distributed as dist
+
+    from train.distributed import gather_with_grad
+
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    x = torch.arange(24.0).view(4, 3, 2).requires_grad_()
+    joined, _ = gather_with_grad(x)
+    weights = torch.arange(world * 24.0).view(2, 3, world * 4)
+    (joined.transpose(0, 2) * weights).sum().backward()  # reaches the gather as a strided gradient
+    if rank == 0:
+        torch.save(x.grad, out)
+    dist.destroy_process_group()
+
+
+def test_gather_hands_back_gradients_that_arrive_strided(tmp_path):
+    """Two gloo processes: each rank's rows get the sum over ranks of their share of the
+    gradient, also when that gradient reaches the gather strided (after a transpose or an
+    einsum). Catches gloo reading a strided gradient as dense, which gave wrong gradients."""
+    mp.spawn(_rank_gather_grad, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "g.pt")), nprocs=2, join=True)
+    weights = torch.arange(2 * 24.0).view(2, 3, 8).transpose(0, 2)  # d loss / d joined
+    assert torch.equal(torch.load(tmp_path / "g.pt"), 2 * weights[:4])
 
 
 def test_finetune_from_checkpoint_uses_video_text_loss(synth_manifest, tmp_path):

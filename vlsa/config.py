@@ -146,9 +146,6 @@ class LossConfig:
     distill_weight: float = 1.0
     # Temperature of the teacher's and the student's similarity distributions in that term.
     distill_temperature: float = 0.05
-    # Weight of the localisation term inside L_global (losses.multiple_instance_loss): each sound
-    # must match one video patch of its own clip. 0 = off, the paper's objective.
-    localization_weight: float = 0.0
 
 
 @dataclass

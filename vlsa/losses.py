@@ -1,5 +1,5 @@
-"""Losses: masked reconstruction, masked-token prediction, symmetric InfoNCE (global and
-multiple-instance), binary matching and the text distillation term.
+"""Losses: masked reconstruction, masked-token prediction, symmetric InfoNCE, binary matching and
+the text distillation term.
 
 Each returns a scalar tensor. Rows that lack a modality are left out through `valid` masks, never
 by indexing with a data-dependent shape inside the caller (which would sync the host on CUDA).
@@ -86,36 +86,15 @@ def contrastive_loss(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor
     negatives. With `gather`, each rank scores its own rows against every rank's rows.
     """
     all_x, all_y, all_valid, offset = _gather_pairs(x, y, valid, gather)
+    labels = torch.arange(x.shape[0], device=x.device) + offset
+    blocked = torch.finfo(torch.float32).min
     # similarities in float32 even under bf16 autocast: the softmax runs at temperatures down to
     # 0.01, and the blocked value does not exist in bf16
     with torch.autocast(x.device.type, enabled=False):
-        logits_xy = logit_scale * x.float() @ all_y.float().T
-        logits_yx = logit_scale * y.float() @ all_x.float().T
-    return _symmetric_infonce(logits_xy, logits_yx, valid, all_valid, offset, gather)
-
-
-def multiple_instance_loss(x: torch.Tensor, patches: torch.Tensor, logit_scale: torch.Tensor,
-                           valid: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
-    """The localisation term: EZ-VSL's multiple-instance InfoNCE (Mo & Morgado, 2022). x (B, D)
-    and each clip's patch embeddings (B, N, D), all L2-normalised; a clip scores x by its
-    best-matching patch. x must then match some patch of its own clip better than any patch of
-    the others (the sounding object), where the global term is content with evidence spread
-    thinly across the frame, which leaves heatmaps with no peak on the object."""
-    all_x, all_patches, all_valid, offset = _gather_pairs(x, patches, valid, gather)
-    with torch.autocast(x.device.type, enabled=False):
-        logits_xy = logit_scale * torch.einsum("id,jnd->ijn", x.float(), all_patches.float()).amax(-1)
-        logits_yx = logit_scale * torch.einsum("ind,jd->ijn", patches.float(), all_x.float()).amax(-1)
-    return _symmetric_infonce(logits_xy, logits_yx, valid, all_valid, offset, gather)
-
-
-def _symmetric_infonce(logits_xy: torch.Tensor, logits_yx: torch.Tensor, valid: torch.Tensor,
-                       all_valid: torch.Tensor, offset: int, gather: Gather | None) -> torch.Tensor:
-    """Mean of both directions' cross-entropy over this rank's valid rows (B, B_all logits, the
-    true pair of row i at offset + i); columns of invalid rows are blocked."""
-    labels = torch.arange(logits_xy.shape[0], device=logits_xy.device) + offset
-    blocked = torch.finfo(torch.float32).min
-    loss_xy = F.cross_entropy(logits_xy.masked_fill(~all_valid[None, :], blocked), labels, reduction="none")
-    loss_yx = F.cross_entropy(logits_yx.masked_fill(~all_valid[None, :], blocked), labels, reduction="none")
+        logits_xy = (logit_scale * x.float() @ all_y.float().T).masked_fill(~all_valid[None, :], blocked)
+        logits_yx = (logit_scale * y.float() @ all_x.float().T).masked_fill(~all_valid[None, :], blocked)
+    loss_xy = F.cross_entropy(logits_xy, labels, reduction="none")
+    loss_yx = F.cross_entropy(logits_yx, labels, reduction="none")
     return _masked_mean((loss_xy + loss_yx) / 2, valid, gather)
 
 

@@ -26,7 +26,6 @@ from vlsa.losses import (
     contrastive_loss,
     masked_token_loss,
     matching_loss,
-    multiple_instance_loss,
     reconstruction_loss,
     similarity_distillation,
 )
@@ -481,11 +480,10 @@ class VLSAModel(nn.Module):
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
-        video = self.encoder(_select_tokens(tokens["video"], keep_v))
-        z = {"video": self.pool(video, "video", gather=gather),
-             "text": self.embed_text_ids(batch["text"], batch["text_mask"], gather)}
-        if self.config.loss.localization_weight > 0:
-            z["video_patches"] = F.normalize(self.patch_embeddings(video, "video"), dim=-1)
+        z = {
+            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video", gather=gather),
+            "text": self.embed_text_ids(batch["text"], batch["text_mask"], gather),
+        }
         if self.config.loss.matching == "audio":
             z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio", gather=gather)
         return z
@@ -514,9 +512,6 @@ class VLSAModel(nn.Module):
             terms[f"nce_{name}"] = contrastive_loss(z[x], z[y], scale, valid, gather)
             if self.config.loss.matching_head:
                 terms[f"match_{name}"] = matching_loss(self.match_head, z[x], z[y], valid, gather)
-        if "video_patches" in z and "audio" in z:
-            terms["localize_av"] = self.config.loss.localization_weight * multiple_instance_loss(
-                z["audio"], z["video_patches"], scale, has_a & has_v, gather)
         if self.config.text.teacher is not None:
             loss = self.config.loss
             teacher = self.text_teacher(batch["text"], batch["text_mask"])
