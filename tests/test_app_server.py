@@ -47,7 +47,9 @@ def test_app_api_find_similar_and_filters(client, app_library):
     assert {r["modality"] for r in results} == {"audio"}
     _, similar, status = client.predict(results[0]["window_id"], api_name="/find_similar")
     assert results[0]["window_id"] not in [r["window_id"] for r in similar]
-    assert f"window #{results[0]['window_id']}" in status
+    # the status names the file and the moment it started from, in words
+    start, end = results[0]["start"], results[0]["end"]
+    assert f"like {results[0]['name']} at {start:.1f}–{end:.1f} s" in status, status
 
 
 def test_app_api_rejects_bad_uploads_with_clear_errors(client, tmp_path):
