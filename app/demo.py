@@ -15,9 +15,10 @@ Beside the synthetic clips the catalog holds the real media shipped in the packa
 (vlsa/assets/media: 49 held-out sounds, picture-with-sound clips and spoken words, credited in
 its CREDITS.md), indexed in place.
 
-The first run generates the clips with the synthetic generator (the `synth` package, which
-`vlsa data synth` also runs) into a temporary folder inside the demo folder and renames it into place, so a killed first run never leaves half a library: the next run
-removes the leftover and generates again. Later runs find the library, index incrementally (no
+The first run generates the clips in this process with the `synth` package (which `vlsa data
+synth` also runs) into a temporary folder inside the demo folder and renames it into place, so a
+killed first run never leaves half a library: the next run removes the leftover and generates
+again. Later runs find the library, index incrementally (no
 file changed: nothing is embedded) and start in seconds. A catalog made with another checkpoint
 (a new release shipped a new one) is rebuilt. Folders given with --add are indexed in place beside
 the clips; the library of a run is the clips plus that run's --add folders, so files from a folder
