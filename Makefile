@@ -28,14 +28,14 @@ browser:
 	else echo "no /usr/bin/chromium: run 'sudo make browser' (until then the browser test is skipped)"; fi
 
 test: $(STAMP) browser
-	$(VENV)/bin/ruff check vlsa train catalog app tests bench
+	$(VENV)/bin/ruff check vlsa synth train catalog app tests bench
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vlsa train catalog app tests bench
+	$(VENV)/bin/ruff check vlsa synth train catalog app tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

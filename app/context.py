@@ -3,10 +3,10 @@
     ctx = open_context("library.db")                  # service opened on the model thread
     hits = ctx.run(callbacks.search_text, "a dog barks", "any", "", "any length", True)
 
-`ModelThread`: gradio runs each event in a pool thread, but the catalog's SQLite connection may
-only be used by the thread that opened it, and one model on a CPU gains nothing from running two
-queries at once. So everything that touches the catalog or the model runs on one thread, which
-is also what makes the model's concurrency limit hold across all events, whatever the queue does.
+`ModelThread`: gradio runs each event in a pool thread, but a catalog is used only on the thread
+that opened it (the rule is in catalog/store.py, Catalog), and one model on a CPU gains nothing
+from running two queries at once. So the app opens the catalog on one thread and runs everything
+that touches the catalog or the model there, whatever gradio's queue does.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ Beside the synthetic clips the catalog holds the real media shipped in the packa
 (vlsa/assets/media: 49 held-out sounds, picture-with-sound clips and spoken words, credited in
 its CREDITS.md), indexed in place.
 
-The first run generates the clips with the trainer's generator (`vlsa data synth`, run as a
-subprocess so that app/ does not import train/) into a temporary folder inside the demo folder
-and renames it into place, so a killed first run never leaves half a library: the next run
-removes the leftover and generates again. Later runs find the library, index incrementally (no
+The first run generates the clips in this process with the `synth` package (which `vlsa data
+synth` also runs) into a temporary folder inside the demo folder and renames it into place, so a
+killed first run never leaves half a library: the next run removes the leftover and generates
+again. Later runs find the library, index incrementally (no
 file changed: nothing is embedded) and start in seconds. A catalog made with another checkpoint
 (a new release shipped a new one) is rebuilt. Folders given with --add are indexed in place beside
 the clips; the library of a run is the clips plus that run's --add folders, so files from a folder
@@ -30,26 +30,28 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import click
+from tqdm import tqdm
 
+import synth
 from app.server import AUTH_ENV, AUTH_HELP, parse_login
 from catalog.indexer import Indexer, IndexReport
 from catalog.model import load_model
 from catalog.paths import is_under
 from catalog.store import Catalog, SchemaError
+from vlsa.errors import one_line
 
 DEMO_SEED = 20261126  # the generator's seed for the demo clips; the shipped checkpoint trains on seeds 0 and 1
 DEMO_CLIPS = 64
-# The generator's distinct captions (8 colours x 6 shapes x 2 sizes x 3 motions, train/synth.py):
-# the test split gives every clip its own caption, so a caption names exactly one clip.
-MAX_CLIPS = 288
+# The test split gives every clip its own caption, so a caption names exactly one clip.
+MAX_CLIPS = synth.DISTINCT_CAPTIONS
 LIBRARY, CATALOG, STAMP = "library", "demo.db", "demo.json"
 TEMP_PREFIX = ".library-"  # generation in progress, or an old library being removed
 
@@ -134,18 +136,14 @@ def generate_library(folder: Path, clips: int, seed: int = DEMO_SEED, progress: 
     it, renamed into place when complete. Returns the library folder."""
     library = folder / LIBRARY
     tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=folder))
-    command = [sys.executable, "-m", "vlsa.cli", "data", "synth", str(tmp), "--n", str(clips),
-               "--seed", str(seed), "--split", "test"]
     try:
-        # The generator's progress bar goes to the user's stderr; its summary line is not needed.
-        proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE)
-        if proc.returncode != 0:
-            lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {proc.returncode}"
-            raise DemoError(f"generating the demo clips failed: {reason}")
+        with tqdm(total=clips, unit="clip", desc="synth", file=sys.stderr, disable=not progress) as bar:
+            synth.generate(tmp, clips, seed, split="test", workers=synth.WORKERS, on_clip=bar.update)
         (tmp / STAMP).write_text(json.dumps(_stamp(clips, seed)) + "\n")
         _discard(library)
         os.replace(tmp, library)
+    except (ValueError, OSError, av.error.FFmpegError) as e:
+        raise DemoError(f"generating the demo clips failed: {one_line(e)}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename happened
     return library

@@ -58,7 +58,7 @@ class FileGuard:
 
     def allows(self, path: str | os.PathLike) -> bool:
         """Whether the app may read and serve `path`. Reads the catalog: call it on the thread
-        that owns the catalog's connection (see app/context.py)."""
+        that opened the catalog (see catalog/store.py, Catalog)."""
         try:
             given, target = os.path.abspath(os.fspath(path)), real_path(path)
             if is_hidden(given) or is_hidden(target):

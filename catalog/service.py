@@ -18,7 +18,6 @@ use and reloaded when the catalog's generation counter says something was writte
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -58,7 +57,8 @@ class Hit:
 
 
 class SearchService:
-    """Queries against one catalog with the model that built it."""
+    """Queries against one catalog with the model that built it; used on the thread that opened
+    the catalog (the rule is in catalog/store.py, Catalog)."""
 
     def __init__(self, catalog: Catalog, model: VLSA | None = None, backend: str = "numpy",
                  checkpoint: str | os.PathLike | None = None):
@@ -66,7 +66,6 @@ class SearchService:
         `checkpoint` or else the checkpoint the catalog records."""
         self.catalog, self.backend, self.checkpoint = catalog, backend, checkpoint
         self._model = model
-        self._lock = threading.RLock()  # the app queries from several threads; one at a time here
         self._indexes: dict[str, tuple[int, MatrixIndex]] = {}  # modality -> (generation, index)
 
     @classmethod
@@ -76,10 +75,9 @@ class SearchService:
 
     @property
     def model(self) -> VLSA:
-        with self._lock:
-            if self._model is None:
-                self._model = model_for_catalog(self.catalog, self.checkpoint)
-            return self._model
+        if self._model is None:
+            self._model = model_for_catalog(self.catalog, self.checkpoint)
+        return self._model
 
     # --- queries ---
 
@@ -124,11 +122,10 @@ class SearchService:
         if not all(np.isfinite(q).all() for q in queries):
             raise ValueError("the query vector holds NaN or infinity")
         hits: list[Hit] = []
-        with self._lock:
-            for modality in WINDOW_MODALITIES if kind == "any" else (kind,):
-                q = query[modality] if isinstance(query, dict) else query
-                hits += self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
-                                              (folder, min_duration, max_duration), exclude)
+        for modality in WINDOW_MODALITIES if kind == "any" else (kind,):
+            q = query[modality] if isinstance(query, dict) else query
+            hits += self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
+                                          (folder, min_duration, max_duration), exclude)
         hits.sort(key=lambda h: (-h.score, h.window_id, h.modality))
         if per_file:  # across modalities too: a file's best window of either kind
             seen: set[int] = set()
@@ -177,13 +174,12 @@ class SearchService:
 
     def index(self, modality: str) -> MatrixIndex:
         """The in-memory vectors of one modality, reloaded when the catalog changed."""
-        with self._lock:
-            generation = self.catalog.generation()
-            cached = self._indexes.get(modality)
-            if cached is None or cached[0] != generation:
-                cached = (generation, build_index(self.backend, *self.catalog.load_vectors(modality)))
-                self._indexes[modality] = cached
-            return cached[1]
+        generation = self.catalog.generation()
+        cached = self._indexes.get(modality)
+        if cached is None or cached[0] != generation:
+            cached = (generation, build_index(self.backend, *self.catalog.load_vectors(modality)))
+            self._indexes[modality] = cached
+        return cached[1]
 
     def query_of_hit(self, query: dict[str, np.ndarray], hit: Hit) -> dict[str, np.ndarray]:
         """Per modality, the (E,) row of `query` that found `hit` (the one nearest the hit's own

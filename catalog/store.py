@@ -174,10 +174,9 @@ MIGRATIONS = {1: _migrate_to_1}
 def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     # The stdlib sqlite3 on purpose: the file must stay readable and writable wherever extensions
     # cannot load, so nothing in it needs one (the sqlite-vec index lives in memory, see search.py).
-    # check_same_thread off: the app's callbacks run on worker threads; SQLite itself is built
-    # serialised, and SearchService queries one at a time.
+    # sqlite3's thread check stays on: it enforces the threading rule (see Catalog).
     def connect(target: str, uri: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
@@ -202,6 +201,10 @@ class Catalog:
     `read_only` (searching): an existing catalog is opened without write access, so nothing is
     created, migrated or written, and a read-only mount or a full disk do not matter; only the
     indexer (the default) creates or migrates.
+
+    Threads: a catalog, and a SearchService over it, is used only on the thread that opened it
+    (SQLite raises ProgrammingError on any other); nothing in catalog/ takes a lock. A program
+    that serves several threads runs all its catalog work on one (the app: app/context.py).
     """
 
     def __init__(self, path: str | os.PathLike, create: bool = True, read_only: bool = False):

@@ -83,7 +83,7 @@ def app_library(tmp_path_factory) -> Library:
     """8 generated clips, a checkpoint overfitted on them, and their catalog."""
     from catalog.indexer import Indexer
     from catalog.store import Catalog
-    from train.synth import generate
+    from synth import generate
 
     base = tmp_path_factory.mktemp("app")
     root = base / "library"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from synth import generate
 from train.shards import write_shards
-from train.synth import generate
 from vlsa.config import preset_config
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,13 @@ def test_indexer_three_hour_video_by_minute_windows(tmp_path, model):
         assert report.windows == 180 and not report.failed
         windows = catalog.windows(catalog.media()[0].id)
         assert windows[-1].end == pytest.approx(10800.0) and windows[1].start == 60.0
+
+
+def test_a_catalog_is_used_only_on_the_thread_that_opened_it(tmp_path):
+    """The app's one threading rule (catalog/store.py, Catalog): SQLite itself refuses a
+    connection used from another thread. Catches check_same_thread=False coming back, which let
+    the app's worker threads share the connection behind a lock instead."""
+    with Catalog(tmp_path / "c.db") as catalog, ThreadPoolExecutor(max_workers=1) as other:
+        assert catalog.stats()["media_ok"] == 0
+        with pytest.raises(sqlite3.ProgrammingError, match="thread"):
+            other.submit(catalog.stats).result()

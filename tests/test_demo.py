@@ -190,6 +190,22 @@ def test_a_killed_first_run_and_a_damaged_catalog_are_recovered(tmp_path):
     assert demo.generated and demo.report.indexed == 3
 
 
+def test_a_failed_generation_is_one_line_and_leaves_no_library(monkeypatch, tmp_path):
+    """The generator runs in the app's process: catches its error escaping as a traceback (not a
+    DemoError) and a half-written temporary folder, or a library, left behind."""
+    import synth
+
+    def disk_full(out, *args, **kwargs):
+        (Path(out) / "clips").mkdir(parents=True)
+        (Path(out) / "clips" / "00000.mp4").write_bytes(b"half a clip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(synth, "generate", disk_full)
+    with pytest.raises(DemoError, match="^generating the demo clips failed: .*No space left on device$"):
+        generate_library(tmp_path, 2, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_prepare_demo_without_a_shipped_checkpoint_says_so(monkeypatch, tmp_path):
     import vlsa.checkpoint
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from mediagen import make_audio, make_video
 
+from synth import generate
 from train.data import Row, load_row, parse_manifest, read_manifest
 from train.shards import write_shards
-from train.synth import generate
 from vlsa.config import preset_config
 from vlsa.media import MediaError
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from train.synth import generate
+from synth import generate
 from vlsa import VLSA
 from vlsa.batch import collate, make_sample
 from vlsa.media import load_clip

@@ -9,10 +9,10 @@ import torch
 from mediagen import make_video
 
 from catalog.scan import scan
+from synth import generate
 from train.data import ClipDataset, read_manifest
 from train.manifest import build_manifest, parse_subtitles
 from train.shards import ShardDataset, write_shards
-from train.synth import generate
 from vlsa.config import preset_config
 
 

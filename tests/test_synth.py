@@ -12,8 +12,20 @@ import av
 import numpy as np
 import pytest
 
-from train import synth
-from train.synth import Attributes, ClipSpec, RenderSettings
+import synth
+from synth.attributes import (
+    CLIP_TAG,
+    COLOURS,
+    NOTES_HZ,
+    SHAPES,
+    SIZES,
+    TEMPLATES,
+    Attributes,
+    ClipSpec,
+    plan_clips,
+)
+from synth.render import RenderSettings, render_clip
+from synth.sound import synthesize
 
 VLSA = Path(sys.executable).parent / "vlsa"
 SR = 16000
@@ -35,8 +47,8 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def render_one(tmp_path: Path, attrs: Attributes, index: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
     """Render a clip with chosen attributes; return its row, frames and audio."""
     (tmp_path / "clips").mkdir(exist_ok=True)
-    spec = ClipSpec(index, "test", attrs, (0, 2, synth.CLIP_TAG, index))
-    row = synth.render_clip(spec, RenderSettings(str(tmp_path), 2.0, 12, 96, SR))
+    spec = ClipSpec(index, "test", attrs, (0, 2, CLIP_TAG, index))
+    row = render_clip(spec, RenderSettings(str(tmp_path), 2.0, 12, 96, SR))
     return (row, *decode(tmp_path / row["video"]))
 
 
@@ -71,18 +83,18 @@ def test_manifest_rows_have_the_documented_fields(small_set):
 
 
 def test_plan_test_split_has_unique_captions_and_refuses_too_many(tmp_path):
-    specs = synth.plan_clips(len(synth.all_attributes()), seed=5, split="test", unique=True)
+    specs = plan_clips(len(synth.all_attributes()), seed=5, split="test", unique=True)
     assert len({s.attrs for s in specs}) == len(specs) >= 240
     manifest = synth.generate(tmp_path, n=10, seed=5, split="test")
     texts = [r["text"] for r in read_manifest(manifest)]
     assert len(set(texts)) == 10
-    with pytest.raises(ValueError, match="288 distinct captions"):
-        synth.generate(tmp_path, n=289, seed=0, split="val")
+    with pytest.raises(ValueError, match=f"{synth.DISTINCT_CAPTIONS} distinct captions"):
+        synth.generate(tmp_path, n=synth.DISTINCT_CAPTIONS + 1, seed=0, split="val")
 
 
 def test_generate_splits_keeps_test_captions_unique_and_seeds_disjoint(tmp_path):
-    train = synth.plan_clips(50, 0, "train", unique=False)
-    test = synth.plan_clips(20, 0, "test", unique=True, first_index=50)
+    train = plan_clips(50, 0, "train", unique=False)
+    test = plan_clips(20, 0, "test", unique=True, first_index=50)
     assert not {s.entropy for s in train} & {s.entropy for s in test}
     rows = read_manifest(synth.generate_splits(tmp_path, n_train=4, n_test=3, seed=0))
     assert [r["split"] for r in rows] == ["train"] * 4 + ["test"] * 3
@@ -92,18 +104,26 @@ def test_generate_splits_keeps_test_captions_unique_and_seeds_disjoint(tmp_path)
 def test_caption_contains_every_attribute_word():
     for attrs in synth.all_attributes():
         words = attrs.to_dict()
-        for template in range(len(synth.TEMPLATES)):
+        for template in range(len(TEMPLATES)):
             for phrase in range(2):
                 text = synth.caption(attrs, template, phrase)
                 for key in ("colour", "shape", "size", "motion", "instrument", "register", "loudness"):
                     assert f" {words[key]} " in f" {text} ", (key, text)
-    assert len({synth.caption(a) for a in synth.all_attributes()}) == 288
+
+
+def test_distinct_captions_is_the_number_of_captions_the_generator_makes():
+    """DISTINCT_CAPTIONS bounds the clips of a unique-caption split (`vlsa demo --clips`). Catches
+    it going stale (written as 288 while a table gains a ninth colour) and a template that drops
+    the colour word, so that two combinations share one caption."""
+    for template in range(len(TEMPLATES)):
+        captions = {synth.caption(a, template) for a in synth.all_attributes()}
+        assert len(captions) == synth.DISTINCT_CAPTIONS, template
 
 
 def test_box_contains_the_sounding_objects_colour(small_set):
     for row in read_manifest(small_set):
         frames, _ = decode(small_set.parent / row["video"])
-        rgb = np.array(synth.COLOURS[row["attributes"]["colour"]], dtype=float)
+        rgb = np.array(COLOURS[row["attributes"]["colour"]], dtype=float)
         for frame, box in zip(frames, row["boxes"], strict=True):
             x0, y0, x1, y1 = (round(v * 96) for v in box)
             inside = np.zeros(frame.shape[:2], bool)
@@ -135,19 +155,19 @@ def test_audio_has_energy_at_the_events(tmp_path, motion):
 
 
 def test_slide_sound_peaks_at_the_colours_note(tmp_path):
-    shapes = list(synth.SHAPES)
-    for k, colour in enumerate(synth.COLOURS):
+    shapes = list(SHAPES)
+    for k, colour in enumerate(COLOURS):
         attrs = Attributes(colour, shapes[k % len(shapes)], "large", "slides")
         row, _, audio = render_one(tmp_path, attrs, index=k)
         spectrum = np.abs(np.fft.rfft(audio[: 2 * SR] * np.hanning(2 * SR)))
         peak = np.fft.rfftfreq(2 * SR, 1 / SR)[spectrum.argmax()]
-        assert abs(peak - synth.NOTES_HZ[colour]) < 0.02 * synth.NOTES_HZ[colour], (attrs, peak)
+        assert abs(peak - NOTES_HZ[colour]) < 0.02 * NOTES_HZ[colour], (attrs, peak)
 
 
 def test_synthesize_large_is_louder_than_small():
     rms = {}
-    for size in synth.SIZES:
-        wave = synth.synthesize(Attributes("red", "circle", size, "slides"), [0.0], 2.0, SR,
+    for size in SIZES:
+        wave = synthesize(Attributes("red", "circle", size, "slides"), [0.0], 2.0, SR,
                                 np.random.default_rng(0))
         rms[size] = np.sqrt(np.mean(wave**2))
     assert rms["large"] > 3 * rms["small"]
@@ -167,6 +187,7 @@ def test_cli_data_synth_writes_a_loadable_manifest(tmp_path):
 
 
 def test_cli_data_synth_rejects_too_many_unique_captions(tmp_path):
-    result = subprocess.run([str(VLSA), "data", "synth", str(tmp_path), "--n", "300", "--split", "test"],
+    result = subprocess.run([str(VLSA), "data", "synth", str(tmp_path), "--n", str(synth.DISTINCT_CAPTIONS + 1),
+                             "--split", "test"],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "288 distinct captions" in result.stderr
+    assert result.returncode == 1 and f"{synth.DISTINCT_CAPTIONS} distinct captions" in result.stderr

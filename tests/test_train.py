@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from synth import generate
 from train.data import GroupedSampler, ResumableSampler, caption_keys, read_manifest
 from train.evaluate import ranks_of_truth, retrieval_metrics
-from train.synth import generate
 
 VLSA_BIN = str(Path(sys.executable).parent / "vlsa")
 SMALL = ["--set", "encoder.depth=2", "--set", "decoder.depth=1"]

@@ -1,1 +1,1 @@
-"""train: datasets, the synthetic set, the training loop and evaluation (docs/TRAINING.md)."""
+"""train: datasets, the training loop and evaluation (docs/TRAINING.md); the synthetic set is `synth`."""

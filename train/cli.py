@@ -33,16 +33,16 @@ def data() -> None:
               help="Frame side in pixels (even).")
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also write this many test clips with unique captions into the same manifest.")
-@click.option("--workers", type=click.IntRange(min=1), default=min(os.cpu_count() or 1, 8),
-              show_default=True, help="Processes rendering clips; the output does not depend on it.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Processes rendering clips; the output does not depend on it [default: one per CPU, at most 8].")
 def synth(out: Path, n: int, seed: int, split: str, seconds: float, fps: int, size: int, n_test: int,
-          workers: int) -> None:
+          workers: int | None) -> None:
     """Write synthetic clips whose caption, picture and sound agree, and OUT/manifest.jsonl."""
     from tqdm import tqdm  # imported here so `vlsa --help` stays fast
 
-    from train.synth import all_attributes, generate, generate_splits
+    from synth import DISTINCT_CAPTIONS, WORKERS, generate, generate_splits
 
-    settings = dict(seconds=seconds, fps=fps, size=size, workers=workers)
+    settings = dict(seconds=seconds, fps=fps, size=size, workers=workers or WORKERS)
     start = time.perf_counter()
     with tqdm(total=n + n_test, unit="clip", desc="synth", file=sys.stderr) as bar:
         if n_test:
@@ -50,7 +50,7 @@ def synth(out: Path, n: int, seed: int, split: str, seconds: float, fps: int, si
         else:
             manifest = generate(out, n, seed, split=split, on_clip=bar.update, **settings)
     counts = f"{n} {split}" + (f" + {n_test} test" if n_test else "")
-    click.echo(f"wrote {counts} clips ({len(all_attributes())} possible captions) to {manifest} "
+    click.echo(f"wrote {counts} clips ({DISTINCT_CAPTIONS} possible captions) to {manifest} "
                f"in {time.perf_counter() - start:.1f} s")
 
 

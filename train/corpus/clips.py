@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from train.synth import write_mp4
+from vlsa.encode import write_mp4
 
 SIZE = 96  # frame side: the tiny preset decodes 64 px, small 112 (upscaled from here)
 FPS = 8
