@@ -210,7 +210,7 @@ def server_breakdown(db: Path, n: int, texts: list[str], workdir: Path) -> dict:
     turning the thumbnails into image files (gradio does that for every search's results)."""
     from app import callbacks
     from app.cli import open_app
-    from catalog.store import MODALITIES
+    from catalog.store import WINDOW_MODALITIES
 
     workdir.mkdir()
     ctx, page = open_app(str(db), workdir=str(workdir))
@@ -231,7 +231,7 @@ def server_breakdown(db: Path, n: int, texts: list[str], workdir: Path) -> dict:
         lap("encode_text")
         hits = ctx.service.search_vector(vector, **callbacks.search_options("any", None, "any length", True, ctx.top))
         lap("top_k_and_sql")
-        images, *_ = callbacks.results(ctx, hits, {m: vector for m in MODALITIES}, text, clock)
+        images, *_ = callbacks.results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, text, clock)
         lap("thumbnails_and_captions")
         gallery.postprocess(images)
         lap("gallery_image_files")
