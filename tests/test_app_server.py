@@ -42,6 +42,9 @@ def test_app_api_audio_ranks_each_clip_first_for_its_own_sound(client, app_libra
 
 
 def test_app_api_find_similar_and_filters(client, app_library):
+    """Through the API: the filters reach the search, find similar leaves out the window it starts
+    from, and its status names that file and moment in words. Catches a status that names a
+    window number instead (issue 18, item 4)."""
     _, results, _ = client.predict(app_library.captions[0], "audio", str(app_library.clips[0].parent),
                                    "under 10 s", False, api_name="/search_text")
     assert {r["modality"] for r in results} == {"audio"}
