@@ -196,15 +196,12 @@ def lsmdc(root: Path, c: dict):
         ids = [clip_id(movie, k) for k in range(3)]
         for i in ids[:2]:
             put(c["short"], root / "avi" / movie / f"{i}.avi")
-        write_csv(root / f"LSMDC16_annos_{split}.csv",
-                  [[i, "10.0", "11.0", "10.0", "11.0", f"SOMEONE walks in, clip {i[-3:]}-{n}"] for n, i in enumerate(ids)],
-                  delimiter="\t")
-    (root / "LSMDC16_annos_training.csv").write_text(
-        (root / "LSMDC16_annos_training.csv").read_text() + "a row without a sentence\n")
+        lines = [f'{i}\t10.0\t11.0\t10.0\t11.0\t"Hi," SOMEONE says, clip {n}\n' for n, i in enumerate(ids)]
+        (root / f"LSMDC16_annos_{split}.csv").write_text("".join(lines) + "a row without a sentence\n" * (split == "training"))
 
     def check(rows, summary):
         assert [r["split"] for r in rows] == ["train", "train", "test", "test"]
-        assert rows[1]["text"] == "SOMEONE walks in, clip 000-1" and rows[1]["video"].endswith(".avi")
+        assert rows[1]["text"] == '"Hi," SOMEONE says, clip 1' and rows[1]["video"].endswith(".avi")
         assert "missing file 2" in summary and "bad row 1" in summary
     return [str(root / "LSMDC16_annos_training.csv"), str(root / "LSMDC16_annos_test.csv"),
             "--media", str(root)], "test", check

@@ -138,10 +138,11 @@ def write_manifest(rows: list[dict], out: Path) -> None:
 
 def csv_rows(path: Path, delimiter: str = ",") -> Iterator[list[str]]:
     """The rows of a CSV, cells stripped; blank lines and `#` comment lines (AudioSet's header)
-    left out."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    left out. Tab-separated files have no quoting (LSMDC's sentences hold bare quote marks)."""
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         lines = (line for line in f if line.strip() and not line.lstrip().startswith("#"))
-        for cells in csv.reader(lines, delimiter=delimiter, skipinitialspace=True):
+        for cells in csv.reader(lines, delimiter=delimiter, skipinitialspace=True, quoting=quoting):
             yield [c.strip() for c in cells]
 
 
