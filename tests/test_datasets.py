@@ -271,8 +271,10 @@ FORMATS = [audioset, vggsound, howto100m, audiocaps, clotho, msrvtt, lsmdc, youc
 def test_import_trains_and_evaluates(layout, clips, tmp_path):
     """Builds the format's layout, imports it (`vlsa data import`), checks the rows, trains 5 tiny
     steps and evaluates. Mutations seen caught: Clotho's caption columns read in another order
-    (clotho), AudioSet's end time read as the start (audioset), a VGGSound file cut at another
-    start taken (vggsound), skip counting dropped (every format's summary check)."""
+    (clotho); a whole video's start from the metadata dropped (audioset, howto100m, youcook2); a
+    VGGSound file cut at another start taken for the row's (vggsound); bad metadata rows no
+    longer counted (audioset, lsmdc); LSMDC's tab file read with CSV quoting (lsmdc); the split in
+    a webdataset sample's json ignored (webdataset)."""
     from train.cli import data
     from train.state import TrainConfig
     from train.trainer import train
