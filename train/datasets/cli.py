@@ -47,7 +47,7 @@ def scan_webdataset(folder: Path) -> str:
 
 @click.command("import")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(list(FORMATS)))
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("sources", metavar="METADATA...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--media", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of the downloaded files, searched recursively [default: the first METADATA's folder].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),

@@ -23,5 +23,6 @@ def webvid_clips(sources: list[Path], opts: ImportOptions) -> Iterator[Clip | Sk
             elif not caption:
                 yield Skip("no caption")
             else:
-                media = opts.index.find(f"{row.get('page_dir', '')}/{video_id}.mp4") or opts.index.find(video_id)
+                page_dir = row.get("page_dir")
+                media = (page_dir and opts.index.find(f"{page_dir}/{video_id}.mp4")) or opts.index.find(video_id)
                 yield Clip(media, [caption], split, extra={"videoid": video_id})

@@ -21,8 +21,10 @@ def youcook2_clips(sources: list[Path], opts: ImportOptions) -> Iterator[Clip | 
     for source in sources:
         try:
             database = json.loads(source.read_text(encoding="utf-8"))["database"]
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{source}: not a YouCook2 annotation JSON ({exc!r})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            database = None
+        if not isinstance(database, dict):
+            raise ValueError(f"{source}: not a YouCook2 annotation JSON (no \"database\" of videos)")
         for video_id, video in database.items():
             if not isinstance(video, dict) or not isinstance(video.get("annotations"), list):
                 yield Skip("bad row")
