@@ -12,12 +12,16 @@ from pathlib import Path
 
 import click
 
+from train.datasets.cli import import_command
 from vlsa.config import parse_override
 
 
 @click.group()
 def data() -> None:
-    """Make and prepare data: synthetic clips, manifests, shards."""
+    """Make and prepare data: synthetic clips, manifests, shards, public datasets."""
+
+
+data.add_command(import_command)  # vlsa data import FORMAT: train/datasets/
 
 
 @data.command()

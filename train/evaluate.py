@@ -25,15 +25,18 @@ RECALLS = (1, 5, 10, 50)
 
 
 def eval_dataset(source: str | Path, config, split: str, seed: int | None = None, group: str | None = None):
-    """A manifest (.jsonl) or a shard folder's `split`, decoded as for evaluation: uniform frame
-    times, or random ones drawn from `seed` (for --seeds). `group`: only a manifest's rows with
-    that "group" field (the corpus's held-out sets). A split with no samples is a ValueError."""
+    """A manifest (.jsonl), a shard folder or a folder of webdataset shards: its `split`, decoded
+    as for evaluation: uniform frame times, or random ones drawn from `seed` (for --seeds).
+    `group`: only a manifest's rows with that "group" field (the corpus's held-out sets). A split
+    with no samples is a ValueError."""
     if Path(source).is_dir():
-        if group is not None:
-            raise ValueError(f"{source}: a shard folder keeps no groups; evaluate its manifest with --group")
+        from train.datasets.webdataset import TarClipDataset, is_tar_folder
         from train.shards import ShardDataset
 
-        dataset = ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
+        if group is not None:
+            raise ValueError(f"{source}: a shard folder keeps no groups; evaluate its manifest with --group")
+        folder_dataset = TarClipDataset if is_tar_folder(source) else ShardDataset
+        dataset = folder_dataset(source, config, split=split, train=seed is not None, seed=seed or 0)
     else:
         rows = [r for r in read_manifest(source, split=split) if group is None or r.extra.get("group") == group]
         dataset = ClipDataset(rows, config, train=seed is not None, seed=seed or 0)

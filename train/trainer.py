@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manifest
+from train.datasets.webdataset import TarClipDataset, is_tar_folder
 from train.distributed import cleanup, init_distributed, wrap_ddp
 from train.evaluate import eval_dataset
 from train.loop import run_steps
@@ -41,7 +42,10 @@ def build_optimizer(model: torch.nn.Module, tc: TrainConfig, fused: bool) -> tor
 
 
 def training_dataset(source: str, config, seed: int):
-    """The train split of a manifest (.jsonl, decoded on the fly) or of a shard folder."""
+    """The train split of a manifest (.jsonl, decoded on the fly), of a shard folder, or of a
+    folder of webdataset shards (img2dataset, video2dataset)."""
+    if is_tar_folder(source):
+        return TarClipDataset(source, config, split="train", train=True, seed=seed)
     if Path(source).is_dir():
         return ShardDataset(source, config, split="train", train=True, seed=seed)
     return ClipDataset(read_manifest(source, split="train"), config, train=True, seed=seed)
