@@ -73,9 +73,11 @@ class Context:
         return self.files.check(path)
 
     def may_serve(self, path: str) -> bool:
-        """Whether the HTTP file route may send `path` (asked on the model thread: the guard reads
-        the catalog)."""
-        return self.run(lambda ctx: ctx.files.allows(path))
+        """Whether the HTTP file route may send `path`. The app's own files (the gallery's
+        thumbnails among them) are answered at once; a media file is asked on the model thread,
+        since the guard reads the catalog, and so waits for a search that is running."""
+        own = self.files.own(path)
+        return own if own is not None else self.run(lambda ctx: ctx.files.allows(path))
 
     @property
     def model(self) -> VLSA:
