@@ -5,7 +5,7 @@ directly. A mistake a user can make (an empty query, a bad upload, a file outsid
 raises gr.Error, whose message gradio shows in the page and returns to API clients.
 
 Search callbacks return SEARCH_OUTPUTS: (gallery, results, hits, query, status)
-    gallery: [(thumbnail, caption)]      one per hit, best first
+    gallery: [(picture file, caption)]   one per hit, best first
     results: [dict]                      the hits as JSON (what API clients read; see result_row)
     hits:    [Hit]                       kept in session state for `select_result`
     query:   {"video": (E,) or (N, E), ...}  the query each modality's heatmaps use (a sound's
@@ -20,15 +20,17 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from app import clips, heatmaps, render
+from app import clips, render
 from app.context import Context
 from app.files import check_upload
 from app.scores import Spread, strength_words
+from app.thumbnails import Thumbnail
 from catalog.paths import display_path
 from catalog.service import KINDS, Hit
 from catalog.store import WINDOW_MODALITIES, CatalogError, NotFound
@@ -149,7 +151,7 @@ def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: s
     """SEARCH_OUTPUTS for a list of hits; the status says "N results {relation} {what}"."""
     spreads = {m: spread(ctx, query, m) for m in {h.modality for h in hits}}
     ranked = [(rank, h, spreads[h.modality].strength(h.score)) for rank, h in enumerate(hits, 1)]
-    gallery = [(hit_thumbnail(ctx, h), caption(rank, h, z)) for rank, h, z in ranked]
+    gallery = list(zip(hit_thumbnails(ctx, hits), [caption(rank, h, z) for rank, h, z in ranked], strict=True))
     rows = [result_row(rank, h, z) for rank, h, z in ranked]
     took = time.perf_counter() - began
     status = (f"**{len(hits)} results** {relation} {what} ({took:.2f} s). {HOW_TO_READ}" if hits else
@@ -182,18 +184,23 @@ def caption(rank: int, hit: Hit, strength: float) -> str:
             f"{hit.start:.1f}–{hit.end:.1f} s\nfound by {found_by(hit)}")
 
 
-def hit_thumbnail(ctx: Context, hit: Hit) -> np.ndarray:
-    """A frame for a video file, a small spectrogram for a sound (cached); a blank tile for a
-    file that cannot be read now (moved or changed since it was indexed): one such file must
-    not cost the whole search its results."""
-    try:
-        media = ctx.service.catalog.media_by_id(hit.media_id)
-        path = ctx.check_path(hit.path)
-        return ctx.thumbnail((path, hit.start, hit.end), lambda: render.thumbnail(
-            ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.duration))
-    except (gr.Error, CatalogError, MediaError, OSError, StopIteration) as e:
-        log.warning("no thumbnail for %s: %s", hit.display_path, e)
-        return heatmaps.blank()
+def hit_thumbnails(ctx: Context, hits: list[Hit]) -> list[str]:
+    """A picture file for each hit: a frame for a video file, a small spectrogram for a sound; a
+    blank tile for a file that cannot be read now (moved or changed since it was indexed): one
+    such file must not cost the whole search its results."""
+    wanted: list[Thumbnail | None] = []
+    for hit in hits:
+        try:
+            media = ctx.service.catalog.media_by_id(hit.media_id)
+            path = ctx.check_path(hit.path)
+        except (gr.Error, CatalogError) as e:
+            log.warning("no thumbnail for %s: %s", hit.display_path, e)
+            wanted.append(None)
+            continue
+        wanted.append(Thumbnail((path, hit.start, hit.end), partial(
+            render.thumbnail, ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.duration),
+            hit.display_path))
+    return ctx.thumbnails.get(wanted)
 
 
 # --- one result --------------------------------------------------------------------------------

@@ -29,7 +29,15 @@ import click
 import numpy as np
 
 from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
-from app.server import ANY_ADDRESS, AUTH_ENV, AUTH_HELP, is_loopback, launch_options, parse_login
+from app.server import (
+    ANY_ADDRESS,
+    AUTH_ENV,
+    AUTH_HELP,
+    GRADIO_CACHE,
+    is_loopback,
+    launch_options,
+    parse_login,
+)
 from vlsa.errors import UserError
 
 if TYPE_CHECKING:  # importing gradio reads its settings: only after make_workdir
@@ -47,7 +55,7 @@ def make_workdir() -> str:
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     # Read when gradio builds the app, so set before build_app; examples cache likewise, else it
     # would be .gradio/ in whatever folder the command runs from.
-    os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
+    os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, GRADIO_CACHE)
     os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(workdir, "examples")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app works offline
     # Gradio 6 records every call (the words, the uploaded sounds, the results) in the browser and

@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 from app.files import FileGuard, UploadLimits
+from app.thumbnails import Thumbnails
 from catalog.service import SearchService
 from vlsa.api import VLSA
 
 T = TypeVar("T")
 TOP = 12  # results per search: two rows of the gallery
-THUMBNAIL_CACHE = 256  # thumbnails kept in memory (160 x 160 RGB: 77 kB each, 20 MB in all)
 QUERY_THREADS = 1  # torch's intra-op threads on the model thread (see ModelThread)
 
 
@@ -60,7 +58,10 @@ class Context:
     limits: UploadLimits = field(default_factory=UploadLimits)
     top: int = TOP
     thread: ModelThread | None = None  # None: callbacks run on the caller's thread (tests)
-    thumbnails: OrderedDict = field(default_factory=OrderedDict)  # (path, start, end) -> image
+    thumbnails: Thumbnails = field(init=False)  # the gallery's pictures, in workdir / "thumbnails"
+
+    def __post_init__(self) -> None:
+        self.thumbnails = Thumbnails(self.workdir / "thumbnails")
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(self, *args) on the model thread."""
@@ -73,9 +74,11 @@ class Context:
         return self.files.check(path)
 
     def may_serve(self, path: str) -> bool:
-        """Whether the HTTP file route may send `path` (asked on the model thread: the guard reads
-        the catalog)."""
-        return self.run(lambda ctx: ctx.files.allows(path))
+        """Whether the HTTP file route may send `path`. The app's own files (the gallery's
+        thumbnails among them) are answered at once; a media file is asked on the model thread,
+        since the guard reads the catalog, and so waits for a search that is running."""
+        own = self.files.own(path)
+        return own if own is not None else self.run(lambda ctx: ctx.files.allows(path))
 
     @property
     def model(self) -> VLSA:
@@ -92,16 +95,6 @@ class Context:
         folder = self.workdir / "clips"
         folder.mkdir(parents=True, exist_ok=True)
         return folder
-
-    def thumbnail(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached thumbnail for `key`, made (and the oldest dropped) when missing."""
-        if key in self.thumbnails:
-            self.thumbnails.move_to_end(key)
-            return self.thumbnails[key]
-        image = self.thumbnails[key] = make()
-        while len(self.thumbnails) > THUMBNAIL_CACHE:
-            self.thumbnails.popitem(last=False)
-        return image
 
 
 def make_context(service: SearchService, workdir: str | os.PathLike | None = None,

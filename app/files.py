@@ -64,7 +64,7 @@ class FileGuard:
             if is_hidden(given) or is_hidden(target):
                 return False
             if is_under(target, self.workdir):
-                return not any(part.startswith(".") for part in os.path.relpath(target, self.workdir).split(os.sep))
+                return self._own_allows(target)
             found = os.stat(target)
         except (ValueError, OSError):  # a NUL byte in the name, a name too long, no such file
             return False
@@ -74,6 +74,20 @@ class FileGuard:
         # (as the indexer itself tells an unchanged file), not a link swapped in since.
         recorded = [self.catalog.indexed_stat(p) for p in {target, given} if real_path(p) == target]
         return (found.st_size, found.st_mtime_ns) in recorded
+
+    def own(self, path: str | os.PathLike) -> bool | None:
+        """`allows(path)` for a path in the app's own folder, answered without the catalog (so on
+        any thread); None for any other path, which only `allows` on the catalog's thread decides."""
+        try:
+            given, target = os.path.abspath(os.fspath(path)), real_path(path)
+        except (ValueError, OSError):
+            return False
+        if not is_under(target, self.workdir):
+            return None
+        return not (is_hidden(given) or is_hidden(target)) and self._own_allows(target)
+
+    def _own_allows(self, target: str) -> bool:
+        return not any(part.startswith(".") for part in os.path.relpath(target, self.workdir).split(os.sep))
 
     def check(self, path: str | os.PathLike) -> str:
         """`path` if allowed, else FileRefused. The path is returned as given (not resolved), so

@@ -11,6 +11,8 @@ through `app_kwargs` (FastAPI's `middleware=`), outermost first:
 - `FileRoutes`: gradio's file routes are answered here from `FileGuard` (app/files.py): the
   catalogued media files and the app's own temporary files, anything else a 403 naming no path.
   Gradio's own handler decides by folder (`allowed_paths`) and echoes the path it refuses.
+  Gradio's cached files are named by a hash of their content, so the browser may keep them: a
+  thumbnail shown by an earlier search is drawn again without a request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import ipaddress
 import logging
 import mimetypes
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +44,10 @@ ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # binds every interface of the m
 FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 UNKNOWN_HOST = "Unknown host name: open the app by the address it was started with.\n"
 FILE_REFUSED = "File not allowed: the app serves only the media files of its catalog.\n"
+GRADIO_CACHE = "gradio"  # gradio's cache (GRADIO_TEMP_DIR) within the app's folder
+# A file gradio cached, CACHE/<sha256 of its content>/NAME: what that URL sends never changes.
+CONTENT_ADDRESSED = re.compile(r"[0-9a-f]{64}/[^/]+")
+KEEP = "private, max-age=86400, immutable"
 NO_SUCH_FILE = "No such file: it was moved or deleted since it was indexed.\n"
 INTERNAL_ERROR = "The server could not answer this request; the details are in its log.\n"
 AUTH_ENV = "VLSA_APP_AUTH"
@@ -160,8 +167,8 @@ class OneLineErrors:
 class FileRoutes:
     """Gradio's file routes, answered from `may_serve(path)` (which may block: run in a thread)."""
 
-    def __init__(self, app: ASGIApp, may_serve: Callable[[str], bool]):
-        self.app, self.may_serve = app, may_serve
+    def __init__(self, app: ASGIApp, may_serve: Callable[[str], bool], cache: str):
+        self.app, self.may_serve, self.cache = app, may_serve, os.path.realpath(cache)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = next((r for r in FILE_ROUTES if scope.get("path", "").startswith(r)), None)
@@ -177,7 +184,10 @@ class FileRoutes:
             elif not os.path.isfile(path):
                 response = PlainTextResponse(NO_SUCH_FILE, status_code=404)
             else:
-                response = file_response(os.path.realpath(path))  # the file the guard looked up
+                real = os.path.realpath(path)  # the file the guard looked up
+                response = file_response(real)
+                if CONTENT_ADDRESSED.fullmatch(os.path.relpath(real, self.cache)):
+                    response.headers["Cache-Control"] = KEEP
         await response(scope, receive, send)
 
 
@@ -205,7 +215,7 @@ def launch_options(may_serve: Callable[[str], bool], host: str, workdir: str | o
                    login: tuple[str, str] | None) -> dict:
     """gradio launch() arguments for the middlewares above, the login and the error display."""
     middleware = [Middleware(HostCheck, hosts=HostNames.for_bind(host)), Middleware(OneLineErrors),
-                  Middleware(FileRoutes, may_serve=may_serve)]
+                  Middleware(FileRoutes, may_serve=may_serve, cache=os.path.join(workdir, GRADIO_CACHE))]
     return {
         "app_kwargs": {"middleware": middleware},
         # What gradio accepts as a callback's output file (the player's clips); the file route

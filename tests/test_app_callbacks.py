@@ -3,11 +3,13 @@
 import os
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 from mediagen import make_audio
+from PIL import Image
 
 from app import callbacks, heatmaps
 from app.context import make_context
@@ -37,8 +39,10 @@ def test_callbacks_search_text_ranks_each_captions_clip_first(ctx, app_library):
 
 def test_callbacks_search_results_carry_thumbnails_and_captions(ctx, app_library):
     gallery, rows, *_ = callbacks.search_text(ctx, app_library.captions[0])
-    image, caption = gallery[0]
-    assert image.shape == (heatmaps.TILE, heatmaps.TILE, 3) and image.dtype == np.uint8
+    picture, caption = gallery[0]
+    assert Path(picture).is_relative_to(ctx.workdir)
+    with Image.open(picture) as image:
+        assert image.format == "JPEG" and image.size == (heatmaps.TILE, heatmaps.TILE)
     name, rank_line, found = caption.split("\n")
     assert name == os.path.basename(app_library.clips[0]) and rank_line.startswith("#1 · ")
     assert rank_line.endswith(" · 0.0–2.0 s") and found in ("found by its picture", "found by its sound")
@@ -164,7 +168,7 @@ def test_callbacks_refuse_a_result_outside_the_library(ctx, app_library):
 def test_callbacks_survive_a_file_gone_since_indexing(ctx, app_library):
     _, _, hits, query, _ = callbacks.search_text(ctx, app_library.captions[0])
     gone = [replace(hits[0], path=str(app_library.clips[0].parent / "gone.mp4"), start=4.0, end=6.0)]
-    assert (callbacks.hit_thumbnail(ctx, gone[0]) == heatmaps.blank()).all()  # the search goes on
+    assert callbacks.hit_thumbnails(ctx, gone) == [ctx.thumbnails.blank]  # the search goes on
     with pytest.raises(gr.Error, match="gone.mp4"):
         callbacks.select_result(ctx, gone, query, 0)
 

@@ -177,6 +177,28 @@ def test_security_the_page_gets_its_own_files(server, library):
     assert Path(image["path"]).is_relative_to(server.tmp)
     response = httpx.get(image["url"], headers={"Cookie": server.cookie}, timeout=30)
     assert response.status_code == 200 and response.headers["content-type"].startswith("image/")
+    # Named by its content: the browser may keep it. A media file may change: it must ask again.
+    assert "immutable" in response.headers.get("cache-control", "")
+    media = httpx.get(f"{server.url}{FILE_ROUTES[0]}{library.media[0]}", headers={"Cookie": server.cookie}, timeout=30)
+    assert media.status_code == 200 and "immutable" not in media.headers.get("cache-control", "")
+
+
+@pytest.mark.slow
+def test_security_hidden_files_in_the_apps_own_folder_are_refused(server, library):
+    """The app's own files are answered without the catalog (app/files.py, FileGuard.own): a
+    hidden file, or any file in a hidden folder, there is still refused. Catches an `own` that
+    allows the whole folder."""
+    workdir = next(server.tmp.glob("vlsa-app-*"))
+    hidden = [workdir / ".secret", workdir / ".cache" / "x.jpeg"]
+    for path in hidden:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(SECRET)
+    shown = workdir / "shown.txt"
+    shown.write_text("fine")
+    for path in hidden:
+        status, body = request(server, "GET", FILE_ROUTES[0] + str(path))
+        assert status == 403 and not leaks(library, body), path
+    assert request(server, "GET", FILE_ROUTES[0] + str(shown))[0] == 200
 
 
 @pytest.mark.slow
