@@ -83,6 +83,16 @@ def unselected() -> gr.Gallery:
     return gr.Gallery(selected_index=None)
 
 
+def unselected_and_cleared() -> tuple:
+    """The gallery with no tile selected, and no player, heatmaps or details."""
+    return unselected(), *callbacks.clear_selection()
+
+
+def unselected_without_heatmaps() -> tuple:
+    """The gallery with no tile selected, and no heatmaps (the player and details stay)."""
+    return unselected(), *callbacks.clear_heatmaps()
+
+
 @contextlib.contextmanager
 def quiet_gradio6_notices() -> Iterator[None]:
     """Gradio 5.50 warns about every argument that 6.0 renames or moves (theme and css to
@@ -166,14 +176,12 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                                  api_name="find_similar", concurrency_id=MODEL),
         ]
         heatmap_images = [spatial, temporal, spectrogram]
-        for event in searches:
-            # New results, nothing selected: the gallery keeps its selected index across values,
-            # and a click on the tile at that index would then send no select event.
-            event.success(unselected, None, gallery, api_name=False, queue=False)
+        # New results, nothing selected: the gallery keeps its selected index across values, and a
+        # click on the tile at that index would then send no select event. One request for both.
         for event in searches[:2]:  # the old selection belongs to the old results
-            event.success(callbacks.clear_selection, None, selection, api_name=False, queue=False)
+            event.success(unselected_and_cleared, None, [gallery, *selection], api_name=False, queue=False)
         # Find similar keeps the clip it started from; its heatmaps were drawn for the old search.
-        searches[2].success(callbacks.clear_heatmaps, None, heatmap_images, api_name=False, queue=False)
+        searches[2].success(unselected_without_heatmaps, None, [gallery, *heatmap_images], api_name=False, queue=False)
         sound.change(handlers.describe_sound, sound, sound, api_name=False, queue=False)
         gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL)
         demo.load(handlers.library, None, [library_text, failures], api_name="library", concurrency_id=MODEL)
