@@ -79,6 +79,20 @@ def test_parse_webvtt():
     assert cues == [(1.0, 2.5, "hello"), (3600.0, 3601.0, "late")]
 
 
+def test_manifest_keeps_media_whose_subtitles_do_not_parse(tmp_path, caplog):
+    """A sidecar that is not subtitles is named in a warning and its media still gets a row;
+    cue times keep their milliseconds. Catches a bad sidecar dropping its media from the manifest
+    (the hand-written parser found no cue and listed nothing) or stopping the whole build, and
+    times cut to whole seconds (webvtt-py's start_in_seconds)."""
+    make_video(tmp_path / "a.mp4", 1.0)
+    (tmp_path / "a.srt").write_text("this is not a subtitle file\n")
+    make_video(tmp_path / "b.mp4", 1.0)
+    (tmp_path / "b.vtt").write_text("WEBVTT\n\n00:00.250 --> 00:01.750\n<v Bob>hi <b>there</b>\n")
+    with caplog.at_level("WARNING", logger="train.manifest"):
+        rows = build_manifest(tmp_path)
+    assert rows == [{"video": "a.mp4", "split": "train"},
+                    {"video": "b.mp4", "text": "hi there", "start": 0.25, "end": 1.75, "split": "train"}]
+    assert "a.srt: not SRT subtitles" in caplog.text
 
 
 def test_load_row_takes_sound_from_a_separate_audio_file(tmp_path):
