@@ -39,6 +39,24 @@ def test_shards_match_decoded_samples(tmp_path):
     assert torch.equal(train[0]["video"], train[0]["video"])  # deterministic per (seed, epoch, index)
 
 
+def test_shards_are_read_by_webdataset(tmp_path):
+    """Other webdataset tools read our shards: `webdataset.WebDataset` yields each indexed sample
+    under its key with the members the index points at, byte for byte. Catches a writer whose
+    tars only our offset index can read (a key holding a dot, members of a sample apart)."""
+    import webdataset
+
+    manifest = generate(tmp_path / "synth", n=3, seed=2, split="test")
+    index = write_shards(manifest, tmp_path / "shards", preset_config("tiny"), per_shard=2)
+    ours = ShardDataset(tmp_path / "shards", preset_config("tiny"), split=None)
+    read = [s for shard in sorted((tmp_path / "shards").glob("shard-*.tar"))
+            for s in webdataset.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
+    assert [s["__key__"] for s in read] == [e["key"] for e in index["samples"]]
+    for sample, entry in zip(read, ours.samples, strict=True):
+        members = {k: v for k, v in sample.items() if not k.startswith("__")}
+        assert set(members) == set(entry["members"])
+        assert all(members[k] == ours._read(entry["shard"], entry["members"][k]) for k in members)
+
+
 def test_shards_for_another_preset_are_refused(tmp_path):
     manifest = generate(tmp_path / "synth", n=2, seed=2, split="test")
     write_shards(manifest, tmp_path / "shards", preset_config("tiny"))
