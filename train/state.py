@@ -4,7 +4,6 @@ schedule, step, data position, RNG states), and the SIGTERM flag."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import signal
 from dataclasses import dataclass, field
@@ -73,15 +72,6 @@ class TrainState:
     epoch: int = 0
     position: int = 0  # samples of this epoch already consumed (per rank)
     skipped: dict = field(default_factory=dict)  # reason -> count
-
-
-def lr_lambda(tc: TrainConfig):
-    def f(step: int) -> float:
-        if step < tc.warmup:
-            return (step + 1) / tc.warmup
-        progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
-        return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
 
 
 def rng_state() -> dict:
