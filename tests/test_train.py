@@ -287,6 +287,38 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine_and_resumes():
     assert got == pytest.approx([expected(s) for s in range(tc.steps + 1)], rel=1e-9, abs=1e-15)
 
 
+def test_train_options_are_the_config_fields(synth_manifest, tmp_path, monkeypatch):
+    """`vlsa train` has an option for every TrainConfig field (overrides aside: --set), with the
+    field's help; the command line beats a --config file, which beats the defaults. Catches a
+    field added without its option (as min_lr_ratio once was), and option defaults overriding
+    the --config file (--out's did)."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    import train.trainer
+    from train.state import TrainConfig
+    from vlsa.cli import cli
+
+    command = cli.get_command(None, "train")
+    by_name = {p.name: p for p in command.params}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "overrides":
+            assert f.name in by_name and by_name[f.name].help == f.metadata["help"], f.name
+    seen = []
+    monkeypatch.setattr(train.trainer, "train", lambda tc: seen.append(tc) or {"step": 0, "stopped_by": "done",
+                                                                                 "skipped": {}})
+    config = tmp_path / "run.toml"
+    config.write_text(f'out = "{tmp_path / "from-file"}"\nsteps = 7\nlr = 0.5\n')
+    args, default = ["train", "--manifest", str(synth_manifest), "--config", str(config)], TrainConfig("m")
+    for extra in ([], ["--steps", "3", "--min-lr-ratio", "0.25", "--no-progress"]):
+        result = CliRunner().invoke(cli, [*args, *extra])
+        assert result.exit_code == 0, result.output
+    assert [(tc.out, tc.steps, tc.lr, tc.min_lr_ratio, tc.progress, tc.warmup) for tc in seen] == [
+        (str(tmp_path / "from-file"), 7, 0.5, 0.0, True, default.warmup),
+        (str(tmp_path / "from-file"), 3, 0.5, 0.25, False, default.warmup)]
+
+
 def test_train_config_reads_the_old_compile_switch():
     from train.state import TrainConfig
 

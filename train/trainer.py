@@ -1,4 +1,4 @@
-"""Pre-training: `train(TrainConfig)` wires the objects, `run_steps` runs the loop.
+"""Pre-training: `train(TrainConfig)` wires the objects into a `Run`, `run_steps` runs the loop.
 
     vlsa train --manifest data/manifest.jsonl --preset tiny --steps 2000 --out runs/tiny
     torchrun --nproc-per-node 8 $(which vlsa) train --manifest ... --preset base --batch-size 256
@@ -21,7 +21,7 @@ import torch
 from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manifest
 from train.distributed import cleanup, init_distributed, wrap_ddp
 from train.evaluate import eval_dataset
-from train.loop import run_steps
+from train.loop import Run, run_steps
 from train.shards import ShardDataset
 from train.state import TrainConfig, TrainState, load_run
 from vlsa import VLSA
@@ -106,7 +106,7 @@ def train(tc: TrainConfig) -> dict:
         log.info("compile model: the first step compiles the whole training forward (about two minutes at base)")
     writer = _writer(tc) if dist.main else None
     try:
-        metrics = run_steps(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer)
+        metrics = run_steps(Run(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer))
     finally:
         if writer:
             writer.close()
