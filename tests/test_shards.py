@@ -39,6 +39,24 @@ def test_shards_match_decoded_samples(tmp_path):
     assert torch.equal(train[0]["video"], train[0]["video"])  # deterministic per (seed, epoch, index)
 
 
+def test_shards_are_read_by_webdataset(tmp_path):
+    """Other webdataset tools read our shards: `webdataset.WebDataset` yields each indexed sample
+    under its key with the members the index points at, byte for byte. Catches a writer whose
+    tars only our offset index can read (a key holding a dot, members of a sample apart)."""
+    import webdataset
+
+    manifest = generate(tmp_path / "synth", n=3, seed=2, split="test")
+    index = write_shards(manifest, tmp_path / "shards", preset_config("tiny"), per_shard=2)
+    ours = ShardDataset(tmp_path / "shards", preset_config("tiny"), split=None)
+    read = [s for shard in sorted((tmp_path / "shards").glob("shard-*.tar"))
+            for s in webdataset.WebDataset(str(shard), shardshuffle=False, empty_check=False)]
+    assert [s["__key__"] for s in read] == [e["key"] for e in index["samples"]]
+    for sample, entry in zip(read, ours.samples, strict=True):
+        members = {k: v for k, v in sample.items() if not k.startswith("__")}
+        assert set(members) == set(entry["members"])
+        assert all(members[k] == ours._read(entry["shard"], entry["members"][k]) for k in members)
+
+
 def test_shards_for_another_preset_are_refused(tmp_path):
     manifest = generate(tmp_path / "synth", n=2, seed=2, split="test")
     write_shards(manifest, tmp_path / "shards", preset_config("tiny"))
@@ -79,6 +97,20 @@ def test_parse_webvtt():
     assert cues == [(1.0, 2.5, "hello"), (3600.0, 3601.0, "late")]
 
 
+def test_manifest_keeps_media_whose_subtitles_do_not_parse(tmp_path, caplog):
+    """A sidecar that is not subtitles is named in a warning and its media still gets a row;
+    cue times keep their milliseconds. Catches a bad sidecar dropping its media from the manifest
+    (the hand-written parser found no cue and listed nothing) or stopping the whole build, and
+    times cut to whole seconds (webvtt-py's start_in_seconds)."""
+    make_video(tmp_path / "a.mp4", 1.0)
+    (tmp_path / "a.srt").write_text("this is not a subtitle file\n")
+    make_video(tmp_path / "b.mp4", 1.0)
+    (tmp_path / "b.vtt").write_text("WEBVTT\n\n00:00.250 --> 00:01.750\n<v Bob>hi <b>there</b>\n")
+    with caplog.at_level("WARNING", logger="train.manifest"):
+        rows = build_manifest(tmp_path)
+    assert rows == [{"video": "a.mp4", "split": "train"},
+                    {"video": "b.mp4", "text": "hi there", "start": 0.25, "end": 1.75, "split": "train"}]
+    assert "a.srt: not SRT subtitles" in caplog.text
 
 
 def test_load_row_takes_sound_from_a_separate_audio_file(tmp_path):

@@ -100,14 +100,14 @@ def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
 def saved_run(synth_manifest, tmp_path_factory) -> Path:
     """A run folder whose checkpoint/ is of step 2, as `train_cmd` would resume it."""
     from train.distributed import DistInfo
-    from train.state import TrainConfig, TrainState, lr_lambda, save_run
-    from train.trainer import build_model, build_optimizer
+    from train.state import TrainConfig, TrainState, save_run
+    from train.trainer import build_model, build_optimizer, build_schedule
 
     tc = TrainConfig(manifest=str(synth_manifest), out=str(tmp_path_factory.mktemp("saved") / "run"),
                      overrides={"encoder.depth": 2, "decoder.depth": 1})
     model = build_model(tc, torch.device("cpu"))
     opt = build_optimizer(model, tc, fused=False)
-    save_run(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc)), TrainState(step=2), tc, DistInfo())
+    save_run(model, opt, build_schedule(opt, tc), TrainState(step=2), tc, DistInfo())
     return Path(tc.out)
 
 
@@ -246,6 +246,77 @@ def test_train_cli_compile_choices(synth_manifest, tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
     assert [(tc.compile, tc.bf16_residual) for tc in seen] == [("none", False), ("blocks", False), ("model", True)]
     assert CliRunner().invoke(cli, ["train", "--manifest", str(synth_manifest), "--compile", "all"]).exit_code == 2
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine_and_resumes():
+    """The learning rate of each step: lr * (s + 1) / warmup during the warm-up, then a cosine
+    from lr down to lr * min_lr_ratio at the last step; a schedule rebuilt from its state_dict
+    mid-run (as --resume does) goes on with the same rates. Catches a warm-up off by one step, a
+    floor left at 0, a cosine over the wrong length, and a resume that restarts the schedule."""
+    import math
+
+    from train.state import TrainConfig
+    from train.trainer import build_schedule
+
+    tc = TrainConfig("m", lr=1e-3, warmup=4, steps=12, min_lr_ratio=0.1)
+
+    def expected(s: int) -> float:
+        if s < tc.warmup:
+            return tc.lr * (s + 1) / tc.warmup
+        cos = 0.5 * (1 + math.cos(math.pi * (s - tc.warmup) / (tc.steps - tc.warmup)))
+        return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * cos)
+
+    def rates(sched, opt, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out
+
+    def schedule():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=tc.lr)
+        return build_schedule(opt, tc), opt
+
+    sched, opt = schedule()
+    first = rates(sched, opt, 6)
+    resumed, opt2 = schedule()
+    resumed.load_state_dict(sched.state_dict())
+    opt2.load_state_dict(opt.state_dict())
+    got = first + rates(resumed, opt2, tc.steps + 1 - 6)
+    assert got == pytest.approx([expected(s) for s in range(tc.steps + 1)], rel=1e-9, abs=1e-15)
+
+
+def test_train_options_are_the_config_fields(synth_manifest, tmp_path, monkeypatch):
+    """`vlsa train` has an option for every TrainConfig field (overrides aside: --set), with the
+    field's help; the command line beats a --config file, which beats the defaults. Catches a
+    field added without its option (as min_lr_ratio once was), and option defaults overriding
+    the --config file (--out's did)."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    import train.trainer
+    from train.state import TrainConfig
+    from vlsa.cli import cli
+
+    command = cli.get_command(None, "train")
+    by_name = {p.name: p for p in command.params}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "overrides":
+            assert f.name in by_name and by_name[f.name].help == f.metadata["help"], f.name
+    seen = []
+    monkeypatch.setattr(train.trainer, "train", lambda tc: seen.append(tc) or {"step": 0, "stopped_by": "done",
+                                                                                 "skipped": {}})
+    config = tmp_path / "run.toml"
+    config.write_text(f'out = "{tmp_path / "from-file"}"\nsteps = 7\nlr = 0.5\n')
+    args, default = ["train", "--manifest", str(synth_manifest), "--config", str(config)], TrainConfig("m")
+    for extra in ([], ["--steps", "3", "--min-lr-ratio", "0.25", "--no-progress"]):
+        result = CliRunner().invoke(cli, [*args, *extra])
+        assert result.exit_code == 0, result.output
+    assert [(tc.out, tc.steps, tc.lr, tc.min_lr_ratio, tc.progress, tc.warmup) for tc in seen] == [
+        (str(tmp_path / "from-file"), 7, 0.5, 0.0, True, default.warmup),
+        (str(tmp_path / "from-file"), 3, 0.5, 0.25, False, default.warmup)]
 
 
 def test_train_config_reads_the_old_compile_switch():

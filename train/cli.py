@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import typing
 from pathlib import Path
 
 import click
@@ -96,47 +97,66 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def config_options(cls, special: dict[str, dict | None]):
+    """Click options for the fields of dataclass `cls`, in field order: --field-name with the
+    field's type, default, metadata["help"] and metadata["metavar"]; a `bool` field is a
+    --name/--no-name switch, a `list` one may be repeated. `special` adds click settings to a
+    field's option (a path or choice type, `required`), or None: no option for that field."""
+    hints = typing.get_type_hints(cls)
+
+    def option(f: dataclasses.Field):
+        kind = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        kw = dict(help=f.metadata.get("help"), metavar=f.metadata.get("metavar"))
+        if f.default is not dataclasses.MISSING:
+            kw["default"] = f.default
+        if kind is bool:
+            flag = f"{flag}/--no-{flag[2:]}"
+        elif kind is list:
+            kw["multiple"] = True
+        else:
+            kw["type"] = kind
+        return click.option(flag, f.name, **{**kw, **special.get(f.name, {})})
+
+    def decorate(command):
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name not in special or special[f.name] is not None:
+                command = option(f)(command)
+        return command
+
+    return decorate
+
+
+def _train_options(command):
+    from train.state import COMPILE_MODES, TrainConfig
+    from vlsa.config import PRESETS
+
+    return config_options(TrainConfig, {
+        "manifest": dict(required=True, type=click.Path(exists=True, path_type=Path)),
+        "out": dict(type=click.Path(file_okay=False)),
+        "preset": dict(type=click.Choice(list(PRESETS))),
+        "overrides": None,  # --set, --config's [model] and the loss switches
+        "init": dict(type=click.Path(exists=True, file_okay=False)),
+        "compile": dict(type=click.Choice(COMPILE_MODES), is_flag=False, flag_value="blocks"),
+    })(command)
+
+
+def _given(flags: dict) -> dict:
+    """The options the command line names: they override a --config file, which overrides the
+    TrainConfig defaults that the other options hold."""
+    ctx = click.get_current_context()
+    return {k: v for k, v in flags.items() if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+
+
 @click.command(context_settings={"show_default": True})
-@click.option("--manifest", required=True, type=click.Path(exists=True, path_type=Path),
-              help="A manifest (.jsonl) or a shard folder from `vlsa data shard`.")
-@click.option("--out", default="runs/vlsa", type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--preset", default="tiny", type=click.Choice(["tiny", "small", "base"]))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON/TOML of training fields; model overrides under [model].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Model override, e.g. encoder.depth=2.")
-@click.option("--init", type=click.Path(exists=True, file_okay=False), help="Start from these weights.")
-@click.option("--init-fresh", multiple=True, metavar="PREFIX",
-              help="With --init: weights whose names start with PREFIX start fresh instead (e.g. token_embed and "
-              "text_bias when --set changes the tokenizer).")
-@click.option("--steps", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--accum", type=int, help="Micro-batches per optimizer step.")
-@click.option("--lr", type=float)
-@click.option("--weight-decay", type=float)
-@click.option("--warmup", type=int)
-@click.option("--grad-clip", type=float)
-@click.option("--seed", type=int)
-@click.option("--workers", type=int, help="Loader processes per rank.")
-@click.option("--group-size", type=int, help="Hard-negative batches: clips sharing a rare caption word, this many "
-              "at a time (0: plain shuffle).")
-@click.option("--device", type=str, help="cpu, cuda (default: cuda when available).")
-@click.option("--compile", type=click.Choice(["none", "blocks", "model"]), is_flag=False, flag_value="blocks",
-              default=None, help="torch.compile each transformer block (--compile, or --compile blocks) or the "
-              "whole training forward (--compile model: minutes to compile, the fastest GPU step).")
-@click.option("--checkpointing/--no-checkpointing", default=None, help="Activation checkpointing.")
-@click.option("--bf16-residual/--no-bf16-residual", default=None,
-              help="GPU: keep the residual stream in bf16 under autocast (faster; default float32).")
-@click.option("--ckpt-every", type=int)
-@click.option("--log-every", type=int)
-@click.option("--eval-every", type=int)
-@click.option("--eval-split", type=str, help="Evaluate retrieval on this split (e.g. test).")
-@click.option("--max-minutes", type=float, help="Wall-time budget; stops cleanly with a checkpoint.")
-@click.option("--resume", is_flag=True, default=None, help="Continue the run in --out exactly.")
 @click.option("--no-masked-modelling", is_flag=True, help="Ablation: no local objective.")
 @click.option("--matching", type=click.Choice(["audio", "video_text", "none"]), help="Global objective.")
 @click.option("--no-matching-head", is_flag=True, help="Ablation: no binary matching head.")
-@click.option("--no-progress", is_flag=True)
-def train(manifest, config_file, sets, no_masked_modelling, matching, no_matching_head, no_progress, **flags) -> None:
+@_train_options
+def train(manifest, config_file, sets, no_masked_modelling, matching, no_matching_head, **flags) -> None:
     """Pre-train VLSA on a manifest's train split (CPU, one GPU, or torchrun for many)."""
     import logging
 
@@ -152,12 +172,11 @@ def train(manifest, config_file, sets, no_masked_modelling, matching, no_matchin
         overrides["loss.matching"] = matching
     if no_matching_head:
         overrides["loss.matching_head"] = False
-    fields.update({k: v for k, v in flags.items() if v is not None and v != ()})
+    fields.update(_given(flags))
     if fields.get("init_fresh") and not fields.get("init"):
         raise click.BadParameter("needs --init", param_hint="--init-fresh")
     fields["init_fresh"] = list(fields.get("init_fresh", []))
-    tc = TrainConfig(manifest=str(manifest), overrides=overrides, progress=not no_progress,
-                     **{k: v for k, v in fields.items() if k != "manifest"})
+    tc = TrainConfig(manifest=str(manifest), overrides=overrides, **{k: v for k, v in fields.items() if k != "manifest"})
     result = run_training(tc)
     if "eval" in result:
         from train.evaluate import format_table

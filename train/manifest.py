@@ -7,44 +7,48 @@ pairs transcripts with clips). Media without a caption still get a row (audio an
 
 from __future__ import annotations
 
+import io
+import logging
 import random
-import re
 from pathlib import Path
+
+import webvtt
+from webvtt.errors import MalformedCaptionError, MalformedFileError
 
 from vlsa.media import MEDIA_EXTENSIONS
 
-_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+log = logging.getLogger(__name__)
+SUBTITLE_FORMATS = {".srt": "srt", ".vtt": "vtt"}  # sidecar extension -> webvtt-py's format name
 
 
-def _seconds(stamp: str) -> float:
-    m = _TIME.fullmatch(stamp.strip())
-    if not m:
-        raise ValueError(f"bad timestamp {stamp!r}")
-    h, mnt, s, frac = m.groups()
-    return int(h or 0) * 3600 + int(mnt) * 60 + int(s) + int(frac.ljust(3, "0")) / 1000
-
-
-def parse_subtitles(text: str) -> list[tuple[float, float, str]]:
-    """Cues of an SRT or WebVTT file: (start, end, text). Cue numbers, headers, tags are dropped."""
+def parse_subtitles(text: str, format: str = "vtt") -> list[tuple[float, float, str]]:
+    """Cues of an SRT or WebVTT text (webvtt-py): (start, end, text), seconds to the millisecond;
+    tags dropped, a cue's lines joined by spaces, cues without words left out. Malformed text is
+    a ValueError."""
+    try:
+        captions = webvtt.from_buffer(io.StringIO(text), format=format).captions
+    except (MalformedFileError, MalformedCaptionError) as exc:
+        raise ValueError(f"not {format.upper()} subtitles ({exc})") from None
     cues = []
-    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-        lines = [line.strip() for line in block.strip().splitlines()]
-        timing = next((i for i, line in enumerate(lines) if "-->" in line), None)
-        if timing is None:
-            continue
-        start, end = (part.split()[0] for part in lines[timing].split("-->"))
-        words = " ".join(re.sub(r"<[^>]+>", "", line) for line in lines[timing + 1:]).strip()
+    for c in captions:
+        words = " ".join(line.strip() for line in c.text.splitlines()).strip()
         if words:
-            cues.append((_seconds(start), _seconds(end), words))
+            cues.append((c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000, words))
     return cues
 
 
 def rows_for(media: Path, root: Path) -> list[dict]:
+    """The rows of one media file: one per subtitle cue, else one with its .txt caption (if any).
+    A subtitle file that does not parse is named in a warning and the media keeps a row."""
     rel = media.relative_to(root).as_posix()
-    for ext in (".srt", ".vtt"):
+    for ext, format in SUBTITLE_FORMATS.items():
         sidecar = media.with_suffix(ext)
         if sidecar.is_file():
-            cues = parse_subtitles(sidecar.read_text(encoding="utf-8", errors="replace"))
+            try:
+                cues = parse_subtitles(sidecar.read_text(encoding="utf-8", errors="replace"), format)
+            except ValueError as exc:
+                log.warning("%s: %s; its media is listed without captions", sidecar, exc)
+                break
             return [{"video": rel, "text": t, "start": round(s, 3), "end": round(e, 3)} for s, e, t in cues]
     txt = media.with_suffix(".txt")
     text = txt.read_text(encoding="utf-8", errors="replace").strip() if txt.is_file() else None

@@ -3,8 +3,11 @@ training reads no video container.
 
     vlsa data shard data/manifest.jsonl data/shards --preset tiny
 
-Layout: OUT/index.json (the preset's front-end settings, one entry per sample: shard, byte offsets,
-split, text) and OUT/shard-NNNNN.tar (members KEY.json, KEY.F.jpg, KEY.pcm). Each clip keeps
+Layout: OUT/shard-NNNNN.tar, written by webdataset's ShardWriter (members KEY.json, KEY.F.jpg,
+KEY.pcm), so other webdataset tools read them; and OUT/index.json (the preset's front-end settings,
+one entry per sample: shard, split, each member's byte offset and size, read back from the tar).
+The index is ours because training reads samples by position, not as a stream: the resumable
+samplers pick any sample of an epoch, which a tar read front to back cannot serve. Each clip keeps
 FRAME_POOL times the preset's frame count, at the centres of equal segments; training draws one
 frame of each pool group at random (as random frame times would), evaluation the first.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import webdataset
 from PIL import Image
 
 from train.data import Row, failure_reason, load_row, parse_manifest, sample_generator
@@ -75,47 +79,41 @@ def write_shards(manifest: str | Path, out: str | Path, config: VLSAConfig, per_
                  on_row: Callable[[], None] | None = None) -> dict:
     """Decode every row of `manifest` once into shards under `out`; returns the index. Rows that
     are not valid or fail to decode are left out and counted by reason in the index."""
-    out = Path(out)
+    out = Path(out).absolute()  # webdataset opens its shards by name: an absolute one is never a URL
     out.mkdir(parents=True, exist_ok=True)
     pool_cfg = dataclasses.replace(config.video, frames=config.video.frames * FRAME_POOL)
     rows, rejected = parse_manifest(manifest)
-    entries, skipped, tar, tar_path = [], Counter(reason for _, reason in rejected), None, None
-    for i, row in enumerate(rows):
-        if on_row:
-            on_row()
-        try:
-            clip = load_row(row, pool_cfg, config.audio)
-        except MediaError as exc:
-            skipped[failure_reason(str(exc))] += 1
-            continue
-        if len(entries) % per_shard == 0:
-            if tar:
-                tar.close()
-            tar_path = out / f"shard-{len(entries) // per_shard:05d}.tar"
-            tar = tarfile.open(tar_path, "w")
-        key = f"{i:08d}"
-        for name, data in _encode_sample(clip, row).items():
-            info = tarfile.TarInfo(f"{key}.{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        entries.append({"key": key, "shard": tar_path.name, "split": row.split})
-    if tar:
-        tar.close()
-    _add_offsets(out, entries)
+    entries, skipped, members = [], Counter(reason for _, reason in rejected), {}
+    # mtime fixed: the same manifest gives the same bytes; encoder=False: the members are bytes already
+    with webdataset.ShardWriter("shard-%05d.tar", maxcount=per_shard, verbose=0, opener=lambda name: str(out / name),
+                                post=lambda name: members.update(_member_offsets(out / name)),
+                                encoder=False, mtime=0) as writer:
+        for i, row in enumerate(rows):
+            if on_row:
+                on_row()
+            try:
+                clip = load_row(row, pool_cfg, config.audio)
+            except MediaError as exc:
+                skipped[failure_reason(str(exc))] += 1
+                continue
+            key = f"{i:08d}"
+            writer.write({"__key__": key, **_encode_sample(clip, row)})
+            entries.append({"key": key, "shard": writer.fname, "split": row.split})
+    for e in entries:
+        e["members"] = members[e["key"]]
     index = {"settings": _frontend_settings(config), "samples": entries, "skipped": dict(skipped)}
     (out / INDEX).write_text(json.dumps(index))
     return index
 
 
-def _add_offsets(out: Path, entries: list[dict]) -> None:
-    """Record where each member's bytes start, for random access without scanning the tar."""
-    by_shard: dict[str, dict[str, tuple[int, int]]] = {}
-    for shard in {e["shard"] for e in entries}:
-        with tarfile.open(out / shard) as tar:
-            by_shard[shard] = {m.name: (m.offset_data, m.size) for m in tar.getmembers()}
-    for e in entries:
-        members = by_shard[e["shard"]]
-        e["members"] = {name.split(".", 1)[1]: members[name] for name in members if name.startswith(e["key"] + ".")}
+def _member_offsets(shard: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """key -> {member suffix: (byte offset, size)} of a written shard, for random access."""
+    with tarfile.open(shard) as tar:
+        by_key: dict[str, dict[str, tuple[int, int]]] = {}
+        for m in tar.getmembers():
+            key, suffix = m.name.split(".", 1)
+            by_key.setdefault(key, {})[suffix] = (m.offset_data, m.size)
+    return by_key
 
 
 class ShardDataset(torch.utils.data.Dataset):

@@ -4,7 +4,6 @@ schedule, step, data position, RNG states), and the SIGTERM flag."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import signal
 from dataclasses import dataclass, field
@@ -19,44 +18,54 @@ from vlsa.checkpoint import CheckpointError, load_extra, load_into, recover_fold
 from vlsa.errors import one_line
 
 
+def described(default, help: str, **metadata) -> dataclasses.Field:
+    """A field with the `help` (and any other option metadata, e.g. `metavar`) that `vlsa train`
+    shows: train.cli makes an option of every TrainConfig field."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainConfig:
-    manifest: str  # JSON Lines manifest (its "train" split is used)
-    out: str = "runs/vlsa"  # run folder: checkpoint/, tensorboard/, metrics.jsonl
-    preset: str = "tiny"
-    overrides: dict = field(default_factory=dict)  # dotted model-config keys
-    init: str | None = None  # start from this checkpoint's weights and config (+ overrides)
-    # name prefixes of weights that do not come from `init` but start fresh, e.g. the token
-    # embedding when the overrides change the tokenizer (vlsa.checkpoint.load_into)
-    init_fresh: list = field(default_factory=list)
-    batch_size: int = 32  # per process, per micro-batch
-    accum: int = 1  # micro-batches per optimizer step
-    steps: int = 1000  # optimizer steps
-    lr: float = 1e-4  # the paper's
-    weight_decay: float = 0.01  # the paper's
-    warmup: int = 100  # linear warm-up steps
-    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
-    grad_clip: float = 1.0
-    seed: int = 0
-    workers: int = 2  # loader processes per rank
-    group_size: int = 0  # > 1: hard-negative batches of clips sharing a rare caption word (GroupedSampler)
-    device: str | None = None  # default: cuda if available
-    # torch.compile: "none", "blocks" (each transformer block on its own: seconds to compile) or
-    # "model" (the whole training forward: minutes to compile, the fastest step on a GPU);
+    manifest: str = field(metadata={"help": "A manifest (.jsonl) or a shard folder from `vlsa data shard`; "
+                                            "its train split is used."})
+    out: str = described("runs/vlsa", "Run folder: checkpoint/, tensorboard/, metrics.jsonl.")
+    preset: str = described("tiny", "Model preset (ignored with --init).")
+    overrides: dict = described({}, "Dotted model-config keys (--set).")
+    init: str | None = described(None, "Start from this checkpoint's weights and config (+ overrides).")
+    # e.g. the token embedding when the overrides change the tokenizer (vlsa.checkpoint.load_into)
+    init_fresh: list = described([], "With --init: weights whose names start with PREFIX start fresh instead "
+                                 "(e.g. token_embed and text_bias when --set changes the tokenizer).", metavar="PREFIX")
+    batch_size: int = described(32, "Samples per process and micro-batch.")
+    accum: int = described(1, "Micro-batches per optimizer step.")
+    steps: int = described(1000, "Optimizer steps.")
+    lr: float = described(1e-4, "Peak learning rate (the paper's).")
+    weight_decay: float = described(0.01, "AdamW weight decay (the paper's).")
+    warmup: int = described(100, "Linear warm-up steps.")
+    min_lr_ratio: float = described(0.0, "Cosine floor, as a fraction of --lr.")
+    grad_clip: float = described(1.0, "Gradient norm clip (0: none).")
+    seed: int = described(0, "Seed of the initialisation, masks and data order.")
+    workers: int = described(2, "Loader processes per rank.")
+    # GroupedSampler
+    group_size: int = described(0, "Hard-negative batches: clips sharing a rare caption word, this many at a "
+                                "time (0: plain shuffle).")
+    device: str | None = described(None, "cpu, cuda (default: cuda when available).")
     # true/false (the field was a switch for regional compile) read as "blocks"/"none"
-    compile: str = "none"
-    checkpointing: bool = False  # activation checkpointing in encoder and decoder
-    # under bf16 autocast (CUDA), keep the transformers' residual stream in bf16 rather than
-    # float32 (Transformer.low_precision_residual): half the bytes in the memory-bound norms and
-    # residual adds (docs/PERFORMANCE.md, "Third lease"); no effect on CPU
-    bf16_residual: bool = False
-    ckpt_every: int = 500  # steps; also at the end and on SIGTERM
-    log_every: int = 10
-    eval_every: int = 0  # steps; 0 = only at the end when eval_split is set
-    eval_split: str | None = None  # e.g. "test": retrieval metrics on that split
-    max_minutes: float | None = None  # wall-time budget: stop, checkpoint and evaluate
-    resume: bool = False
-    progress: bool = True
+    compile: str = described("none", "torch.compile each transformer block (--compile, or --compile blocks) or the "
+                             "whole training forward (--compile model: minutes to compile, the fastest GPU step).")
+    checkpointing: bool = described(False, "Activation checkpointing in encoder and decoder.")
+    # Transformer.low_precision_residual: half the bytes in the memory-bound norms and residual
+    # adds (docs/PERFORMANCE.md, "Third lease"); no effect on CPU
+    bf16_residual: bool = described(False, "GPU: keep the residual stream in bf16 under autocast (faster; "
+                                    "default float32).")
+    ckpt_every: int = described(500, "Checkpoint every this many steps (also at the end and on SIGTERM).")
+    log_every: int = described(10, "Log the losses of every this many steps.")
+    eval_every: int = described(0, "Evaluate every this many steps (0: only at the end, with --eval-split).")
+    eval_split: str | None = described(None, "Evaluate retrieval on this split (e.g. test).")
+    max_minutes: float | None = described(None, "Wall-time budget; stops cleanly with a checkpoint.")
+    resume: bool = described(False, "Continue the run in --out exactly.")
+    progress: bool = described(True, "A progress bar on stderr.")
 
     def __post_init__(self) -> None:
         self.compile = {True: "blocks", False: "none"}.get(self.compile, self.compile)
@@ -73,15 +82,6 @@ class TrainState:
     epoch: int = 0
     position: int = 0  # samples of this epoch already consumed (per rank)
     skipped: dict = field(default_factory=dict)  # reason -> count
-
-
-def lr_lambda(tc: TrainConfig):
-    def f(step: int) -> float:
-        if step < tc.warmup:
-            return (step + 1) / tc.warmup
-        progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
-        return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
 
 
 def rng_state() -> dict:

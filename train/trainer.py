@@ -1,4 +1,4 @@
-"""Pre-training: `train(TrainConfig)` wires the objects, `run_steps` runs the loop.
+"""Pre-training: `train(TrainConfig)` wires the objects into a `Run`, `run_steps` runs the loop.
 
     vlsa train --manifest data/manifest.jsonl --preset tiny --steps 2000 --out runs/tiny
     torchrun --nproc-per-node 8 $(which vlsa) train --manifest ... --preset base --batch-size 256
@@ -22,9 +22,9 @@ from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manif
 from train.datasets.webdataset import TarClipDataset, is_tar_folder
 from train.distributed import cleanup, init_distributed, wrap_ddp
 from train.evaluate import eval_dataset
-from train.loop import run_steps
+from train.loop import Run, run_steps
 from train.shards import ShardDataset
-from train.state import TrainConfig, TrainState, load_run, lr_lambda
+from train.state import TrainConfig, TrainState, load_run
 from vlsa import VLSA
 from vlsa.checkpoint import load_config, load_into
 from vlsa.config import apply_overrides
@@ -39,6 +39,17 @@ def build_optimizer(model: torch.nn.Module, tc: TrainConfig, fused: bool) -> tor
         (no_decay if p.ndim < 2 or "positions" in name or name == "logit_scale" else decay).append(p)
     groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), fused=fused)
+
+
+def build_schedule(opt: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over `tc.warmup` steps from lr / warmup to lr, then cosine decay to
+    lr * min_lr_ratio at `tc.steps`; stepped once per optimizer step."""
+    lr_min = tc.lr * tc.min_lr_ratio
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, tc.steps - tc.warmup), eta_min=lr_min)
+    if tc.warmup < 1:
+        return cosine
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / tc.warmup, total_iters=tc.warmup - 1)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[tc.warmup])
 
 
 def training_dataset(source: str, config, seed: int):
@@ -89,7 +100,7 @@ def train(tc: TrainConfig) -> dict:
         eval_dataset(tc.manifest, model.config, tc.eval_split)
     sampler = training_sampler(dataset, tc, dist)
     opt = build_optimizer(model, tc, fused=dist.device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
+    sched = build_schedule(opt, tc)
     state = load_run(model, opt, sched, tc) if tc.resume else TrainState()
     wrapped = wrap_ddp(model, dist.device) if dist.world > 1 else model
     if tc.compile == "blocks":  # see VLSAModel.compile_blocks
@@ -99,7 +110,7 @@ def train(tc: TrainConfig) -> dict:
         log.info("compile model: the first step compiles the whole training forward (about two minutes at base)")
     writer = _writer(tc) if dist.main else None
     try:
-        metrics = run_steps(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer)
+        metrics = run_steps(Run(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer))
     finally:
         if writer:
             writer.close()

@@ -41,6 +41,9 @@ def log_frequency_weights(n_freqs: int, sample_rate: int, bins: int, fmin: float
     STFT bins, it becomes linear interpolation between the two nearest STFT bins (no empty rows),
     and higher up it averages the STFT bins the log bin spans. Rows sum to 1, so a bin holds a
     magnitude on the same scale as the STFT whatever its width.
+
+    Ours because torchaudio has mel and linear filterbanks (melscale_fbanks, linear_fbanks) but
+    none with log-spaced centres, which the paper's map needs.
     """
     linear = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
     spacing = float(linear[1] - linear[0])

@@ -6,18 +6,19 @@ video and the audio stream, so the frames and the soundtrack of a clip stay in s
 Readers seek near the start of the requested range and decode forward, so a short clip of a long
 file costs about one keyframe interval of decoding, not the whole file. Any input that cannot be
 read raises `MediaError` with a one-line message naming the file and the reason.
+
+Opening a file (its streams, time origin, duration, `probe`, `MediaError`) is vlsa.container's;
+this module re-exports those public names, so callers import every media name from here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import itertools
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -28,46 +29,36 @@ import torch
 from torch import nn
 
 from vlsa.config import AudioConfig, VideoConfig
+from vlsa.container import (
+    AUDIO_EXTENSIONS,
+    MEDIA_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    Container,
+    MediaError,
+    MediaInfo,
+    PathLike,
+    audio_stream,
+    ffmpeg_reason,
+    header_duration,
+    media_error,
+    media_info,
+    open_media,
+    probe,
+    time_origin,
+    video_stream,
+)
+
+# Opening files is vlsa.container's; its public names are used from here, the one media module.
+__all__ = ["AUDIO_EXTENSIONS", "MEDIA_EXTENSIONS", "VIDEO_EXTENSIONS", "Clip", "MediaError", "MediaInfo",
+           "iter_frames_at", "iter_timed_frames", "load_clip", "normalize_frames", "probe", "read_audio",
+           "read_frames", "require_finite", "sample_times"]
 
 log = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
-Container = av.container.InputContainer
 T = TypeVar("T")
 
 _EPS = 1e-6  # seconds: a frame stamped at t (float rounding aside) counts as "at or before t"
 _AUDIO_PREROLL = 0.25  # seconds decoded before `start`: some demuxers seek only approximately
 _SEEK_GAP = 10.0  # seek ahead rather than decode through gaps between wanted frames longer than this
-_WAV_OGG_TAGS = (0x674F, 0x6750, 0x6751, 0x676F, 0x6770, 0x6771)  # Vorbis-in-WAV (vorbis.acm)
-
-# Files the catalog indexes and the trainer's manifests list, by extension (lower case).
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".flv", ".wmv", ".3gp", ".ogv", ".vob",
-})
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
-    ".aifc", ".mka", ".au", ".ac3",
-})
-MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
-
-
-class MediaError(ValueError):
-    """An input that cannot be decoded; the message is one line: "<file>: <reason>". A
-    ValueError, like the catalog's errors, so the command line reports it as that one line."""
-
-
-@dataclass
-class MediaInfo:
-    path: str
-    duration: float  # seconds, from headers; 0.0 when nothing says
-    has_video: bool  # a decodable video stream (cover art in audio files does not count)
-    has_audio: bool  # a decodable audio stream
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
 
 
 @dataclass
@@ -79,89 +70,16 @@ class Clip:
     duration: float = 0.0  # of the whole file, seconds, from headers; 0.0 when nothing says
 
 
-# --- opening -----------------------------------------------------------------------------------
-
-
-def _error(name: str, reason: str) -> MediaError:
-    return MediaError(re.sub(r"\s*[\r\n]+\s*", " ", f"{name}: {reason}"))  # one line, whatever FFmpeg says
-
-
-def _reason(err: BaseException) -> str:
-    """FFmpeg's or the OS's own words ("invalid data found when processing input"), no path."""
-    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    return text[:1].lower() + text[1:]
-
-
-def _riff_ogg_payload(name: str) -> bytes | None:
-    """The Ogg stream inside a Vorbis-in-WAV file, which FFmpeg cannot decode as WAV. Some sample
-    packs (lmms' .ogg drums) are such files; their data chunk is a complete Ogg Vorbis stream."""
-    with open(name, "rb") as f:
-        if f.read(12)[8:12] != b"WAVE":
-            return None
-        tag = None
-        while len(chunk := f.read(8)) == 8:  # RIFF chunks: id, little-endian size, padded body
-            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            body = f.read(size + (size & 1))
-            if cid == b"fmt ":
-                tag = int.from_bytes(body[:2], "little")
-            elif cid == b"data":
-                return body[:size] if tag in _WAV_OGG_TAGS and body[:4] == b"OggS" else None
-    return None
-
-
-def _video_stream(container: Container) -> av.video.stream.VideoStream | None:
-    """The first decodable video stream; attached pictures (cover art) are not video."""
-    for s in container.streams.video:
-        if not s.disposition & av.stream.Disposition.attached_pic and s.codec_context is not None:
-            return s
-    return None
+# --- reading: the video stream to decode, and a read again from the start when a seek fails ---
 
 
 def _video_to_decode(container: Container, name: str) -> av.video.stream.VideoStream:
     """The video stream, set to decode on frame and slice threads (decoding dominates the cost)."""
-    stream = _video_stream(container)
+    stream = video_stream(container)
     if stream is None:
-        raise _error(name, "no video stream")
+        raise media_error(name, "no video stream")
     stream.thread_type = "AUTO"
     return stream
-
-
-def _audio_stream(container: Container) -> av.audio.stream.AudioStream | None:
-    return next((s for s in container.streams.audio if s.codec_context is not None), None)
-
-
-def _open_container(name: str) -> Container:
-    """av.open, swapping in the embedded Ogg stream of a Vorbis-in-WAV file."""
-    container = av.open(name, metadata_errors="ignore")
-    if container.streams.audio and _audio_stream(container) is None and _video_stream(container) is None:
-        payload = _riff_ogg_payload(name)
-        if payload is not None:
-            container.close()
-            log.debug("%s: decoding the Ogg stream inside its WAV wrapper", name)
-            return av.open(io.BytesIO(payload), format="ogg")
-    return container
-
-
-@contextlib.contextmanager
-def _open(path: PathLike) -> Iterator[Container]:
-    """Open `path`; FFmpeg and OS errors, here or in the body, become MediaError."""
-    name = os.fspath(path)
-    try:
-        size = os.stat(name).st_size
-    except OSError as e:
-        raise _error(name, f"cannot read ({_reason(e)})") from e
-    if size == 0:
-        raise _error(name, "empty file (0 bytes)")
-    try:
-        container = _open_container(name)
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise _error(name, f"not a media file ({_reason(e)})") from e
-    try:
-        yield container
-    except (av.FFmpegError, OSError) as e:
-        raise _error(name, f"decoding failed ({_reason(e)})") from e
-    finally:
-        container.close()
 
 
 class _SeekFailed(Exception):
@@ -175,48 +93,10 @@ def _retrying(path: PathLike, read: Callable[[Container, bool], T], opened: Cont
         with contextlib.suppress(_SeekFailed):
             return read(opened, True)
     else:
-        with _open(path) as container, contextlib.suppress(_SeekFailed):
+        with open_media(path) as container, contextlib.suppress(_SeekFailed):
             return read(container, True)
-    with _open(path) as container:
+    with open_media(path) as container:
         return read(container, False)
-
-
-def _origin(container: Container) -> float:
-    """Seconds of the container's first timestamp: time 0 for every stream."""
-    return container.start_time / av.time_base if container.start_time is not None else 0.0
-
-
-def _duration(container: Container) -> float:
-    """Seconds, from headers only: the container, else the longest stream, else size / bit rate."""
-    if container.duration and container.duration > 0:
-        return container.duration / av.time_base
-    best = 0.0
-    for s in container.streams:
-        if s.duration and s.time_base:
-            best = max(best, float(s.duration * s.time_base))
-        elif s.type == "video" and s.frames and s.average_rate:
-            best = max(best, s.frames / float(s.average_rate))
-    if best == 0.0 and container.bit_rate and container.size:
-        best = container.size * 8 / container.bit_rate
-    return best
-
-
-def _info(container: Container, name: str) -> MediaInfo:
-    vs, aus = _video_stream(container), _audio_stream(container)
-    info = MediaInfo(name, _duration(container), has_video=vs is not None, has_audio=aus is not None)
-    if vs is not None:
-        info.width, info.height = vs.codec_context.width, vs.codec_context.height
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        info.fps = float(rate) if rate else None
-    if aus is not None:
-        info.sample_rate, info.channels = aus.codec_context.sample_rate, aus.codec_context.channels
-    return info
-
-
-def probe(path: PathLike) -> MediaInfo:
-    """Streams, sizes and duration of `path`, read from headers (nothing is decoded)."""
-    with _open(path) as container:
-        return _info(container, os.fspath(path))
 
 
 # --- video -------------------------------------------------------------------------------------
@@ -224,12 +104,12 @@ def probe(path: PathLike) -> MediaInfo:
 
 def _seek(container: Container, stream: av.stream.Stream, t: float) -> None:
     """Seek to the keyframe at or before `t` seconds (PyAV flushes the decoders)."""
-    offset = math.floor((t + _origin(container)) / stream.time_base) if stream.time_base else 0
+    offset = math.floor((t + time_origin(container)) / stream.time_base) if stream.time_base else 0
     try:
         container.seek(max(0, int(offset)), stream=stream, backward=True)
     except (av.FFmpegError, OSError) as e:
         # Seen on tiny FLAC files (EPERM): the failed search leaves the demuxer at the end.
-        log.debug("%s: seek to %.3f s failed (%s)", container.name, t, _reason(e))
+        log.debug("%s: seek to %.3f s failed (%s)", container.name, t, ffmpeg_reason(e))
         raise _SeekFailed from e
 
 
@@ -250,7 +130,7 @@ def _decode(container: Container, stream: av.stream.Stream) -> Iterator[av.frame
 def _timed_frames(container: Container, stream: av.stream.Stream) -> Iterator[tuple[float, av.VideoFrame]]:
     """(seconds, frame) in presentation order; a frame without a pts follows the previous by one
     frame period."""
-    origin = _origin(container)
+    origin = time_origin(container)
     period = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
     t = None
     for frame in _decode(container, stream):
@@ -315,7 +195,7 @@ def _frames_at(container: Container, name: str, times: Sequence[float], size: in
                     last, tensor = frame, _to_tensor(frame, size)
                 yield tensor
         except _NoFrames:
-            raise _error(name, "no decodable video frames") from None
+            raise media_error(name, "no decodable video frames") from None
 
 
 def sample_times(start: float, end: float, num: int, sampling: str = "uniform",
@@ -342,7 +222,7 @@ def _frames_reader(path: PathLike, start: float, end: float | None, num_frames: 
     def read(container: Container, seek: bool) -> torch.Tensor:
         if state is not None:
             generator.set_state(state)  # a retry draws the same times
-        duration = _duration(container)
+        duration = header_duration(container)
         stop = (duration if end is None else min(end, duration)) if duration > 0 else (end or start)
         first = min(max(0.0, start), stop)  # a range past the end collapses onto the end
         times = sample_times(first, max(first, stop), num_frames, sampling, generator)
@@ -371,7 +251,7 @@ def iter_frames_at(path: PathLike, times: Sequence[float], size: int = 224) -> I
     keyframe before the next time instead of decoding the gap.
     """
     ordered, done = sorted(float(t) for t in times), 0
-    with _open(path) as container:
+    with open_media(path) as container:
         try:
             for frame in _frames_at(container, os.fspath(path), ordered, size):
                 done += 1
@@ -379,7 +259,7 @@ def iter_frames_at(path: PathLike, times: Sequence[float], size: int = 224) -> I
             return
         except _SeekFailed:
             pass
-    with _open(path) as container:  # unseekable: decode the rest from the start
+    with open_media(path) as container:  # unseekable: decode the rest from the start
         yield from _frames_at(container, os.fspath(path), ordered[done:], size, seek=False)
 
 
@@ -389,7 +269,7 @@ def iter_timed_frames(path: PathLike, start: float, end: float,
     frame shown during [start, end): the one on screen at `start` (stamped 0) and every later one
     before `end`, at its own time, so a file that stores only changed frames keeps its timing."""
     name = os.fspath(path)
-    with _open(path) as container:
+    with open_media(path) as container:
         stream = _video_to_decode(container, name)
         try:
             if start > 0:  # a fresh container is at time 0 already
@@ -400,8 +280,8 @@ def iter_timed_frames(path: PathLike, start: float, end: float,
         if seeked:
             yield from _shown(_timed_frames(container, stream), start, end, size)
             return
-    with _open(path) as container:  # unseekable: decode from the start
-        yield from _shown(_timed_frames(container, _video_stream(container)), start, end, size)
+    with open_media(path) as container:  # unseekable: decode from the start
+        yield from _shown(_timed_frames(container, video_stream(container)), start, end, size)
 
 
 def _shown(decoded: Iterator[tuple[float, av.VideoFrame]], start: float, end: float,
@@ -432,7 +312,7 @@ def _resampled(container: Container, stream: av.stream.Stream,
     """(seconds of the first decoded frame, where the output starts, or None if it has no pts;
     the next float32 mono samples at `rate`), ending with the resampler's buffered tail."""
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    origin, first, started = _origin(container), None, False
+    origin, first, started = time_origin(container), None, False
     for frame in _decode(container, stream):
         if not started:  # the output is one gapless run from this frame on
             first, started = (frame.time - origin if frame.time is not None else None), True
@@ -445,9 +325,9 @@ def _resampled(container: Container, stream: av.stream.Stream,
 def _read_audio(container: Container, seek: bool, *, name: str, start: float, end: float | None,
                 rate: int) -> torch.Tensor:
     """read_audio on a fresh container (as a function of (container, seek), for _retrying)."""
-    stream = _audio_stream(container)
+    stream = audio_stream(container)
     if stream is None:
-        raise _error(name, "no audio stream")
+        raise media_error(name, "no audio stream")
     start = max(0.0, start)
     need = None if end is None else max(0, round((end - start) * rate))
     if need == 0:
@@ -500,11 +380,11 @@ def load_clip(path: PathLike, start: float, end: float | None, video_cfg: VideoC
     end = start + audio_cfg.clip_seconds if end is None else end
     name = os.fspath(path)
     frames, wave = None, torch.zeros(audio_cfg.num_samples)
-    with _open(path) as container:  # probed, then read from while still fresh
-        info = _info(container, name)
+    with open_media(path) as container:  # probed, then read from while still fresh
+        info = media_info(container, name)
         if not (info.has_video or info.has_audio):
             kinds = sorted({s.type for s in container.streams} & {"video", "audio"})
-            raise _error(name, f"no decoder for its {' or '.join(kinds)} stream" if kinds
+            raise media_error(name, f"no decoder for its {' or '.join(kinds)} stream" if kinds
                          else "no video or audio stream")
         if info.has_video:
             read = _frames_reader(path, start, end, video_cfg.frames, video_cfg.size,
@@ -523,7 +403,7 @@ def require_finite(x: np.ndarray | torch.Tensor, name: str) -> None:
     vector computed from it NaN, which sorts above real matches or hides them."""
     finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
     if not finite:
-        raise _error(name, "non-finite samples (NaN or infinity)")
+        raise media_error(name, "non-finite samples (NaN or infinity)")
 
 
 def normalize_frames(frames: torch.Tensor, video_cfg: VideoConfig) -> torch.Tensor:
