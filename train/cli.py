@@ -104,6 +104,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 @click.option("--init-fresh", multiple=True, metavar="PREFIX",
               help="With --init: weights whose names start with PREFIX start fresh instead (e.g. token_embed and "
               "text_bias when --set changes the tokenizer).")
+@click.option("--init-clip", type=click.Path(exists=True, dir_okay=False),
+              help="Start the shared encoder from a local open_clip ViT-B/16 state dict (torch.save; base preset).")
 @click.option("--steps", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--accum", type=int, help="Micro-batches per optimizer step.")

@@ -29,6 +29,9 @@ class TrainConfig:
     # name prefixes of weights that do not come from `init` but start fresh, e.g. the token
     # embedding when the overrides change the tokenizer (vlsa.checkpoint.load_into)
     init_fresh: list = field(default_factory=list)
+    # start the shared encoder, patch embeddings and video positions from a local open_clip
+    # ViT-B/16 state dict (vlsa/clip_init.py says what maps where); the rest starts fresh
+    init_clip: str | None = None
     batch_size: int = 32  # per process, per micro-batch
     accum: int = 1  # micro-batches per optimizer step
     steps: int = 1000  # optimizer steps
@@ -62,6 +65,8 @@ class TrainConfig:
         self.compile = {True: "blocks", False: "none"}.get(self.compile, self.compile)
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}")
+        if self.init and self.init_clip:
+            raise ValueError("init and init_clip both name a start: give one")
 
 
 COMPILE_MODES = ("none", "blocks", "model")
