@@ -36,7 +36,7 @@ def eval_dataset(source: str | Path, config, split: str, seed: int | None = None
         dataset = ShardDataset(source, config, split=split, train=seed is not None, seed=seed or 0)
     else:
         rows = [r for r in read_manifest(source, split=split) if group is None or r.extra.get("group") == group]
-        dataset = ClipDataset(rows, config, train=seed is not None, seed=seed or 0)
+        dataset = ClipDataset(rows, config, train=seed is not None, seed=seed or 0, random_caption=False)
     if len(dataset) == 0:
         raise ValueError(f"{source}: no samples in split {split!r}" + (f" and group {group!r}" if group else ""))
     return dataset
