@@ -48,5 +48,5 @@ def format_protocol_table(result: dict) -> str:
         for setting, numbers in protocol.paper.get(direction, {"": (None, None, None)}).items():
             paper = [*numbers, None]  # the paper reports no median rank
             cells = "".join(f"{'-' if v is None else f'{v:.1f}':>{width}}" for v in paper)
-            lines.append(f"{direction:<14}{('paper ' + setting).strip():<22}{cells}{'':>8}")
+            lines.append(f"{direction:<14}{('paper ' + setting).strip():<22}{cells}")
     return "\n".join(lines)

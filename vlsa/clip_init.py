@@ -133,4 +133,4 @@ def load_clip_weights(model: VLSAModel, clip: dict[str, torch.Tensor], path: str
     with torch.no_grad():
         for name, value in weights.items():
             state[name].copy_(value.to(state[name].dtype))
-    return f"{path}: took CLIP's {taken}"
+    return f"{path}: from CLIP: {taken}"
