@@ -225,8 +225,10 @@ def _eval_protocol(model, checkpoint, manifest, protocol, split, group, seeds, b
         click.echo(json.dumps({"checkpoint": str(checkpoint), **result}, indent=2))
         return
     where = f"{split}, group {group}" if group else split
+    lost = result["clips"] - result["decoded"]
+    failed = f" ({lost} did not decode)" if lost else ""
     click.echo(f"{protocol}: {PROTOCOLS[protocol].about}\n{checkpoint} on {manifest} [{where}], "
-               f"{result['clips']} clips, {result['captions']} captions, {seeds} seed(s)")
+               f"{result['clips']} clips{failed}, {result['captions']} captions, {seeds} seed(s)")
     click.echo(format_protocol_table(result))
 
 

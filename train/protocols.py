@@ -90,23 +90,29 @@ def protocol_metrics(protocol: Protocol, clips: dict, text: torch.Tensor, owners
             keep = clips[f"has_{query}"] & clips[f"has_{candidate}"]
             sim, truth = clips[query][keep] @ clips[candidate][keep].T, None
         if sim.shape[0] < 2:
-            raise ValueError(f"{direction}: fewer than two queries")
+            raise ValueError(f"{direction}: fewer than two queries (a clip without {query} or {candidate}, "
+                             "or that does not decode, drops out)")
         results[direction] = retrieval_metrics(sim, truth)
     return results
 
 
 def evaluate_protocol(model: VLSA, source: str | Path, name: str, split: str = "test", group: str | None = None,
                       seeds: int = DEFAULT_SEEDS, batch_size: int = 32, workers: int = 0) -> dict:
-    """The protocol on a manifest's split: {"protocol", "clips", "queries", "seeds": [per-seed
-    metrics], "mean", "std"}, mean and std (population) per direction and metric."""
+    """The protocol on a manifest's split: {"protocol", "clips", "decoded" (clips that decoded),
+    "captions", "seeds": [per-seed metrics], "mean", "std"}, mean and std (population) per
+    direction and metric."""
     protocol = PROTOCOLS[name]
     rows = protocol_rows(source, split, group)
     captions, owners = caption_queries(rows, protocol.all_captions)
     text = model.embed_text(captions) if captions else torch.empty(0, model.config.embed_dim)
     owners_t = torch.tensor(owners, dtype=torch.long)
-    runs = [protocol_metrics(protocol, embed_clips(model, rows, seed, batch_size, workers), text, owners_t)
-            for seed in range(seeds)]
+    runs, decoded = [], 0
+    for seed in range(seeds):
+        clips = embed_clips(model, rows, seed, batch_size, workers)
+        decoded = len(clips["index"])
+        runs.append(protocol_metrics(protocol, clips, text, owners_t))
     mean = {d: {k: statistics.fmean(r[d][k] for r in runs) for k in runs[0][d]} for d in runs[0]}
     std = {d: {k: statistics.pstdev(r[d][k] for r in runs) for k in runs[0][d]} for d in runs[0]}
-    return {"protocol": name, "split": split, "group": group, "clips": len(rows), "captions": len(captions),
+    return {"protocol": name, "split": split, "group": group, "clips": len(rows), "decoded": decoded,
+            "captions": len(captions),
             "seeds": runs, "mean": mean, "std": std}
