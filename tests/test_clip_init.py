@@ -111,7 +111,8 @@ def test_clip_init_audio_patches_and_text_table(models):
 def test_clip_init_refuses_a_file_that_does_not_fit(models, tmp_path):
     """A CLIP start of a preset that is not ViT-B/16-shaped, or from a file that is not an open_clip
     state dict, stops with a ValueError naming the reason (one line at the command), before any
-    training. Catches: the shape check dropped (copy_'s shape error, a RuntimeError)."""
+    training; so does naming both --init and --init-clip. Catches: the shape check dropped
+    (copy_'s shape error, a RuntimeError), --init silently winning over --init-clip."""
     _, _, path = models
     bad = tmp_path / "bad.pt"
     torch.save({"weight": torch.zeros(2)}, bad)
@@ -120,3 +121,5 @@ def test_clip_init_refuses_a_file_that_does_not_fit(models, tmp_path):
         tc = TrainConfig(manifest="unused.jsonl", preset=preset, init_clip=str(file))
         with pytest.raises(ValueError, match=reason):
             build_model(tc, torch.device("meta"))
+    with pytest.raises(ValueError, match="both name a start"):
+        TrainConfig(manifest="unused.jsonl", init=str(tmp_path), init_clip=str(path))
