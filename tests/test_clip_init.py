@@ -110,14 +110,17 @@ def test_clip_init_audio_patches_and_text_table(models):
 
 def test_clip_init_refuses_a_file_that_does_not_fit(models, tmp_path):
     """A CLIP start of a preset that is not ViT-B/16-shaped, or from a file that is not an open_clip
-    state dict, stops with a ValueError naming the reason (one line at the command), before any
+    state dict, or one that lacks a weight, stops with a ValueError naming the reason (one line at
+    the command: a KeyError would be a traceback), before any
     training; so does naming both --init and --init-clip. Catches: the shape check dropped
     (copy_'s shape error, a RuntimeError), --init silently winning over --init-clip."""
     _, _, path = models
-    bad = tmp_path / "bad.pt"
+    bad, cut = tmp_path / "bad.pt", tmp_path / "cut.pt"
     torch.save({"weight": torch.zeros(2)}, bad)
+    torch.save({"visual.conv1.weight": torch.zeros(768, 3, 16, 16)}, cut)
     for preset, file, reason in (("tiny", path, "encoder.width 768, this model 128"),
-                                 ("base", bad, "not an open_clip state dict")):
+                                 ("base", bad, "not an open_clip state dict"),
+                                 ("tiny", cut, "no visual.positional_embedding")):
         tc = TrainConfig(manifest="unused.jsonl", preset=preset, init_clip=str(file))
         with pytest.raises(ValueError, match=reason):
             build_model(tc, torch.device("meta"))

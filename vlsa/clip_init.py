@@ -32,14 +32,11 @@ differs slightly from the one they learnt with.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import torch
 
 from vlsa.model import VLSAModel
-
-log = logging.getLogger(__name__)
 
 # Model settings a CLIP start needs: CLIP normalises the tokens before its first block.
 CLIP_OVERRIDES = {"encoder.pre_norm": True}
@@ -77,8 +74,15 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def clip_encoder_weights(model: VLSAModel, clip: dict[str, torch.Tensor], path) -> dict[str, torch.Tensor]:
     """Our names -> tensors for the shared encoder, the patch embeddings, the video positions and
-    projection, from CLIP's visual tower. Shapes that do not fit are a ValueError."""
-    cfg = model.config
+    projection, from CLIP's visual tower. Shapes that do not fit, or a weight the file lacks, are
+    a ValueError."""
+    try:
+        return _encoder_weights(model.config, clip, path)
+    except KeyError as exc:
+        raise ValueError(f"{path}: not an open_clip ViT state dict (no {exc.args[0]})") from None
+
+
+def _encoder_weights(cfg, clip: dict[str, torch.Tensor], path) -> dict[str, torch.Tensor]:
     conv, pos = clip["visual.conv1.weight"], clip["visual.positional_embedding"]
     width, _, patch, _ = conv.shape
     depth = len({k.split(".")[3] for k in clip if k.startswith("visual.transformer.resblocks.")})
@@ -90,6 +94,8 @@ def clip_encoder_weights(model: VLSAModel, clip: dict[str, torch.Tensor], path) 
         if ours != theirs:
             raise ValueError(f"{path}: the CLIP file has {name} {theirs}, this model {ours} "
                              "(a CLIP start needs the ViT-B/16-shaped base preset)")
+    if v.stem != "linear":
+        raise ValueError(f"a CLIP start needs linear patch embeddings (video.stem=linear), not {v.stem!r}")
     if not enc.pre_norm:
         raise ValueError("a CLIP start needs encoder.pre_norm=true (CLIP_OVERRIDES)")
     if clip["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] != int(enc.width * enc.mlp_ratio):
