@@ -109,11 +109,11 @@ def test_clip_init_audio_patches_and_text_table(models):
 
 
 def test_clip_init_refuses_a_file_that_does_not_fit(models, tmp_path):
-    """A CLIP start of a preset that is not ViT-B/16-shaped, or from a file that is not an open_clip
-    state dict, or one that lacks a weight, stops with a ValueError naming the reason (one line at
-    the command: a KeyError would be a traceback), before any
-    training; so does naming both --init and --init-clip. Catches: the shape check dropped
-    (copy_'s shape error, a RuntimeError), --init silently winning over --init-clip."""
+    """A CLIP start of a preset that is not ViT-B/16-shaped, from a file that is not an open_clip
+    state dict or from one that lacks a weight stops with a ValueError naming the reason (one
+    line at the command), before any training; so does naming both --init and --init-clip.
+    Catches: the shape check dropped (copy_'s shape error), a missing weight's KeyError (a
+    traceback), --init silently winning over --init-clip."""
     _, _, path = models
     bad, cut = tmp_path / "bad.pt", tmp_path / "cut.pt"
     torch.save({"weight": torch.zeros(2)}, bad)
