@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from train.benchmarks import DEFAULT_SEEDS, PROTOCOLS
 from train.datasets.cli import import_command
 from vlsa.config import parse_override
 
@@ -137,6 +138,7 @@ def _train_options(command):
         "preset": dict(type=click.Choice(list(PRESETS))),
         "overrides": None,  # --set, --config's [model] and the loss switches
         "init": dict(type=click.Path(exists=True, file_okay=False)),
+        "init_clip": dict(type=click.Path(exists=True, dir_okay=False)),
         "compile": dict(type=click.Choice(COMPILE_MODES), is_flag=False, flag_value="blocks"),
     })(command)
 
@@ -202,13 +204,17 @@ def _exit_if_terminated(result: dict) -> None:
 @click.option("--split", default="test", show_default=True)
 @click.option("--group", default=None, help="Only the manifest's rows with this \"group\" (e.g. the corpus's "
               "heldout-package, heldout-concept, speech-heldout-voice).")
-@click.option("--seeds", default=1, show_default=True, help="Average over this many random frame samplings.")
+@click.option("--seeds", type=click.IntRange(min=1), help="Average over this many random frame samplings "
+              "[default: 1; 3 with --protocol, as the paper].")
+@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), help="Score as this benchmark does (several "
+              "captions a clip, mean and spread over --seeds) beside the paper's numbers; needs a manifest.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--workers", default=0, show_default=True)
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--json", "as_json", is_flag=True)
-def eval_command(checkpoint, manifest, split, group, seeds, batch_size, workers, device, as_json) -> None:
-    """Retrieval R@1/5/10/50, median and mean rank in six directions on a manifest split."""
+def eval_command(checkpoint, manifest, split, group, seeds, protocol, batch_size, workers, device, as_json) -> None:
+    """Retrieval R@1/5/10/50, median and mean rank in six directions on a manifest split, or a
+    benchmark's protocol (--protocol)."""
     import torch
 
     from train.evaluate import evaluate, format_table
@@ -216,6 +222,11 @@ def eval_command(checkpoint, manifest, split, group, seeds, batch_size, workers,
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = VLSA.from_pretrained(checkpoint, map_location=device)
+    if protocol:
+        _eval_protocol(model, checkpoint, manifest, protocol, split, group, seeds or DEFAULT_SEEDS, batch_size,
+                       workers, as_json)
+        return
+    seeds = seeds or 1
     results = evaluate(model, manifest, split, batch_size=batch_size, workers=workers, seeds=seeds, group=group)
     if as_json:
         click.echo(json.dumps({"checkpoint": str(checkpoint), "split": split, "group": group, "seeds": seeds,
@@ -225,6 +236,22 @@ def eval_command(checkpoint, manifest, split, group, seeds, batch_size, workers,
         where = f"{split}, group {group}" if group else split
         click.echo(f"{checkpoint} on {manifest} [{where}], {n} clips, {seeds} seed(s)")
         click.echo(format_table(results))
+
+
+def _eval_protocol(model, checkpoint, manifest, protocol, split, group, seeds, batch_size, workers, as_json) -> None:
+    from train.benchmarks import format_protocol_table
+    from train.protocols import evaluate_protocol
+
+    result = evaluate_protocol(model, manifest, protocol, split, group, seeds, batch_size, workers)
+    if as_json:
+        click.echo(json.dumps({"checkpoint": str(checkpoint), **result}, indent=2))
+        return
+    where = f"{split}, group {group}" if group else split
+    lost = result["clips"] - result["decoded"]
+    failed = f" ({lost} did not decode)" if lost else ""
+    click.echo(f"{protocol}: {PROTOCOLS[protocol].about}\n{checkpoint} on {manifest} [{where}], "
+               f"{result['clips']} clips{failed}, {result['captions']} captions, {seeds} seed(s)")
+    click.echo(format_protocol_table(result))
 
 
 @data.command()

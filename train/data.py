@@ -1,7 +1,9 @@
 """Manifests, the dataset over them, a resumable sampler and the loader.
 
 A manifest is JSON Lines, one clip a line (docs/DESIGN.md, "Data formats"):
-    {"video": path, "audio": path?, "text": str?, "start": s?, "end": s?, "split": "train"?}
+    {"video": path, "audio": path?, "text": str?, "captions": [str]?, "start": s?, "end": s?, "split": "train"?}
+"captions" holds all of a clip's captions where a dataset has several (MSR-VTT 20, AudioCaps 5),
+"text" the first of them: training draws one per load, evaluation protocols score them all.
 Relative paths are relative to the manifest's folder. Every row is validated when the manifest
 is read (parse_manifest): a bad row is skipped and named with its line number. A sample that
 fails to decode is skipped and counted with its reason; neither kills the run.
@@ -40,6 +42,7 @@ class Row:
     end: float | None = None
     split: str = "train"
     extra: dict = field(default_factory=dict)
+    captions: list[str] = field(default_factory=list)  # all of the clip's captions; text is the first
 
 
 class BadRow(ValueError):
@@ -127,6 +130,15 @@ def _string(d: dict, key: str) -> str | None:
     return value
 
 
+def _captions(d: dict) -> list[str]:
+    value = d.get("captions")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise BadRow("captions is not a list of strings")
+    return value
+
+
 def _seconds(d: dict, key: str) -> float | None:
     value = d.get(key)
     if value is None:
@@ -150,22 +162,27 @@ def _row(d: object, base: Path) -> Row:
     video, audio = _path(d, "video", base), _path(d, "audio", base)
     if video is None and audio is None:
         raise BadRow("no video and no audio")
-    text, split = _string(d, "text"), _string(d, "split")
+    text, split, captions = _string(d, "text"), _string(d, "split"), _captions(d)
     start, end = _seconds(d, "start") or 0.0, _seconds(d, "end")
     if end is not None and end <= start:
         raise BadRow("end is not after start")
-    known = {"video", "audio", "text", "start", "end", "split"}
-    return Row(video=video, audio=audio, text=text, start=start, end=end, split=split or "train",
+    known = {"video", "audio", "text", "captions", "start", "end", "split"}
+    return Row(video=video, audio=audio, text=text if text is not None or not captions else captions[0],
+               start=start, end=end, split=split or "train", captions=captions,
                extra={k: v for k, v in d.items() if k not in known})
 
 
 class ClipDataset(Dataset):
     """Decodes rows into training samples. Random frame times in training are drawn from a
     generator seeded by (seed, epoch, index), so a sample is the same in any worker and after a
-    resume. A failed row returns {"skipped": reason}, which the collate counts."""
+    resume; so is the caption drawn from a row's "captions" (`random_caption`, on in training:
+    evaluation reads each row's first). A failed row returns {"skipped": reason}, which the
+    collate counts."""
 
-    def __init__(self, rows: list[Row], config: VLSAConfig, train: bool = True, seed: int = 0):
+    def __init__(self, rows: list[Row], config: VLSAConfig, train: bool = True, seed: int = 0,
+                 random_caption: bool | None = None):
         self.rows, self.config, self.train, self.seed = rows, config, train, seed
+        self.random_caption = train if random_caption is None else random_caption
         self.epoch = 0
         self._frontend = None
         self._tokenizer = None
@@ -178,18 +195,22 @@ class ClipDataset(Dataset):
             self._frontend = build_frontend(self.config.audio)
             self._tokenizer = build_tokenizer(self.config.text)
         row = self.rows[index]
+        g = sample_generator(self.seed, self.epoch, index)
         try:
-            clip = self._load(row, index)
+            clip = load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
         except MediaError as exc:
             return {"skipped": str(exc)}
-        return make_sample(clip, row.text, self.config, self._frontend, self._tokenizer)
+        return make_sample(clip, self._caption(row, g), self.config, self._frontend, self._tokenizer)
 
     def captions(self) -> list[str | None]:
         return [row.text for row in self.rows]
 
-    def _load(self, row: Row, index: int) -> Clip:
-        g = sample_generator(self.seed, self.epoch, index)
-        return load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
+    def _caption(self, row: Row, generator: torch.Generator) -> str | None:
+        """One of the row's captions, drawn after the frame times from the same generator (so a
+        row with one caption samples its frames as it always did), or its text."""
+        if not self.random_caption or len(row.captions) < 2:
+            return row.text
+        return row.captions[int(torch.randint(len(row.captions), (), generator=generator))]
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:

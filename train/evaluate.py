@@ -39,7 +39,7 @@ def eval_dataset(source: str | Path, config, split: str, seed: int | None = None
         dataset = folder_dataset(source, config, split=split, train=seed is not None, seed=seed or 0)
     else:
         rows = [r for r in read_manifest(source, split=split) if group is None or r.extra.get("group") == group]
-        dataset = ClipDataset(rows, config, train=seed is not None, seed=seed or 0)
+        dataset = ClipDataset(rows, config, train=seed is not None, seed=seed or 0, random_caption=False)
     if len(dataset) == 0:
         raise ValueError(f"{source}: no samples in split {split!r}" + (f" and group {group!r}" if group else ""))
     return dataset
@@ -47,8 +47,9 @@ def eval_dataset(source: str | Path, config, split: str, seed: int | None = None
 
 @torch.inference_mode()
 def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) -> dict[str, torch.Tensor]:
-    """Global embeddings of every sample: {"video", "audio", "text": (N, E), "has_*": (N,) bool}.
-    A sample that fails to decode drops out of every direction."""
+    """Global embeddings of every sample: {"video", "audio", "text": (N, E), "has_*": (N,) bool,
+    and "index" (N,) where the samples carry one}. A sample that fails to decode drops out of
+    every direction."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("video", "audio", "text", "has_video",
@@ -63,33 +64,50 @@ def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) 
         out["text"].append(model.embed_text_ids(batch["text"], batch["text_mask"]).float().cpu())
         for key in ("has_video", "has_audio", "has_text"):
             out[key].append(batch[key].cpu())
+        if "index" in batch:  # the sample's position in the dataset, where it says (protocols)
+            out.setdefault("index", []).append(batch["index"].cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def _higher_and_tied(sim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of a (N, N) similarity matrix: how many candidates score above the diagonal entry,
-    and how many others score the same."""
-    truth = sim.diagonal()[:, None]
-    return (sim > truth).sum(dim=1), (sim == truth).sum(dim=1) - 1
+def _counts_at_best_truth(sim: torch.Tensor, truth: torch.Tensor | None):
+    """Per row of a (Q, C) similarity matrix, at the row's best-scoring correct candidate (truth:
+    (Q, C) bool, the diagonal when None): how many wrong candidates score above it, how many
+    wrong ones score the same, and how many correct ones score the same (itself included)."""
+    if truth is None:
+        truth = torch.eye(*sim.shape, dtype=torch.bool, device=sim.device)
+    best = sim.masked_fill(~truth, float("-inf")).amax(dim=1, keepdim=True)
+    at_best = sim == best
+    return ((sim > best) & ~truth).sum(1).double(), (at_best & ~truth).sum(1).double(), (at_best & truth).sum(1).double()
 
 
-def ranks_of_truth(sim: torch.Tensor) -> torch.Tensor:
-    """1-based rank of the diagonal entry in each row, ties split evenly: the mean rank of the
-    tied block (its expected rank under a random order of equal scores). Counting ties for the
-    truth would give a collapsed model, whose scores are all equal, a perfect R@1."""
-    higher, tied = _higher_and_tied(sim)
-    return higher.double() + 1 + tied.double() / 2
+def ranks_of_truth(sim: torch.Tensor, truth: torch.Tensor | None = None) -> torch.Tensor:
+    """1-based rank of each row's first correct candidate (the diagonal, or any of `truth`'s), ties
+    split evenly: its expected rank under a random order of equal scores, h + (t + a + 1) / (a + 1)
+    for h wrong candidates above, t wrong and a correct ones tied (one truth: the mean rank of the
+    tied block). Counting ties for the truth would give a collapsed model a perfect R@1."""
+    higher, tied, truths = _counts_at_best_truth(sim, truth)
+    return higher + (tied + truths + 1) / (truths + 1)
 
 
-def retrieval_metrics(sim: torch.Tensor) -> dict[str, float]:
-    """R@k, median and mean rank of a (N, N) similarity matrix whose diagonal holds the truth.
-    Each is its expected value under a random order of equal scores (McSherry & Najork 2008):
-    a row's truth tied with t others just below h higher scores is a hit at k with probability
-    (k - h) / (t + 1), clipped to [0, 1]; so constant scores give exactly chance, R@k = 100 k / N."""
-    higher, tied = _higher_and_tied(sim)
-    hit = {k: ((k - higher.double()) / (tied.double() + 1)).clamp(0, 1) for k in RECALLS}
-    metrics = {f"R@{k}": 100.0 * hit[k].mean().item() for k in RECALLS}
-    ranks = ranks_of_truth(sim)
+def retrieval_metrics(sim: torch.Tensor, truth: torch.Tensor | None = None) -> dict[str, float]:
+    """R@k, median and mean rank of a (Q, C) similarity matrix whose diagonal holds the truth, or
+    whose `truth` (Q, C) bool marks each query's correct candidates (a clip's several captions: a
+    hit when any of them is in the top k, as AudioCaps scores audio->text). Each is its expected
+    value under a random order of equal scores (McSherry & Najork 2008): with h wrong candidates
+    above the best truth, t wrong and a correct ones tied with it, the k - h places left miss every
+    truth with probability prod_i (t - i) / (t + a - i); so constant scores give exactly chance,
+    R@k = 100 k a / C for one truth (a = 1) and the hypergeometric for several."""
+    higher, tied, truths = _counts_at_best_truth(sim, truth)
+    metrics = {}
+    for k in RECALLS:
+        places = k - higher
+        miss = torch.ones_like(higher)
+        for i in range(k):
+            left = tied - i  # wrong candidates still unplaced after i places
+            step = torch.where(left > 0, left / (left + truths), torch.zeros_like(left))
+            miss = torch.where(places > i, miss * step, miss)
+        metrics[f"R@{k}"] = 100.0 * torch.where(places > 0, 1 - miss, torch.zeros_like(miss)).mean().item()
+    ranks = ranks_of_truth(sim, truth)
     metrics["MedR"] = ranks.median().item()
     metrics["MeanR"] = ranks.mean().item()
     metrics["N"] = sim.shape[0]

@@ -85,6 +85,8 @@ def merge_manifests(paths: list[Path]) -> tuple[list[dict], int]:
                     row[key] = str(Path(media).absolute())
             if r.text is not None:
                 row["text"] = r.text
+            if r.captions:
+                row["captions"] = r.captions
             if r.start:
                 row["start"] = r.start
             if r.end is not None:

@@ -37,6 +37,9 @@ class TrainConfig:
     # e.g. the token embedding when the overrides change the tokenizer (vlsa.checkpoint.load_into)
     init_fresh: list = described([], "With --init: weights whose names start with PREFIX start fresh instead "
                                  "(e.g. token_embed and text_bias when --set changes the tokenizer).", metavar="PREFIX")
+    # vlsa/clip_init.py says what maps where; the rest starts fresh
+    init_clip: str | None = described(None, "Start the shared encoder, patch embeddings and video positions from a "
+                                      "local open_clip ViT-B/16 state dict (torch.save; base preset).")
     batch_size: int = described(32, "Samples per process and micro-batch.")
     accum: int = described(1, "Micro-batches per optimizer step.")
     steps: int = described(1000, "Optimizer steps.")
@@ -71,6 +74,8 @@ class TrainConfig:
         self.compile = {True: "blocks", False: "none"}.get(self.compile, self.compile)
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}")
+        if self.init and self.init_clip:
+            raise ValueError("init and init_clip both name a start: give one")
 
 
 COMPILE_MODES = ("none", "blocks", "model")

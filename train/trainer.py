@@ -27,6 +27,7 @@ from train.shards import ShardDataset
 from train.state import TrainConfig, TrainState, load_run
 from vlsa import VLSA
 from vlsa.checkpoint import load_config, load_into
+from vlsa.clip_init import CLIP_OVERRIDES, load_clip_weights, read_clip_state_dict
 from vlsa.config import apply_overrides
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,14 @@ def training_sampler(dataset, tc: TrainConfig, dist) -> ResumableSampler:
 def build_model(tc: TrainConfig, device: torch.device) -> VLSA:
     """A fresh preset, or `tc.init`'s weights under its config with `tc.overrides` on top (the loss
     switches of fine-tuning; shape-changing overrides are refused when the weights load, except for
-    the weights named by `tc.init_fresh`, which keep their fresh initialisation)."""
+    the weights named by `tc.init_fresh`, which keep their fresh initialisation), or the preset
+    with its shared encoder from the CLIP file `tc.init_clip`."""
     if tc.init:
         model = load_into(VLSA(apply_overrides(load_config(tc.init), tc.overrides)), tc.init, tuple(tc.init_fresh))
+    elif tc.init_clip:
+        clip = read_clip_state_dict(tc.init_clip)  # a file that is not CLIP's fails before the build
+        model = VLSA.from_preset(tc.preset, **{**CLIP_OVERRIDES, **tc.overrides})
+        log.info(load_clip_weights(model, clip, tc.init_clip))
     else:
         model = VLSA.from_preset(tc.preset, **tc.overrides)
     model.encoder.checkpointing = model.decoder.checkpointing = tc.checkpointing

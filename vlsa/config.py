@@ -100,6 +100,9 @@ class EncoderConfig:
     depth: int = 12
     heads: int = 12
     mlp_ratio: float = 4.0
+    # A LayerNorm on the tokens before the first block, as CLIP's ln_pre: `vlsa train --init-clip`
+    # sets it, so CLIP's blocks see the inputs they were trained on (vlsa/clip_init.py).
+    pre_norm: bool = False
 
 
 @dataclass

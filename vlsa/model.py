@@ -68,8 +68,9 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, pre_norm: bool = False):
         super().__init__()
+        self.norm_pre = nn.LayerNorm(width) if pre_norm else nn.Identity()  # CLIP's ln_pre
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.checkpointing = False  # activation checkpointing trades compute for memory
@@ -81,6 +82,7 @@ class Transformer(nn.Module):
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
         if self.low_precision_residual and torch.is_autocast_enabled(x.device.type):
             x = x.to(torch.get_autocast_dtype(x.device.type))
+        x = self.norm_pre(x)
         for block in self.blocks:
             if self.checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, key_valid, use_reentrant=False)
@@ -207,7 +209,8 @@ class VLSAModel(nn.Module):
         self.text_embed = nn.Linear(text_dim, D) if text_dim != D else nn.Identity()
         self.positions = _positions(cfg, D)
         self.modality = nn.ParameterDict({m: nn.Parameter(torch.zeros(D)) for m in MODALITIES})
-        self.encoder = Transformer(D, cfg.encoder.depth, cfg.encoder.heads, cfg.encoder.mlp_ratio)
+        self.encoder = Transformer(D, cfg.encoder.depth, cfg.encoder.heads, cfg.encoder.mlp_ratio,
+                                   cfg.encoder.pre_norm)
         # decoder shared by the modalities (masked modelling)
         self.decoder_embed = nn.Linear(D, Dd)
         self.mask_token = nn.Parameter(torch.zeros(Dd))
