@@ -68,3 +68,22 @@ def test_training_draws_a_caption_per_load_reproducibly(clip_manifest):
     assert _caption_of(ClipDataset(rows, config, train=True, seed=3)[0], tokenizer) == draws[0]
     evaluation = ClipDataset(rows, config, train=True, seed=5, random_caption=False)
     assert all(_caption_of(evaluation[0], tokenizer) == CAPTIONS[0] for _ in range(2))
+
+
+def test_shards_keep_every_caption_and_training_draws_from_them(clip_manifest, tmp_path):
+    """A shard keeps a clip's captions; training from shards draws among them as from the
+    manifest, evaluation reads the first. Catches shards that keep only the first caption, or a
+    shard reader that ignores them."""
+    from train.shards import ShardDataset, write_shards
+
+    config = preset_config("tiny")
+    tokenizer = build_tokenizer(config.text)
+    write_shards(clip_manifest, tmp_path / "shards", config)
+    draws = set()
+    for epoch in range(8):
+        dataset = ShardDataset(tmp_path / "shards", config, split="train", train=True, seed=3)
+        dataset.epoch = epoch
+        draws.add(_caption_of(dataset[0], tokenizer))
+    assert len(draws) > 1, draws
+    evaluation = ShardDataset(tmp_path / "shards", config, split="train", train=False)
+    assert _caption_of(evaluation[0], tokenizer) == CAPTIONS[0]

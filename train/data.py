@@ -206,11 +206,15 @@ class ClipDataset(Dataset):
         return [row.text for row in self.rows]
 
     def _caption(self, row: Row, generator: torch.Generator) -> str | None:
-        """One of the row's captions, drawn after the frame times from the same generator (so a
-        row with one caption samples its frames as it always did), or its text."""
-        if not self.random_caption or len(row.captions) < 2:
-            return row.text
-        return row.captions[int(torch.randint(len(row.captions), (), generator=generator))]
+        return draw_caption(row.text, row.captions, generator) if self.random_caption else row.text
+
+
+def draw_caption(text: str | None, captions: list[str], generator: torch.Generator) -> str | None:
+    """One of a clip's captions, drawn after the frame times from the sample's generator (so a
+    clip with one caption samples its frames as it always did), or its text."""
+    if len(captions) < 2:
+        return text
+    return captions[int(torch.randint(len(captions), (), generator=generator))]
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:

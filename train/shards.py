@@ -28,7 +28,7 @@ import torch
 import webdataset
 from PIL import Image
 
-from train.data import Row, failure_reason, load_row, parse_manifest, sample_generator
+from train.data import Row, draw_caption, failure_reason, load_row, parse_manifest, sample_generator
 from vlsa.audio import build_frontend
 from vlsa.batch import make_sample
 from vlsa.config import VLSAConfig
@@ -63,8 +63,9 @@ def _decode_jpeg(data: bytes) -> torch.Tensor:
 
 
 def _encode_sample(clip: Clip, row: Row) -> dict[str, bytes]:
-    members = {"json": json.dumps({"text": row.text, "split": row.split, "has_video": clip.has_video,
-                                   "has_audio": clip.has_audio}).encode()}
+    meta = {"text": row.text, "split": row.split, "has_video": clip.has_video, "has_audio": clip.has_audio,
+            **({"captions": row.captions} if len(row.captions) > 1 else {})}
+    members = {"json": json.dumps(meta).encode()}
     if clip.frames is not None:
         for i, frame in enumerate(clip.frames):
             members[f"{i}.jpg"] = _encode_jpeg(frame)
@@ -157,8 +158,8 @@ class ShardDataset(torch.utils.data.Dataset):
         s = self.samples[i]
         meta = json.loads(self._read(s["shard"], s["members"]["json"]))
         frames = None
+        g = sample_generator(self.seed, self.epoch, i)
         if meta["has_video"]:
-            g = sample_generator(self.seed, self.epoch, i)
             T = self.config.video.frames
             pick = torch.randint(0, FRAME_POOL, (T,), generator=g) if self.train else torch.zeros(T, dtype=torch.long)
             chosen = [k * FRAME_POOL + int(p) for k, p in enumerate(pick)]
@@ -166,4 +167,5 @@ class ShardDataset(torch.utils.data.Dataset):
         pcm = np.frombuffer(self._read(s["shard"], s["members"]["pcm"]), dtype=np.int16)
         wave = torch.from_numpy(pcm.astype(np.float32) / 32767)
         clip = Clip(frames=frames, wave=wave, has_audio=meta["has_audio"], has_video=meta["has_video"])
-        return make_sample(clip, meta["text"], self.config, self._frontend, self._tokenizer)
+        text = draw_caption(meta["text"], meta.get("captions", []), g) if self.train else meta["text"]
+        return make_sample(clip, text, self.config, self._frontend, self._tokenizer)
