@@ -20,11 +20,12 @@ import torch
 from tqdm import tqdm
 
 from train.data import ClipDataset, ResumableSampler, make_loader
-from train.distributed import DistInfo, gather_with_grad
+from train.distributed import gather_with_grad
 from train.evaluate import evaluate, format_table
 from train.state import StopFlag, TrainConfig, TrainState, save_run
 from vlsa import VLSA
 from vlsa.batch import to_device
+from vlsa.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 POOL_STAT_BATCHES = 16  # x batch size: 512 samples at the tiny recipe's batch of 32

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manifest
-from train.distributed import cleanup, init_distributed, wrap_ddp
+from train.distributed import wrap_ddp
 from train.evaluate import eval_dataset
 from train.loop import run_steps
 from train.shards import ShardDataset
@@ -27,6 +27,7 @@ from train.state import TrainConfig, TrainState, load_run, lr_lambda
 from vlsa import VLSA
 from vlsa.checkpoint import load_config, load_into
 from vlsa.config import apply_overrides
+from vlsa.distributed import cleanup, init_distributed
 
 log = logging.getLogger(__name__)
 
