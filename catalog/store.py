@@ -316,6 +316,28 @@ class Catalog:
         rows = self.db.execute("SELECT path, size, mtime_ns FROM media")
         return {os.fsdecode(path): (size, mtime) for path, size, mtime in rows}
 
+    def file_record(self, path: str) -> FileRecord | None:
+        """What `write_files` wrote for `path` (its vectors float32), to write it into another
+        catalog; None for an unknown file."""
+        rows = list(self.db.query("SELECT * FROM media WHERE path = ?", [os.fsencode(path)]))
+        if not rows:
+            return None
+        m = _media(rows[0])
+        record = FileRecord(path, m.size, m.mtime_ns, m.duration, m.has_video, m.has_audio, m.error)
+        spans = self.db.execute('SELECT id, start, "end" FROM windows WHERE media_id = ? ORDER BY start', [m.id])
+        ids = []
+        for window_id, start, end in spans:
+            ids.append(window_id)
+            record.windows.append((start, end))
+        for modality in WINDOW_MODALITIES:
+            blobs = dict(self.db.execute(
+                "SELECT e.window_id, e.vector FROM embeddings e JOIN windows w ON w.id = e.window_id "
+                "WHERE w.media_id = ? AND e.modality = ?", [m.id, modality]).fetchall())
+            if blobs:
+                record.vectors[modality] = np.frombuffer(b"".join(blobs[i] for i in ids),
+                                                         dtype=VECTOR_DTYPE).reshape(len(ids), -1).astype(np.float32)
+        return record
+
     def remove_media(self, paths: Iterable[str]) -> int:
         """Delete these files with their windows and vectors, in one transaction; returns how many."""
         removed = 0
