@@ -19,6 +19,8 @@ from mediagen import make_audio, make_truncated, make_video
 from test_catalog_cli import dump
 
 from catalog.cli import index
+from catalog.distributed import split_by_size
+from catalog.scan import FileStat
 from catalog.store import Catalog
 
 BATCH = "4"  # windows per model call: small, so a rank commits several times
@@ -92,11 +94,22 @@ def run_ranks(lib: Path, db: Path, world: int = 2, die: dict[int, int] | None = 
     return json.loads(Path(f"{db}.rank0.json").read_text())
 
 
+def test_split_by_size_gives_each_file_to_one_rank():
+    """Every file goes to exactly one rank, the bytes spread evenly, each share in list order.
+    Catches (seen): every rank given every file; the sizes ignored (a round robin: 18 bytes against 6 here)."""
+    files = [FileStat(f"/m/{i}", size, 0) for i, size in enumerate([9, 1, 1, 1, 4, 4, 4])]
+    shares = split_by_size(files, 2)
+    assert sorted(i for share in shares for i in share) == list(range(len(files)))
+    assert [sum(files[i].size for i in share) for share in shares] == [12, 12]
+    assert all(share == sorted(share) for share in shares)
+
+
 def test_index_decode_workers_give_the_catalog_of_one_process(library, reference, tmp_path):
     """--workers 2 decodes in two loader processes: the same rows, ids and vector bytes as
     --workers 0, and the broken files skipped and counted.
-    Catches: a worker's share dropped or doubled, files written out of scan order (ids differ),
-    a decoding error ending the run instead of being carried back as a value."""
+    Catches (each seen): worker 1's files dropped; a decoding error raised in the worker
+    instead of carried back as a value; files written as they complete rather than in scan
+    order (the ids differ)."""
     ref_db, ref_report = reference
     with one_thread():
         report = run_cli(library, tmp_path / "w2.db", "--workers", "2")
@@ -109,8 +122,8 @@ def test_index_two_gloo_ranks_give_the_catalog_of_one_process(library, reference
     """Two ranks each embed their share of the files and rank 0 merges: the catalog's rows, ids
     and vector bytes equal a single process's, the broken files counted in rank 0's report, and
     no part file left behind.
-    Catches: a rank's share dropped, the merge in another order than the scan's (ids differ),
-    shares that overlap or leave a file out."""
+    Catches (each seen): rank 1's share not embedded (the merge stops at a file in no part);
+    the merge in reverse scan order (the ids differ)."""
     ref_db, ref_report = reference
     db = tmp_path / "two.db"
     report = run_ranks(library, db)
@@ -124,8 +137,7 @@ def test_index_two_gloo_ranks_give_the_catalog_of_one_process(library, reference
 def test_index_rank_killed_then_rerun_gives_the_catalog_of_one_process(library, reference, tmp_path):
     """Rank 1 exits abruptly after its first commit (the run fails, as torchrun's does); the rerun
     reuses what the ranks had committed and ends in the single process's catalog.
-    Catches: a rerun that ignores (re-embeds) or mis-reads the dead run's part files, a part's
-    half-done file taken as done."""
+    Catches (seen): a rerun that ignores the dead run's part files and embeds everything again."""
     ref_db, _ = reference
     db = tmp_path / "killed.db"
     with pytest.raises(mp.ProcessExitedException):
