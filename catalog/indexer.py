@@ -135,7 +135,8 @@ class Indexer:
         """Embed `files` and write them into the catalog in their order; counted into `report`."""
         jobs = [_Job(FileRecord(f.path, f.size, f.mtime_ns)) for f in files]
         self._pending = deque(jobs)
-        loader = decode_loader(files, self.model.config, self.window, self.stride, self.batch_size, self.workers)
+        workers = min(self.workers, len(files))  # no processes started for a run with nothing to decode
+        loader = decode_loader(files, self.model.config, self.window, self.stride, self.batch_size, workers)
         with tqdm(total=len(jobs), unit="file", disable=not (self.progress and jobs), dynamic_ncols=True) as bar:
             for piece in loader:
                 self._take(jobs[piece.position], piece, report, bar)
