@@ -12,7 +12,8 @@ no-op). The model is built before the clock starts; decoding, embedding and writ
 (with decode workers, their start-up too). Each `--workers` count is run once a round, the counts
 one after another, so a machine whose load changes weighs on all of them alike. Reports JSON:
 per run the workers, files, windows, media seconds, wall seconds, the real-time multiple and the
-cores kept busy (CPU seconds of the process and its workers per wall second); per
+CPU seconds of the main process and of the workers, and the cores kept busy (CPU seconds of
+all of them per wall second); per
 library and worker count the median real-time multiple over the rounds.
 """
 
@@ -50,18 +51,18 @@ def generated_library(folder: Path, count: int, seconds: float) -> Path:
     return folder
 
 
-def cpu_seconds() -> float:
-    """User + system time of this process and of its finished children (the decode workers)."""
+def cpu_seconds() -> tuple[float, float]:
+    """User + system time of this process, and of its finished children (the decode workers)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def bench_library(name: str, library: Path, model, db: Path, batch_size: int, workers: int) -> dict:
     with Catalog(db) as catalog:
         indexer = Indexer(catalog, model, batch_size=batch_size, workers=workers)
-        cpu = cpu_seconds()
+        main_before, workers_before = cpu_seconds()
         first = indexer.run([str(library)])
-        cpu = cpu_seconds() - cpu
+        main_after, workers_after = cpu_seconds()
         again = indexer.run([str(library)])
         stats = catalog.stats()
     return {
@@ -73,7 +74,9 @@ def bench_library(name: str, library: Path, model, db: Path, batch_size: int, wo
         "media_seconds": round(first.media_seconds, 1),
         "wall_seconds": round(first.wall_seconds, 2),
         "x_real_time": round(first.media_seconds / first.wall_seconds, 1),
-        "cores_busy": round(cpu / first.wall_seconds, 2),  # CPU seconds per wall second, all processes
+        "main_cpu_seconds": round(main_after - main_before, 2),  # embedding, writing (and decoding without workers)
+        "worker_cpu_seconds": round(workers_after - workers_before, 2),  # decoding in the workers
+        "cores_busy": round((main_after - main_before + workers_after - workers_before) / first.wall_seconds, 2),
         "rerun_wall_seconds": round(again.wall_seconds, 3),
         "rerun_indexed": again.indexed,
         "vectors": {"video": stats["video_vectors"], "audio": stats["audio_vectors"]},

@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Iterator
 
 import click
+import torch
 
 from catalog.decode import default_workers
 from catalog.distributed import index_distributed
@@ -97,6 +98,8 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
     catalog, as one process would (catalog/distributed.py); a rerun after a rank died reuses
     what the ranks had finished.
     """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA GPU is usable here", param_hint="--device")
     model, checkpoint_path = load_model(checkpoint, preset)
     options = {"window": window, "stride": stride, "batch_size": batch_size, "checkpoint": checkpoint_path,
                "progress": not quiet, "workers": default_workers() if workers is None else workers}
@@ -119,7 +122,8 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
     rate = report.media_seconds / max(report.wall_seconds, 1e-9)
     click.echo(f"indexed {report.indexed} files ({report.windows} windows, {report.media_seconds:.0f} media-s, "
                f"{rate:.1f}x real time), {report.unchanged} unchanged, {report.removed} removed, "
-               f"{len(report.failed)} failed", err=True)
+               f"{len(report.failed)} failed" + (f", {report.reused} of these taken from an interrupted run's parts"
+                                                 if report.reused else ""), err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
 

@@ -8,8 +8,8 @@ Worker k of n decodes files k, k + n, k + 2n, ... of the list, each as a stream 
 most `batch_size` windows, so a worker holds one piece of one file at a time and the loader's
 prefetch bounds memory whatever the files' lengths (a three-hour file is never one item). Pieces
 of different files interleave as the workers finish them; the indexer puts them back together by
-`position` and writes whole files in list order. With
-workers=0 the main process decodes, one file after another (the loader then is a plain loop).
+`position` and writes whole files in list order. With workers=0 the main process decodes, one
+file after another (the loader then is a plain loop).
 
 A file that cannot be decoded comes back as a piece carrying the error (one line), never as an
 exception: one bad file must not end a long run, and an exception in a worker would end it.
@@ -69,9 +69,9 @@ class FilePiece:
 
     @classmethod
     def of(cls, position: int, windows: list[WindowData], **fields) -> FilePiece:
-        stack = lambda xs: torch.stack(xs) if xs and xs[0] is not None else None  # noqa: E731
-        return cls(position, first=windows[0].index if windows else 0, frames=stack([w.frames for w in windows]),
-                   waves=stack([w.wave for w in windows]), **fields)
+        """The piece holding `windows` (consecutive, of the file at `position`)."""
+        return cls(position, first=windows[0].index if windows else 0, frames=_stack([w.frames for w in windows]),
+                   waves=_stack([w.wave for w in windows]), **fields)
 
     def __len__(self) -> int:
         present = self.frames if self.frames is not None else self.waves
@@ -79,8 +79,13 @@ class FilePiece:
 
     def window(self, k: int) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
         """(index in the file, frames, wave) of the k-th window here."""
-        pick = lambda x: None if x is None else x[k]  # noqa: E731
-        return self.first + k, pick(self.frames), pick(self.waves)
+        return (self.first + k, None if self.frames is None else self.frames[k],
+                None if self.waves is None else self.waves[k])
+
+
+def _stack(rows: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """One tensor of the rows; None for no rows or a track the file lacks (every row None)."""
+    return torch.stack(rows) if rows and rows[0] is not None else None
 
 
 def default_workers() -> int:
