@@ -10,6 +10,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,12 +87,15 @@ def _rank_main(rank: int, world: int, port: int, lib: Path, db: Path, die: dict[
     run_cli(lib, db, "--workers", "1", report=Path(f"{db}.rank{rank}.json"))
 
 
-def run_ranks(lib: Path, db: Path, world: int = 2, die: dict[int, int] | None = None) -> dict:
-    """`vlsa index` on `world` gloo ranks on the CPU; rank 0's report."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_rank_main, args=(world, port, lib, db, die or {}), nprocs=world, start_method="fork")
+        return s.getsockname()[1]
+
+
+def run_ranks(lib: Path, db: Path, world: int = 2, die: dict[int, int] | None = None) -> dict:
+    """`vlsa index` on `world` gloo ranks on the CPU; rank 0's report."""
+    mp.start_processes(_rank_main, args=(world, free_port(), lib, db, die or {}), nprocs=world, start_method="fork")
     return json.loads(Path(f"{db}.rank0.json").read_text())
 
 
@@ -144,4 +149,20 @@ def test_index_rank_killed_then_rerun_gives_the_catalog_of_one_process(library, 
         run_ranks(library, db, die={1: 1})
     report = run_ranks(library, db)
     assert 0 < report["reused"] < report["indexed"] + report["failed"]  # some reused, some left to embed
+    assert dump(db, library) == dump(ref_db, library)
+
+
+@pytest.mark.slow
+def test_torchrun_vlsa_index_gives_the_catalog_of_one_process(library, reference, tmp_path):
+    """The documented launch, `torchrun --nproc-per-node 2 -m vlsa.cli index ...`, as a subprocess.
+    Catches (seen): the command not taking torchrun's ranks (both processes then index
+    everything into the one catalog by themselves, and one fails)."""
+    ref_db, _ = reference
+    db = tmp_path / "torchrun.db"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the reference's one thread (torchrun's default too)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", str(free_port()), "-m", "vlsa.cli", "index", str(library), "--db", str(db),
+                           *OPTIONS], capture_output=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert json.loads(proc.stdout)["indexed"] == 7  # one report, from rank 0
     assert dump(db, library) == dump(ref_db, library)
