@@ -155,17 +155,19 @@ def _merge(catalog: Catalog, parts: Path, todo: Sequence[FileStat], embedded: se
     try:
         holders = [part.known_files() for part in opened]
         batch: list[FileRecord] = []
+        windows = 0
         for stat in todo:
             source = next((p for p, held in zip(opened, holders, strict=True)
                            if held.get(stat.path) == (stat.size, stat.mtime_ns)), None)
             if source is None:
                 raise CatalogError(f"{stat.path}: in no part file after every rank finished; run again")
             batch.append(source.file_record(stat.path))
+            windows += len(batch[-1].windows)
             if stat.path not in embedded:
                 report.reused += 1
-            if sum(len(r.windows) for r in batch) >= MERGE_WINDOWS:
+            if windows >= MERGE_WINDOWS:
                 _write(catalog, batch, report)
-                batch = []
+                batch, windows = [], 0
         _write(catalog, batch, report)
     finally:
         for part in opened:

@@ -64,8 +64,8 @@ class IndexReport:
 
     def to_dict(self) -> dict:
         return {"indexed": self.indexed, "unchanged": self.unchanged, "removed": self.removed,
-                "failed": len(self.failed), "reused": self.reused, "windows": self.windows, "media_seconds": round(self.media_seconds, 3),
-                "wall_seconds": round(self.wall_seconds, 3),
+                "failed": len(self.failed), "reused": self.reused, "windows": self.windows,
+                "media_seconds": round(self.media_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
                 "errors": [{"path": display_path(p), "error": e} for p, e in self.failed],
                 "skipped": [{"path": display_path(p), "reason": r} for p, r in self.skipped]}
 
@@ -117,7 +117,8 @@ class Indexer:
         self.index_files(todo, report)
         return report
 
-    def plan(self, roots: Iterable[str], rebuild: bool = False, prune: bool = False) -> tuple[IndexReport, list[FileStat]]:
+    def plan(self, roots: Iterable[str], rebuild: bool = False,
+             prune: bool = False) -> tuple[IndexReport, list[FileStat]]:
         """Bind the settings, scan, remove the vanished files: the report so far and the files to
         embed (new or changed, in scan order). Raises as `run` does."""
         report, roots = IndexReport(), list(roots)

@@ -317,25 +317,17 @@ class Catalog:
         return {os.fsdecode(path): (size, mtime) for path, size, mtime in rows}
 
     def file_record(self, path: str) -> FileRecord | None:
-        """What `write_files` wrote for `path` (its vectors float32), to write it into another
-        catalog; None for an unknown file."""
+        """What `write_files` wrote for `path`, to write it into another catalog; None if unknown."""
         rows = list(self.db.query("SELECT * FROM media WHERE path = ?", [os.fsencode(path)]))
         if not rows:
             return None
         m = _media(rows[0])
         record = FileRecord(path, m.size, m.mtime_ns, m.duration, m.has_video, m.has_audio, m.error)
-        spans = self.db.execute('SELECT id, start, "end" FROM windows WHERE media_id = ? ORDER BY start', [m.id])
-        ids = []
-        for window_id, start, end in spans:
-            ids.append(window_id)
-            record.windows.append((start, end))
+        windows = self.windows(m.id)  # by start, as written
+        record.windows = [(w.start, w.end) for w in windows]
         for modality in WINDOW_MODALITIES:
-            blobs = dict(self.db.execute(
-                "SELECT e.window_id, e.vector FROM embeddings e JOIN windows w ON w.id = e.window_id "
-                "WHERE w.media_id = ? AND e.modality = ?", [m.id, modality]).fetchall())
-            if blobs:
-                record.vectors[modality] = np.frombuffer(b"".join(blobs[i] for i in ids),
-                                                         dtype=VECTOR_DTYPE).reshape(len(ids), -1).astype(np.float32)
+            if windows and modality in windows[0].modalities:
+                record.vectors[modality] = np.stack([self.embedding(w.id, modality) for w in windows])
         return record
 
     def remove_media(self, paths: Iterable[str]) -> int:
