@@ -10,8 +10,9 @@
 
 Modules: store (the SQLite schema and the Catalog class), paths (how paths are compared and
 shown), scan (finding media files), windows
-(cutting files into windows and decoding them as a stream), indexer, search (exact top-k
-backends), service (SearchService and Hit), model (which checkpoint), cli (`vlsa index`,
+(cutting files into windows and decoding them as a stream), decode (that decoding in loader
+worker processes), indexer, distributed (indexing on the ranks of a torchrun job), search (exact
+top-k backends), service (SearchService and Hit), model (which checkpoint), cli (`vlsa index`,
 `vlsa search`).
 """
 

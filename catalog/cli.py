@@ -3,6 +3,8 @@
     vlsa index ~/Videos ~/Sounds --db library.db --checkpoint ckpt/
     vlsa index ~/Videos --db library.db                      # the checkpoint shipped in the package
     vlsa index ~/Videos --db library.db --preset tiny        # an untrained model, to try things
+    vlsa index ~/Videos --db library.db --workers 8          # 8 decoding processes
+    torchrun --nproc-per-node 4 -m vlsa.cli index ~/Videos --db library.db   # 4 GPUs (catalog/distributed.py)
     vlsa search "a dog barks" --db library.db --top 5 --per-file
     vlsa search --audio bark.wav --db library.db --kind video --json
     vlsa search --like 1234 --db library.db
@@ -21,7 +23,10 @@ import sqlite3
 from collections.abc import Iterator
 
 import click
+import torch
 
+from catalog.decode import default_workers
+from catalog.distributed import index_distributed
 from catalog.indexer import BATCH_SIZE, Indexer
 from catalog.model import load_model
 from catalog.paths import display_path
@@ -29,6 +34,7 @@ from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
 from catalog.store import MAX_ID, Catalog, CatalogError
 from vlsa.config import list_presets
+from vlsa.distributed import cleanup, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,11 @@ class Seconds(click.FloatRange):
               help="Seconds between window starts [default: the window].")
 @click.option("--batch-size", default=BATCH_SIZE, show_default=True, type=click.IntRange(min=1),
               help="Windows per model call (and at most per commit).")
+@click.option("--workers", type=click.IntRange(min=0), help="Processes decoding media while the model embeds "
+              "(0: the model's own process decodes) [default: the usable cores less one, shared among "
+              "torchrun's ranks on this machine].")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where the model embeds [default: cuda when "
+              "there is a GPU; under torchrun each rank takes its LOCAL_RANK's GPU].")
 @click.option("--rebuild", is_flag=True, help="Re-index everything if the catalog was built with another "
               "checkpoint or window.")
 @click.option("--prune", is_flag=True, help="Take a LIBRARY folder that is missing or holds no media as "
@@ -74,20 +85,36 @@ class Seconds(click.FloatRange):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset: str | None,
-          window: float | None, stride: float | None, batch_size: int, rebuild: bool, prune: bool,
-          quiet: bool, as_json: bool) -> None:
+          window: float | None, stride: float | None, batch_size: int, workers: int | None, device: str | None,
+          rebuild: bool, prune: bool, quiet: bool, as_json: bool) -> None:
     """Index the media files under LIBRARY (folders or files) into a catalog.
 
     Incremental: files with the size and modification time recorded are skipped, changed files
     are embedded again, and recorded files seen gone from a folder of LIBRARY are removed (those
     under a folder that cannot be read are kept). A file that cannot be decoded is recorded with
     the reason and skipped until it changes.
+
+    Under torchrun each rank embeds a share of the files and rank 0 writes them all into the
+    catalog, as one process would (catalog/distributed.py); a rerun after a rank died reuses
+    what the ranks had finished.
     """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA GPU is usable here", param_hint="--device")
     model, checkpoint_path = load_model(checkpoint, preset)
-    with _sqlite_errors(db_path), Catalog(db_path) as catalog:
-        indexer = Indexer(catalog, model, window=window, stride=stride, batch_size=batch_size,
-                          checkpoint=checkpoint_path, progress=not quiet)
-        report = indexer.run(library, rebuild=rebuild, prune=prune)
+    options = {"window": window, "stride": stride, "batch_size": batch_size, "checkpoint": checkpoint_path,
+               "progress": not quiet, "workers": default_workers() if workers is None else workers}
+    ranks = init_distributed(device)
+    try:
+        with _sqlite_errors(db_path):
+            if ranks.world > 1:
+                report = index_distributed(db_path, model.to(ranks.device), library, rebuild, prune, **options)
+            else:
+                with Catalog(db_path) as catalog:
+                    report = Indexer(catalog, model.to(ranks.device), **options).run(library, rebuild, prune)
+    finally:
+        cleanup()
+    if not ranks.main:
+        return
     for path, reason in report.skipped:
         click.echo(f"skipped: {display_path(path)}: {reason}", err=True)
     for _, error in report.failed:
@@ -95,7 +122,8 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
     rate = report.media_seconds / max(report.wall_seconds, 1e-9)
     click.echo(f"indexed {report.indexed} files ({report.windows} windows, {report.media_seconds:.0f} media-s, "
                f"{rate:.1f}x real time), {report.unchanged} unchanged, {report.removed} removed, "
-               f"{len(report.failed)} failed", err=True)
+               f"{len(report.failed)} failed" + (f", {report.reused} of these taken from an interrupted run's parts"
+                                                 if report.reused else ""), err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
 

@@ -3,11 +3,15 @@
     indexer = Indexer(catalog, model)                 # window and stride from the model's clip
     report = indexer.run(["~/Videos"])                # incremental: unchanged files are skipped
 
-Files are decoded one after another as streams of windows; windows from consecutive files share
-embedding batches (a library of one-second sounds would otherwise run the model on batches of
-one). After each batch, the files whose every window is embedded are written, in scan order, in
-one transaction: a file is stored whole or not at all, and a rerun after a crash picks up at the
-first file not written, assigning the same ids an uninterrupted run would.
+    Indexer(catalog, model, workers=4).run(roots)     # decoding in 4 loader worker processes
+
+Files are decoded as streams of windows (in loader worker processes with `workers`, see
+catalog/decode.py) while the main process embeds; windows from several files share embedding
+batches (a library of one-second sounds would otherwise run the model on batches of one). After
+each batch, the files whose every window is embedded are written, in scan order, in one
+transaction: a file is stored whole or not at all, and a rerun after a crash picks up at the
+first file not written, assigning the same ids an uninterrupted run would. All writes happen in
+the main process. catalog/distributed.py runs the same on each rank of a torchrun job.
 
 Every batch goes through the model at the full batch size (a short batch is padded with zeros and
 the padding's outputs dropped): a window's vector then does not depend on which windows happened
@@ -16,31 +20,25 @@ to share its batch, which would otherwise change the last bits of the float arit
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from catalog.decode import FilePiece, decode_loader
 from catalog.paths import display_path, is_under
 from catalog.scan import FileStat, ScanResult, scan
-from catalog.store import VECTOR_DTYPE, Catalog, CatalogError, FileRecord, Settings
-from catalog.windows import WindowData, file_windows, iter_windows
+from catalog.store import Catalog, CatalogError, FileRecord, Settings
+from catalog.windows import WindowData
 from vlsa.api import VLSA
-from vlsa.media import MediaError, probe
-
-log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32  # windows per model call: near the CPU's best throughput for tiny, modest memory
-# A file's vectors are held until the file is written whole (one transaction): a file that would
-# need more (hours at a tiny stride, or headers claiming an absurd duration) fails instead.
-MAX_VECTOR_BYTES = 2**30
 
 
 @dataclass
@@ -51,13 +49,23 @@ class IndexReport:
     windows: int = 0  # windows embedded this run
     media_seconds: float = 0.0  # seconds of media embedded this run
     wall_seconds: float = 0.0
+    reused: int = 0  # of those indexed or failed: taken from an interrupted distributed run's parts
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line reason), this run
     skipped: list[tuple[str, str]] = field(default_factory=list)  # scan: loops, broken links
 
+    def add(self, record: FileRecord) -> None:
+        """Count a file written this run."""
+        if record.error:
+            self.failed.append((record.path, record.error))
+        else:
+            self.indexed += 1
+            self.windows += len(record.windows)
+            self.media_seconds += max(e for _, e in record.windows)
+
     def to_dict(self) -> dict:
         return {"indexed": self.indexed, "unchanged": self.unchanged, "removed": self.removed,
-                "failed": len(self.failed), "windows": self.windows, "media_seconds": round(self.media_seconds, 3),
-                "wall_seconds": round(self.wall_seconds, 3),
+                "failed": len(self.failed), "reused": self.reused, "windows": self.windows,
+                "media_seconds": round(self.media_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
                 "errors": [{"path": display_path(p), "error": e} for p, e in self.failed],
                 "skipped": [{"path": display_path(p), "reason": r} for p, r in self.skipped]}
 
@@ -79,13 +87,16 @@ class Indexer:
     """Brings a catalog up to date with the files under some folders, using one model."""
 
     def __init__(self, catalog: Catalog, model: VLSA, window: float | None = None, stride: float | None = None,
-                 batch_size: int = BATCH_SIZE, checkpoint: str | None = None, progress: bool = False):
+                 batch_size: int = BATCH_SIZE, checkpoint: str | None = None, progress: bool = False,
+                 workers: int = 0):
         self.catalog, self.model = catalog, model.eval()
         self.window = float(window or model.config.clip_seconds)
         self.stride = float(stride or self.window)
         if not (0 < self.window < math.inf and 0 < self.stride < math.inf and batch_size >= 1):
             raise ValueError("window and stride must be finite and positive, the batch size at least 1")
-        self.batch_size, self.checkpoint, self.progress = batch_size, checkpoint, progress
+        if workers < 0:
+            raise ValueError("the number of decode workers cannot be negative")
+        self.batch_size, self.checkpoint, self.progress, self.workers = batch_size, checkpoint, progress, workers
         self._queue: list[tuple[_Job, WindowData]] = []
         self._pending: deque[_Job] = deque()  # in scan order; written from the front when complete
         self._began = time.perf_counter()
@@ -102,6 +113,14 @@ class Indexer:
         refused with a CatalogError (an unmounted drive looks like that) unless `prune`, which
         takes it as emptied for good.
         """
+        report, todo = self.plan(roots, rebuild=rebuild, prune=prune)
+        self.index_files(todo, report)
+        return report
+
+    def plan(self, roots: Iterable[str], rebuild: bool = False,
+             prune: bool = False) -> tuple[IndexReport, list[FileStat]]:
+        """Bind the settings, scan, remove the vanished files: the report so far and the files to
+        embed (new or changed, in scan order). Raises as `run` does."""
         report, roots = IndexReport(), list(roots)
         self._began = time.perf_counter()
         self.catalog.bind(self.settings(), rebuild=rebuild)
@@ -111,59 +130,40 @@ class Indexer:
         report.removed = self.catalog.remove_media(vanished(known, found, roots, prune))
         todo = [f for f in found.files if known.get(f.path) != (f.size, f.mtime_ns)]
         report.unchanged = len(found.files) - len(todo)
-        with tqdm(total=len(todo), unit="file", disable=not (self.progress and todo), dynamic_ncols=True) as bar:
-            for stat in todo:
-                self._index_file(stat, report, bar)
+        return report, todo
+
+    def index_files(self, files: Sequence[FileStat], report: IndexReport) -> None:
+        """Embed `files` and write them into the catalog in their order; counted into `report`."""
+        jobs = [_Job(FileRecord(f.path, f.size, f.mtime_ns)) for f in files]
+        self._pending = deque(jobs)
+        workers = min(self.workers, len(files))  # no processes started for a run with nothing to decode
+        loader = decode_loader(files, self.model.config, self.window, self.stride, self.batch_size, workers)
+        with tqdm(total=len(jobs), unit="file", disable=not (self.progress and jobs), dynamic_ncols=True) as bar:
+            for piece in loader:
+                self._take(jobs[piece.position], piece, report, bar)
             self._flush(report, bar, final=True)
         report.wall_seconds = time.perf_counter() - self._began
-        return report
 
-    # --- one file ---
-
-    def _index_file(self, stat: FileStat, report: IndexReport, bar: tqdm) -> None:
-        """Queue the windows of one file, running batches as the queue fills; record a failure."""
-        job = _Job(FileRecord(stat.path, stat.size, stat.mtime_ns))
-        self._pending.append(job)
-        windows = self._decode(job.record)
-        while True:
-            # Only errors from decoding this file are caught here; one from a batch (the model,
-            # the store) concerns other files too and ends the run.
-            try:
-                data = next(windows)
-            except StopIteration:
-                break
-            except (MediaError, OSError, ValueError, RuntimeError) as e:
-                # One bad file must not end a long run; MediaError is the expected kind, the
-                # others come from decoders failing in ways vlsa.media does not name.
-                if not isinstance(e, MediaError):
-                    log.debug("%s: unexpected decoding error", stat.path, exc_info=True)
-                job.record.error = _one_line(e, stat.path)
-                break
-            self._queue.append((job, data))
+    def _take(self, job: _Job, piece: FilePiece, report: IndexReport, bar: tqdm) -> None:
+        """Queue a piece of a file's windows, running batches as the queue fills."""
+        record = job.record
+        if piece.tracks is not None:  # the file's first piece
+            tracks = piece.tracks
+            record.duration, record.has_video, record.has_audio = tracks.duration, tracks.has_video, tracks.has_audio
+            record.windows = tracks.windows
+            for modality, present in (("video", tracks.has_video), ("audio", tracks.has_audio)):
+                if present and tracks.windows:  # filled in row by row as the batches come back
+                    record.vectors[modality] = np.zeros((len(tracks.windows), self.model.config.embed_dim), np.float32)
+        record.error = record.error or piece.error
+        for k in range(len(piece)):
+            index, frames, wave = piece.window(k)
+            self._queue.append((job, WindowData(index, *record.windows[index], frames, wave)))
             job.waiting += 1
             if len(self._queue) >= self.batch_size:
                 self._flush(report, bar)
-        job.decoded = True
-        self._write_ready(report, bar)
-
-    def _decode(self, record: FileRecord) -> Iterator[WindowData]:
-        """Probe the file, plan its windows (filling in `record`) and decode them one by one."""
-        info = probe(record.path)
-        record.duration, record.has_video, record.has_audio = info.duration, info.has_video, info.has_audio
-        if not (info.has_video or info.has_audio):
-            raise MediaError(f"{record.path}: no decodable video or audio stream")
-        count = math.ceil(info.duration / self.stride) if math.isfinite(info.duration) else math.inf
-        size = count * self.model.config.embed_dim * VECTOR_DTYPE.itemsize * (info.has_video + info.has_audio)
-        if size > MAX_VECTOR_BYTES:
-            raise MediaError(f"{record.path}: {count:g} windows {self.stride:g} s apart in {info.duration:g} s; "
-                             f"their vectors would not fit in memory (use a longer --stride)")
-        record.windows = file_windows(info, self.window, self.stride)
-        dim = self.model.config.embed_dim
-        for modality, present in (("video", info.has_video), ("audio", info.has_audio)):
-            if present:  # filled in row by row as the batches come back
-                record.vectors[modality] = np.zeros((len(record.windows), dim), np.float32)
-        yield from iter_windows(record.path, record.windows, self.model.config, self.window,
-                                info.has_video, info.has_audio)
+        if piece.last:
+            job.decoded = True
+            self._write_ready(report, bar)
 
     # --- batches ---
 
@@ -205,13 +205,7 @@ class Indexer:
             self._count(job, report, bar)
 
     def _count(self, job: _Job, report: IndexReport, bar: tqdm) -> None:
-        record = job.record
-        if record.error:
-            report.failed.append((record.path, record.error))
-        else:
-            report.indexed += 1
-            report.windows += len(record.windows)
-            report.media_seconds += max(e for _, e in record.windows)
+        report.add(job.record)
         bar.update(1)
         rate = report.media_seconds / max(1e-6, time.perf_counter() - self._began)
         bar.set_postfix_str(f"{rate:.1f} media-s/s, {len(report.failed)} failed", refresh=False)
@@ -240,9 +234,3 @@ def vanished(known: Iterable[str], found: ScanResult, roots: list[str], prune: b
                                "--prune to remove them from the catalog")
     return gone
 
-
-def _one_line(err: BaseException, path: str) -> str:
-    """The error as one line that names the file (MediaError messages already do)."""
-    text = display_path(" ".join(str(err).split()) or type(err).__name__)
-    name = display_path(path)
-    return text if text.startswith(name) else f"{name}: {text}"

@@ -316,6 +316,20 @@ class Catalog:
         rows = self.db.execute("SELECT path, size, mtime_ns FROM media")
         return {os.fsdecode(path): (size, mtime) for path, size, mtime in rows}
 
+    def file_record(self, path: str) -> FileRecord | None:
+        """What `write_files` wrote for `path`, to write it into another catalog; None if unknown."""
+        rows = list(self.db.query("SELECT * FROM media WHERE path = ?", [os.fsencode(path)]))
+        if not rows:
+            return None
+        m = _media(rows[0])
+        record = FileRecord(path, m.size, m.mtime_ns, m.duration, m.has_video, m.has_audio, m.error)
+        windows = self.windows(m.id)  # by start, as written
+        record.windows = [(w.start, w.end) for w in windows]
+        for modality in WINDOW_MODALITIES:
+            if windows and modality in windows[0].modalities:
+                record.vectors[modality] = np.stack([self.embedding(w.id, modality) for w in windows])
+        return record
+
     def remove_media(self, paths: Iterable[str]) -> int:
         """Delete these files with their windows and vectors, in one transaction; returns how many."""
         removed = 0

@@ -278,10 +278,10 @@ def test_cli_index_refuses_impossible_windows(tmp_path, capsys, monkeypatch, opt
 def test_indexer_refuses_more_windows_than_fit_in_memory(tmp_path, model, monkeypatch):
     """Catches a file whose headers claim an absurd duration (or a tiny stride through the API)
     planning windows until memory runs out: the file is recorded as failed instead."""
-    from catalog import indexer as indexer_module
+    from catalog import decode
 
     lib = tone(tmp_path / "lib" / "a.wav").parent
-    monkeypatch.setattr(indexer_module, "MAX_VECTOR_BYTES", 4 * 1024)  # a few windows' vectors
+    monkeypatch.setattr(decode, "MAX_VECTOR_BYTES", 4 * 1024)  # a few windows' vectors
     with Catalog(tmp_path / "c.db") as catalog:
         report = Indexer(catalog, model, stride=0.01).run([str(lib)])
     ((path, error),) = report.failed

@@ -99,9 +99,9 @@ def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
 @pytest.fixture(scope="module")
 def saved_run(synth_manifest, tmp_path_factory) -> Path:
     """A run folder whose checkpoint/ is of step 2, as `train_cmd` would resume it."""
-    from train.distributed import DistInfo
     from train.state import TrainConfig, TrainState, save_run
     from train.trainer import build_model, build_optimizer, build_schedule
+    from vlsa.distributed import DistInfo
 
     tc = TrainConfig(manifest=str(synth_manifest), out=str(tmp_path_factory.mktemp("saved") / "run"),
                      overrides={"encoder.depth": 2, "decoder.depth": 1})

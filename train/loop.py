@@ -22,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from train.data import ResumableSampler, make_loader
-from train.distributed import DistInfo, gather_with_grad
+from train.distributed import gather_with_grad
 from train.evaluate import evaluate, format_table
 from train.state import StopFlag, TrainConfig, TrainState, save_run
 from vlsa import VLSA
 from vlsa.batch import to_device
+from vlsa.distributed import DistInfo
 
 if TYPE_CHECKING:  # tensorboard is imported only where a writer is made
     from torch.utils.tensorboard import SummaryWriter

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.distributed import DistInfo
 from vlsa import VLSA
 from vlsa.checkpoint import CheckpointError, load_extra, load_into, recover_folder, writing_folder
+from vlsa.distributed import DistInfo
 from vlsa.errors import one_line
 
 

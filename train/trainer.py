@@ -20,7 +20,7 @@ import torch
 
 from train.data import ClipDataset, GroupedSampler, ResumableSampler, read_manifest
 from train.datasets.webdataset import TarClipDataset, is_tar_folder
-from train.distributed import cleanup, init_distributed, wrap_ddp
+from train.distributed import wrap_ddp
 from train.evaluate import eval_dataset
 from train.loop import Run, run_steps
 from train.shards import ShardDataset
@@ -29,6 +29,7 @@ from vlsa import VLSA
 from vlsa.checkpoint import load_config, load_into
 from vlsa.clip_init import CLIP_OVERRIDES, load_clip_weights, read_clip_state_dict
 from vlsa.config import apply_overrides
+from vlsa.distributed import cleanup, init_distributed
 
 log = logging.getLogger(__name__)
 
