@@ -33,6 +33,27 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert VLSA.from_preset("tiny").fingerprint() != model.fingerprint()
 
 
+# What the shipped checkpoints' fingerprints were when their catalogs were made (the release of
+# 2026-12-01): a catalog records it, and a different one re-indexes the whole library. Change it
+# only with the shipped weights.
+SHIPPED_FINGERPRINTS = {"demo": "91f29fb1ef2d3fbf", "real": "f49b0f86730ca8f7"}
+
+
+@pytest.mark.parametrize("shipped", sorted(SHIPPED_FINGERPRINTS))
+def test_shipped_checkpoints_keep_their_fingerprint(shipped):
+    """A config setting added later (encoder.pre_norm, for --init-clip) is left out of the config
+    while it is at its old default, so a shipped model keeps the fingerprint its users' catalogs
+    recorded. Catches such a setting written even at its default: every user's library would be
+    re-indexed from scratch after an upgrade. And once set, it is written (and so read back)."""
+    from vlsa.checkpoint import SHIPPED, load_config
+
+    folder = SHIPPED.parent / shipped
+    assert VLSA.from_pretrained(folder).fingerprint() == SHIPPED_FINGERPRINTS[shipped]
+    config = load_config(folder)
+    config.encoder.pre_norm = True
+    assert type(config).from_dict(config.to_dict()).encoder.pre_norm is True
+
+
 def test_checkpoint_config_that_does_not_fit_is_refused(tmp_path):
     VLSA.from_preset("tiny").save_pretrained(tmp_path / "ckpt")
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())

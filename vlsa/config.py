@@ -105,6 +105,12 @@ class EncoderConfig:
     pre_norm: bool = False
 
 
+# Settings added after checkpoints were shipped, written only when they differ from these
+# defaults: a model that does not use one keeps its config file and its fingerprint, so the
+# catalogs it made stay valid (a changed fingerprint re-indexes a whole library).
+LATER_SETTINGS = {("encoder", "pre_norm"): False}
+
+
 @dataclass
 class DecoderConfig:
     width: int = 512  # MAE / TVLT decoder: 512 wide, 8 layers
@@ -206,7 +212,11 @@ class VLSAConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for (part, key), default in LATER_SETTINGS.items():
+            if d[part][key] == default:
+                del d[part][key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VLSAConfig:
@@ -257,7 +267,7 @@ def parse_override(pair: str) -> tuple[str, Any]:
 
 def apply_overrides(cfg: VLSAConfig, overrides: dict[str, Any]) -> VLSAConfig:
     """Set dotted keys (`{"encoder.depth": 2, "embed_dim": 64}`) on a copy of `cfg`."""
-    d = cfg.to_dict()
+    d = dataclasses.asdict(cfg)  # every setting, LATER_SETTINGS at their defaults included
     for key, value in overrides.items():
         node, *path = key.split(".")
         if not path:
