@@ -45,7 +45,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlsa.config import parse_override, preset_config  # noqa: E402
-from vlsa.model import ConvStem, VLSAModel, max_chosen_tokens, num_kept  # noqa: E402
+from vlsa.layers import ConvStem  # noqa: E402
+from vlsa.model import VLSAModel, max_chosen_tokens, num_kept  # noqa: E402
 
 
 def layer_flops(n: int, d: int, mlp_ratio: float = 4.0) -> float:

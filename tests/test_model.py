@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from vlsa.api import VLSA
 from vlsa.config import preset_config
+from vlsa.layers import patchify_audio, patchify_video
 from vlsa.losses import IGNORE
-from vlsa.model import MODALITIES, VLSAModel, patchify_audio, patchify_video
+from vlsa.model import MODALITIES, VLSAModel
 
 
 def random_batch(cfg, B=8, seed=0):
