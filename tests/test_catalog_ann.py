@@ -131,10 +131,11 @@ def test_ann_killed_build_leaves_the_old_index_usable(catalog, monkeypatch):
 def test_ann_filters_agree_with_exact_search(catalog, monkeypatch):
     """Folder, duration, per-file, several query rows and `search_like`'s own window left out,
     through the index: the same hits as the exact scan, including a filter so narrow that the
-    candidates run out and its subset is scanned exactly (MAX_FETCH lowered to reach it).
+    lists the index probes hold too few of its windows, and its subset is scanned exactly.
 
-    Catches: a filter applied before the index but not to its candidates (filtered files in the
-    results), per-file taken before the filters, and the narrow filter's fallback missing."""
+    Catches: a filter applied to the candidates only, after the index chose them (a narrow one
+    leaves too few), per-file taken before the filters, and the narrow filter's exact fallback
+    missing (with one list probed of the twelve, the file's windows in other lists are lost)."""
     queries = unit(np.random.default_rng(8), 12)
     for options in ({"folder": "/lib/a"}, {"min_duration": 60.0}, {"max_duration": 20.0},
                     {"per_file": True}, {"per_file": True, "folder": "/lib/b"}):
@@ -143,5 +144,5 @@ def test_ann_filters_agree_with_exact_search(catalog, monkeypatch):
     window = catalog.windows(catalog.media()[3].id)[0].id
     through_index, exact = approximate(catalog), SearchService(catalog, exact_below=None)
     assert through_index.search_like(window, kind="video") == exact.search_like(window, kind="video")
-    monkeypatch.setattr(ann, "MAX_FETCH", 8)
-    assert_same_hits(catalog, queries, top=4, max_duration=float(WINDOWS + 1))  # files 0 and 1 only
+    monkeypatch.setattr(ann, "NPROBE", 1)
+    assert_same_hits(catalog, queries, top=10, max_duration=float(WINDOWS))  # file 0 only: 6 windows
