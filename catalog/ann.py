@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 # Below this many vectors of a modality the exact scan stays the default: at 200k x 512 dims it
 # answers in about the time of an approximate query plus its rescoring (docs/CATALOG.md).
 ANN_MIN_VECTORS = 200_000
-NPROBE = 32  # lists scanned per query: recall@10 >= 0.95 at 1M and 10M clustered vectors (docs/CATALOG.md)
-LISTS_PER_SQRT = 4  # lists = 4 sqrt(N), FAISS's usual range (4-16 sqrt(N)) at its cheapest to train
+NPROBE = 16  # lists scanned per query: recall@10 >= 0.95 at 1M and 10M clustered vectors (docs/CATALOG.md)
+LISTS_PER_SQRT = 1  # lists = sqrt(N): lists of sqrt(N) vectors; k-means and assignment cost grow with the count
 TRAIN_PER_LIST = 40  # k-means sample: FAISS warns below 39 points a list
 OVERFETCH = 4  # candidates asked for per result wanted: room for filtered, deleted and per-file losers
 MAX_FETCH = 4096  # past this many candidates a filtered query is answered by the exact scan of its subset
