@@ -149,14 +149,26 @@ def fill_clustered(catalog: Catalog, windows: int, queries: np.ndarray, centres:
     return best_ids
 
 
+NPROBES = (16, 32, 64)  # lists probed a query, timed beside ann.NPROBE (the default)
+
+
 def search_process(db: str, queries: np.ndarray, top: int, exact: bool) -> dict:
-    """In a fresh process (its memory is the search's alone): open the catalog, time the queries."""
+    """In a fresh process (its memory is the search's alone): open the catalog, time the queries
+    (through the index: at each of NPROBES too, with the windows found)."""
     service = SearchService.open(db, exact_below=None if exact else 0)
     began = time.perf_counter()
     service.search_vector(queries[0], kind="video", top=top)  # reads the index (or the matrix)
     result = {"open_s": round(time.perf_counter() - began, 2)}
     result.update(latency(lambda q: service.search_vector(q, kind="video", top=top), queries))
     result["found"] = [[h.window_id for h in service.search_vector(q, kind="video", top=top)] for q in queries]
+    if not exact:
+        index = service.ann("video").index
+        for nprobe in NPROBES:
+            index.nprobe = nprobe
+            result[f"nprobe_{nprobe}"] = latency(lambda q: service.search_vector(q, kind="video", top=top), queries)
+            result[f"nprobe_{nprobe}"]["found"] = [[h.window_id for h in service.search_vector(q, kind="video", top=top)]
+                                                   for q in queries]
+        index.nprobe = ann.NPROBE
     folder = "/bench/00"  # the first million windows: a tenth of 10M, all of 1M
     result["folder"] = latency(lambda q: service.search_vector(q, kind="video", top=top, folder=folder), queries[:50])
     result["per_file"] = latency(lambda q: service.search_vector(q, kind="video", top=top, per_file=True), queries[:50])
@@ -167,6 +179,11 @@ def search_process(db: str, queries: np.ndarray, top: int, exact: bool) -> dict:
 def in_fresh_process(*args) -> dict:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(search_process, args)
+
+
+def recall(found: list[list[int]], truth: np.ndarray) -> float:
+    """Mean share of each query's exact top k that was found."""
+    return round(float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth.tolist(), strict=True)])), 4)
 
 
 def bench_ann(windows: int, dim: int, queries: int, top: int, folder: Path) -> dict:
@@ -187,8 +204,8 @@ def bench_ann(windows: int, dim: int, queries: int, top: int, folder: Path) -> d
                            "file_gb": round((ann.folder(catalog) / info.file).stat().st_size / 2**30, 2)}
     print(f"built {result['index']} in {result['build_s']} s", file=sys.stderr, flush=True)
     searched = in_fresh_process(str(db), qs, top, False)
-    found = searched.pop("found")
-    result["recall_at_10"] = round(float(np.mean([len(set(f) & set(t)) / top for f, t in zip(found, truth, strict=True)])), 4)
+    for part in [searched] + [searched[f"nprobe_{n}"] for n in NPROBES]:
+        part["recall_at_10"] = recall(part.pop("found"), truth)
     result["approximate"] = searched
     if windows <= EXACT_UP_TO:
         exact = in_fresh_process(str(db), qs[:50], top, True)

@@ -11,8 +11,8 @@
 Modules: store (the SQLite schema and the Catalog class), paths (how paths are compared and
 shown), scan (finding media files), windows
 (cutting files into windows and decoding them as a stream), indexer, search (exact top-k
-backends), service (SearchService and Hit), model (which checkpoint), cli (`vlsa index`,
-`vlsa search`).
+backends), ann (the approximate index beside the catalog, for large libraries), service
+(SearchService and Hit), model (which checkpoint), cli (`vlsa index`, `vlsa search`).
 """
 
 from catalog.indexer import Indexer, IndexReport

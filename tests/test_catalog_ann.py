@@ -135,7 +135,7 @@ def test_ann_filters_agree_with_exact_search(catalog, monkeypatch):
 
     Catches: a filter applied to the candidates only, after the index chose them (a narrow one
     leaves too few), per-file taken before the filters, and the narrow filter's exact fallback
-    missing (with one list probed of the twelve, the file's windows in other lists are lost)."""
+    missing (with one list probed of the four, the file's windows in other lists are lost)."""
     queries = unit(np.random.default_rng(8), 12)
     for options in ({"folder": "/lib/a"}, {"min_duration": 60.0}, {"max_duration": 20.0},
                     {"per_file": True}, {"per_file": True, "folder": "/lib/b"}):

@@ -110,8 +110,8 @@ def test_cli_index_ann_builds_the_index_that_search_approximate_uses(shared, che
     lib, db, _, _ = shared
     stderr = vlsa("index", lib, "--db", db, "--checkpoint", checkpoint, "--ann", "-q").stderr.decode()
     assert "approximate index (video): built" in stderr and "approximate index (audio): built" in stderr
-    like = vlsa("search", "a", "--db", db, "--json", "--top", "1").stdout  # any window, to search like
-    window = str(json.loads(like)[0]["window_id"])
+    with Catalog(db) as catalog:
+        window = str(catalog.windows(catalog.media(status="ok")[0].id)[0].id)
     answers = [vlsa("search", "--like", window, "--db", db, "--json", flag).stdout for flag in ("--approximate", "--exact")]
     assert json.loads(answers[0]) == json.loads(answers[1]) and len(json.loads(answers[0])) == 10
 
