@@ -146,7 +146,7 @@ class AnnIndex:
         with `per_file` only each file's best window."""
         q = np.ascontiguousarray(query, dtype=np.float32)
         fresh = self.delta.top_windows(q, k, allowed_media, exclude, per_file)
-        params, allowed = self._filter(allowed_media, exclude)
+        params, allowed = self._filter(allowed_media)
         fetch = OVERFETCH * k
         while True:
             ids = self.index.search(q[None], min(fetch, self.info.count), params=params)[1][0]
@@ -161,16 +161,17 @@ class AnnIndex:
             return subset.top_windows(q, k, None, exclude, per_file)
         return best
 
-    def _filter(self, allowed_media, exclude) -> tuple[object | None, int]:
-        """FAISS search parameters that pass only the allowed windows (None: all), and how many
-        windows of the index pass: the filter applies inside the scan, so a narrow one does
-        not leave the candidates all filtered out."""
-        if allowed_media is None and exclude is None:
+    def _filter(self, allowed_media) -> tuple[object | None, int]:
+        """FAISS search parameters that pass only the windows of the allowed files (None: all),
+        and how many windows of the index pass: the filter applies inside the scan, so a narrow
+        one does not leave the candidates all filtered out. (Excluded windows, a handful, are
+        dropped from the candidates instead.)"""
+        if allowed_media is None:
             return None, self.info.count
         if self._files is None:  # window -> file of every indexed window, read once
             self._files = self.catalog.window_files(self.info.max_window_id)
         window_ids, media_ids = self._files
-        passed = window_ids[keep_mask(window_ids, media_ids, allowed_media, exclude)]
+        passed = window_ids[np.isin(media_ids, allowed_media)]
         bits = np.zeros(self.info.max_window_id + 1, bool)
         bits[passed] = True
         packed = np.packbits(bits, bitorder="little")
