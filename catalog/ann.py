@@ -192,7 +192,6 @@ class AnnIndex:
                 for w, m, v in zip(window_ids[keep], media_ids[keep], vectors[keep], strict=True)]
 
 
-
 def _best(found: list[tuple[int, int, float]], k: int, per_file: bool) -> list[tuple[int, int, float]]:
     """The k best, ties to the lower window id; each window once (a window written while the
     index was built can be in it and in the delta), with `per_file` each file once."""
