@@ -29,6 +29,7 @@ import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +178,9 @@ def search_process(db: str, queries: np.ndarray, top: int, exact: bool) -> dict:
 
 
 def in_fresh_process(*args) -> dict:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(search_process, args)
+    # An executor, not a Pool: a worker that dies raises here instead of leaving the run waiting.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(search_process, *args).result()
 
 
 def recall(found: list[list[int]], truth: np.ndarray) -> float:
