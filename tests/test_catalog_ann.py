@@ -133,8 +133,8 @@ def test_ann_filters_agree_with_exact_search(catalog, monkeypatch):
     through the index: the same hits as the exact scan, including a filter so narrow that the
     lists the index probes hold too few of its windows, and its subset is scanned exactly.
 
-    Catches: a filter applied to the candidates only, after the index chose them (a narrow one
-    leaves too few), per-file taken before the filters, and the narrow filter's exact fallback
+    Catches: a filter applied to the candidates only, after the index chose them (16 candidates
+    hold too few of a tenth of the windows), per-file taken before the filters, and the exact fallback
     missing (with one list probed of the four, the file's windows in other lists are lost)."""
     queries = unit(np.random.default_rng(8), 12)
     for options in ({"folder": "/lib/a"}, {"min_duration": 60.0}, {"max_duration": 20.0},
@@ -144,5 +144,9 @@ def test_ann_filters_agree_with_exact_search(catalog, monkeypatch):
     window = catalog.windows(catalog.media()[3].id)[0].id
     through_index, exact = approximate(catalog), SearchService(catalog, exact_below=None)
     assert through_index.search_like(window, kind="video") == exact.search_like(window, kind="video")
+    with monkeypatch.context() as m:  # the filter inside the scan alone: no exact fallback, few candidates
+        m.setattr(ann, "ANN_MIN_VECTORS", 0)
+        m.setattr(ann, "MAX_FETCH", 16)
+        assert_same_hits(catalog, queries, top=4, max_duration=float(WINDOWS + 7))  # files 0-7: 48 of 480 windows
     monkeypatch.setattr(ann, "NPROBE", 1)
     assert_same_hits(catalog, queries, top=10, max_duration=float(WINDOWS))  # file 0 only: 6 windows
