@@ -24,6 +24,7 @@ read-only (`Catalog(path, read_only=True)`); only the indexer creates or migrate
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -474,9 +475,9 @@ class Catalog:
 
     def window_files(self, upto: int) -> tuple[np.ndarray, np.ndarray]:
         """(window_ids, media_ids) int64 of the windows with ids up to `upto`, by id."""
-        rows = self.db.execute("SELECT id, media_id FROM windows WHERE id <= ? ORDER BY id", [upto]).fetchall()
-        pairs = np.fromiter((v for row in rows for v in row), np.int64, 2 * len(rows)).reshape(-1, 2)
-        return pairs[:, 0], pairs[:, 1]
+        rows = self.db.execute("SELECT id, media_id FROM windows WHERE id <= ? ORDER BY id", [upto])
+        pairs = np.fromiter(itertools.chain.from_iterable(rows), np.int64).reshape(-1, 2)  # no list of 10M tuples
+        return pairs[:, 0].copy(), pairs[:, 1].copy()
 
     def count_vectors(self, modality: str, upto: int | None = None) -> int:
         """How many vectors of one modality are stored (of windows with ids up to `upto`)."""
