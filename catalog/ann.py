@@ -30,7 +30,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -221,6 +221,9 @@ def update(catalog: Catalog, modality: str, min_vectors: int = ANN_MIN_VECTORS) 
     if info is not None:
         gone = info.count - catalog.count_vectors(modality, upto=info.max_window_id)
         if gone <= REBUILD_STALE * info.count and count <= REBUILD_GROWTH * info.trained_on:
+            if high == info.max_window_id:  # windows only removed: the file serves as it is
+                _write(catalog, modality, None, replace(info, generation=generation))
+                return "updated"
             index = _faiss().read_index(str(folder(catalog) / info.file))
             for ids, vectors in catalog.vector_chunks(modality, CHUNK_ROWS, after=info.max_window_id):
                 index.add_with_ids(vectors, ids)
@@ -250,11 +253,13 @@ def _train(catalog: Catalog, modality: str, count: int) -> tuple[faiss.Index, st
     return index, factory
 
 
-def _write(catalog: Catalog, modality: str, index: faiss.Index, info: IndexInfo) -> None:
-    """Write the index file, then the JSON that names it, each under a temporary name first."""
+def _write(catalog: Catalog, modality: str, index: faiss.Index | None, info: IndexInfo) -> None:
+    """Write the index file (None: it is on disk already), then the JSON that names it, each
+    under a temporary name first."""
     dest = folder(catalog)
     dest.mkdir(exist_ok=True)
-    _replace(dest / info.file, lambda tmp: _faiss().write_index(index, str(tmp)))
+    if index is not None:
+        _replace(dest / info.file, lambda tmp: _faiss().write_index(index, str(tmp)))
     _replace(dest / f"{modality}.json", lambda tmp: tmp.write_text(json.dumps(asdict(info), indent=1)))
     for old in dest.glob(f"{modality}-*.faiss*"):  # earlier indexes, and what killed builds left
         if old.name != info.file:

@@ -80,7 +80,8 @@ def test_ann_service_follows_a_catalog_changed_while_it_runs(catalog):
     the index up to date: each query sees the catalog as it is at that moment.
 
     Catches: the index and its delta cached without the catalog's generation (new files are not
-    found, removed ones come back) and an `update` that does not add the delta to the index."""
+    found, removed ones come back), an `update` that does not add the delta to the index, and one
+    that rewrites the whole file when windows were only removed."""
     service = approximate(catalog)
     rng = np.random.default_rng(5)
     added = unit(rng, WINDOWS)
@@ -97,6 +98,12 @@ def test_ann_service_follows_a_catalog_changed_while_it_runs(catalog):
     assert len(index.delta) == 0 and index.info.count == 81 * WINDOWS
     assert service.search_vector(added[1], kind="video", top=1)[0].path.endswith("f100.mp4")
     assert_same_hits(catalog, [added[2], gone_vector], top=10)
+    file = index.info.file
+    catalog.remove_media([catalog.media()[-1].path])  # only a removal: the index file is kept
+    assert ann.update(catalog, "video", min_vectors=1) == "updated"
+    assert service.ann("video").info.file == file
+    assert service.ann("video").info.generation == catalog.generation()
+    assert_same_hits(catalog, [added[3]], top=10)
 
 
 def test_ann_killed_build_leaves_the_old_index_usable(catalog, monkeypatch):
