@@ -1,33 +1,55 @@
-"""Benchmark catalog search latency at 100k windows, beside a plain numpy scan, in one run.
+"""Benchmark catalog search: exact at 100k windows beside a plain numpy scan, and the approximate
+index (catalog/ann.py) at millions of windows, with its recall against exact search.
 
-    python bench/search.py                              # dims 128 and 512, 100k windows
+    python bench/search.py                              # dims 128 and 512, 100k windows, exact
     python bench/search.py --windows 20000 --dims 128 --queries 50
+    python bench/search.py --windows 1000000 --windows 10000000     # approximate, 512 dims
 
-A catalog is filled with random unit vectors (1,000 files of 100 windows, one video vector per
-window), then timed: the catalog's query path (SearchService.search_vector: exact top-k plus
-the SQL that fetches paths and times) with each backend, per window and per file, and a bare
-`matrix @ query` + `argpartition` over the same matrix as the floor. Reports JSON; latencies in
-milliseconds, p50 and p95 over the queries, after one warm-up query (which loads the vectors).
+Below ANN_MIN_VECTORS windows: a catalog is filled with random unit vectors (1,000 files of 100
+windows, one video vector per window), then timed: the catalog's query path
+(SearchService.search_vector: exact top-k plus the SQL that fetches paths and times) with each
+backend, per window and per file, and a bare `matrix @ query` + `argpartition` over the same
+matrix as the floor. Reports JSON; latencies in milliseconds, p50 and p95 over the queries, after
+one warm-up query (which loads the vectors).
+
+From ANN_MIN_VECTORS windows (at the largest of --dims): vectors shaped like real ones, a mixture
+of CENTRES gaussian clusters (see clustered), written to a catalog in chunks while the exact top
+10 of every query is kept chunk by chunk (the ground truth); then the index is built with
+`catalog.ann.update` (timed), and a fresh process searches through it (SearchService with
+`exact_below=0`): p50 / p95 latency, recall@10 against the ground truth, and that process's peak
+resident memory (ru_maxrss). Up to EXACT_UP_TO windows the exact path is timed too, in its own process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from catalog import ann  # noqa: E402
 from catalog.service import SearchService  # noqa: E402
 from catalog.store import Catalog, FileRecord, Settings  # noqa: E402
 from vlsa import sqlitevec  # noqa: E402
 
 WINDOWS_PER_FILE = 100
+CENTRES = 3000  # clusters of the mixture: topics of a large library, a few thousand windows each at 10M
+# Spread of a window around its centre, as the length of its gaussian offset: 1.0 puts a window at
+# cosine 0.71 to its centre, 0.5 to its cluster's other windows and 0 +- 0.04 to the rest, as a
+# model's windows of one kind of scene sit closer to each other than to anything else, while
+# the nearest ten of a query are separated from the 11th by about a thousandth of cosine.
+SPREAD = 1.0
+FILL_CHUNK = 100_000  # windows generated and written at a time (200 MB at 512 dims)
+EXACT_UP_TO = 2_000_000  # the exact path is timed only up to here: loading its matrix peaked at 6.4 GB at 1M
 
 
 def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -97,15 +119,122 @@ def bench_dim(dim: int, windows: int, queries: int, top: int, folder: Path) -> d
     return result
 
 
+def clustered(centres: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """n unit vectors, each a random centre plus a gaussian offset of length about SPREAD."""
+    dim = centres.shape[1]
+    x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, dim), dtype=np.float32) * (SPREAD / dim**0.5)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def fill_clustered(catalog: Catalog, windows: int, queries: np.ndarray, centres: np.ndarray, top: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Write `windows` clustered vectors; returns the exact top window ids (Q, top) of each query."""
+    dim = centres.shape[1]
+    catalog.bind(Settings("bench", None, "bench", dim, 2.0, 2.0))
+    best_scores = np.full((len(queries), top), -np.inf, np.float32)
+    best_ids = np.zeros((len(queries), top), np.int64)
+    for first in range(0, windows, FILL_CHUNK):
+        vectors = clustered(centres, rng, min(FILL_CHUNK, windows - first))
+        records = [FileRecord(f"/bench/{(first + f) // 10**6:02d}/file{(first + f) // WINDOWS_PER_FILE:06d}.mp4",
+                              1, 1, duration=2.0 * len(part), has_video=True,
+                              windows=[(2.0 * i, 2.0 * i + 2.0) for i in range(len(part))], vectors={"video": part})
+                   for f in range(0, len(vectors), WINDOWS_PER_FILE) for part in [vectors[f: f + WINDOWS_PER_FILE]]]
+        catalog.write_files(records)
+        # Window ids are handed out 1, 2, ... in the order written: row r of this chunk is id first + r + 1.
+        scores = np.concatenate([best_scores, queries @ vectors.T], axis=1)
+        ids = np.concatenate([best_ids, np.broadcast_to(np.arange(first + 1, first + len(vectors) + 1),
+                                                         (len(queries), len(vectors)))], axis=1)
+        keep = np.argsort(-scores, axis=1)[:, :top]
+        best_scores, best_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
+        print(f"filled {first + len(vectors):,} windows", file=sys.stderr, flush=True)
+    return best_ids
+
+
+NPROBES = (16, 32, 64)  # lists probed a query, timed beside ann.NPROBE (the default)
+
+
+def search_process(db: str, queries: np.ndarray, top: int, exact: bool) -> dict:
+    """In a fresh process (its memory is the search's alone): open the catalog, time the queries
+    (through the index: at each of NPROBES too, with the windows found)."""
+    service = SearchService.open(db, exact_below=None if exact else 0)
+    began = time.perf_counter()
+    service.search_vector(queries[0], kind="video", top=top)  # reads the index (or the matrix)
+    result = {"open_s": round(time.perf_counter() - began, 2)}
+    result.update(latency(lambda q: service.search_vector(q, kind="video", top=top), queries))
+    result["found"] = [[h.window_id for h in service.search_vector(q, kind="video", top=top)] for q in queries]
+    if not exact:
+        index = service.ann("video").index
+        for nprobe in NPROBES:
+            index.nprobe = nprobe
+            result[f"nprobe_{nprobe}"] = latency(lambda q: service.search_vector(q, kind="video", top=top), queries)
+            result[f"nprobe_{nprobe}"]["found"] = [[h.window_id for h in service.search_vector(q, kind="video", top=top)]
+                                                   for q in queries]
+        index.nprobe = ann.NPROBE
+    folder = "/bench/00"  # the first million windows: a tenth of 10M, all of 1M
+    result["folder"] = latency(lambda q: service.search_vector(q, kind="video", top=top, folder=folder), queries[:50])
+    result["per_file"] = latency(lambda q: service.search_vector(q, kind="video", top=top, per_file=True), queries[:50])
+    result["max_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    return result
+
+
+def in_fresh_process(*args) -> dict:
+    # An executor, not a Pool: a worker that dies raises here instead of leaving the run waiting.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(search_process, *args).result()
+
+
+def recall(found: list[list[int]], truth: np.ndarray) -> float:
+    """Mean share of each query's exact top k that was found."""
+    return round(float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth.tolist(), strict=True)])), 4)
+
+
+def bench_ann(windows: int, dim: int, queries: int, top: int, folder: Path) -> dict:
+    rng = np.random.default_rng(windows)
+    centres = unit_vectors(rng, CENTRES, dim)
+    qs = clustered(centres, rng, queries)
+    db = folder / f"ann{windows}.db"
+    result: dict = {"dim": dim, "windows": windows, "top": top, "centres": CENTRES, "spread": SPREAD}
+    with Catalog(db) as catalog:
+        began = time.perf_counter()
+        truth = fill_clustered(catalog, windows, qs, centres, top, rng)
+        result["fill_s"] = round(time.perf_counter() - began, 1)
+        began = time.perf_counter()
+        ann.update(catalog, "video", min_vectors=1)
+        result["build_s"] = round(time.perf_counter() - began, 1)
+        info = ann.read_info(catalog, "video")
+        result["index"] = {"factory": info.factory, "nprobe": ann.NPROBE,
+                           "file_gb": round((ann.folder(catalog) / info.file).stat().st_size / 2**30, 2)}
+    print(f"built {result['index']} in {result['build_s']} s", file=sys.stderr, flush=True)
+    searched = in_fresh_process(str(db), qs, top, False)
+    for part in [searched] + [searched[f"nprobe_{n}"] for n in NPROBES]:
+        part["recall_at_10"] = recall(part.pop("found"), truth)
+    result["approximate"] = searched
+    if windows <= EXACT_UP_TO:
+        exact = in_fresh_process(str(db), qs[:50], top, True)
+        exact.pop("found")
+        result["exact"] = exact
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--windows", type=int, default=100_000)
+    ap.add_argument("--windows", type=int, action="append",
+                    help=f"windows in the catalog, repeatable [default: 100000]; from {ann.ANN_MIN_VECTORS} "
+                    "the approximate index on clustered vectors")
     ap.add_argument("--dims", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--dir", type=Path, help="where the catalogs go [default: a temporary folder] "
+                    "(10M windows take about 25 GB)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        results = [bench_dim(d, args.windows, args.queries, args.top, Path(tmp)) for d in args.dims]
+    results = []
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for windows in args.windows or [100_000]:
+            if windows >= ann.ANN_MIN_VECTORS:
+                results.append(bench_ann(windows, max(args.dims), args.queries, args.top, Path(tmp)))
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            else:
+                results += [bench_dim(d, windows, args.queries, args.top, Path(tmp)) for d in args.dims]
     print(json.dumps(results, indent=2))
 
 

@@ -12,8 +12,8 @@ Modules: store (the SQLite schema and the Catalog class), paths (how paths are c
 shown), scan (finding media files), windows
 (cutting files into windows and decoding them as a stream), decode (that decoding in loader
 worker processes), indexer, distributed (indexing on the ranks of a torchrun job), search (exact
-top-k backends), service (SearchService and Hit), model (which checkpoint), cli (`vlsa index`,
-`vlsa search`).
+top-k backends), ann (the approximate index beside the catalog, for large libraries), service
+(SearchService and Hit), model (which checkpoint), cli (`vlsa index`, `vlsa search`).
 """
 
 from catalog.indexer import Indexer, IndexReport

@@ -20,11 +20,14 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import click
 import torch
 
+from catalog import ann as ann_index
+from catalog.ann import ANN_MIN_VECTORS
 from catalog.decode import default_workers
 from catalog.distributed import index_distributed
 from catalog.indexer import BATCH_SIZE, Indexer
@@ -32,7 +35,7 @@ from catalog.model import load_model
 from catalog.paths import display_path
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, Catalog, CatalogError
+from catalog.store import MAX_ID, WINDOW_MODALITIES, Catalog, CatalogError
 from vlsa.config import list_presets
 from vlsa.distributed import cleanup, init_distributed
 
@@ -82,11 +85,13 @@ class Seconds(click.FloatRange):
 @click.option("--prune", is_flag=True, help="Take a LIBRARY folder that is missing or holds no media as "
               "emptied: remove its files from the catalog (without it that is an error, as an unmounted "
               "drive looks the same).")
+@click.option("--ann/--no-ann", default=None, help="Build (or skip) the approximate search index beside the "
+              f"catalog [default: for a modality of at least {ANN_MIN_VECTORS:,} vectors].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset: str | None,
           window: float | None, stride: float | None, batch_size: int, workers: int | None, device: str | None,
-          rebuild: bool, prune: bool, quiet: bool, as_json: bool) -> None:
+          rebuild: bool, prune: bool, ann: bool | None, quiet: bool, as_json: bool) -> None:
     """Index the media files under LIBRARY (folders or files) into a catalog.
 
     Incremental: files with the size and modification time recorded are skipped, changed files
@@ -115,6 +120,12 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
         cleanup()
     if not ranks.main:
         return
+    with _sqlite_errors(db_path), Catalog(db_path) as catalog:
+        indexer = Indexer(catalog, model, window=window, stride=stride, batch_size=batch_size,
+                          checkpoint=checkpoint_path, progress=not quiet)
+        report = indexer.run(library, rebuild=rebuild, prune=prune)
+        if ann is not False:
+            _update_ann(catalog, 1 if ann else ANN_MIN_VECTORS)
     for path, reason in report.skipped:
         click.echo(f"skipped: {display_path(path)}: {reason}", err=True)
     for _, error in report.failed:
@@ -145,9 +156,12 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
               help="The checkpoint to embed the query with [default: the one the catalog records].")
 @click.option("--backend", type=click.Choice(BACKENDS), default="numpy", show_default=True,
               help="Exact top-k by a matrix scan or by sqlite-vec.")
+@click.option("--exact/--approximate", default=None, help="Never use the approximate index, or use it "
+              f"whatever the size [default: from {ANN_MIN_VECTORS:,} vectors, where `vlsa index` built one].")
 @click.option("--json", "as_json", is_flag=True, help="Results as a JSON array.")
 def search(query: str | None, db_path: str, audio: str | None, like: int | None, kind: str, top: int,
-           per_file: bool, folder: str | None, checkpoint: str | None, backend: str, as_json: bool) -> None:
+           per_file: bool, folder: str | None, checkpoint: str | None, backend: str, exact: bool | None,
+           as_json: bool) -> None:
     """Find the windows of a catalog that match QUERY (words), --audio FILE or --like ID.
 
     Each result: score, modality, start-end seconds, path, and the window id (for --like).
@@ -157,9 +171,20 @@ def search(query: str | None, db_path: str, audio: str | None, like: int | None,
         raise click.UsageError("give exactly one of QUERY, --audio FILE, --like ID"
                                + (f" (got {', '.join(given)})" if given else ""))
     with _sqlite_errors(db_path):
-        hits = _search(SearchService.open(db_path, checkpoint=checkpoint, backend=backend), query, audio, like,
+        exact_below = {None: ANN_MIN_VECTORS, True: None, False: 0}[exact]
+        service = SearchService.open(db_path, checkpoint=checkpoint, backend=backend, exact_below=exact_below)
+        hits = _search(service, query, audio, like,
                        {"kind": kind, "top": top, "per_file": per_file, "folder": folder})
     _print_hits(hits, as_json)
+
+
+def _update_ann(catalog: Catalog, min_vectors: int) -> None:
+    """Build or bring up to date each modality's approximate index, saying so on stderr."""
+    for modality in WINDOW_MODALITIES:
+        began = time.perf_counter()
+        outcome = ann_index.update(catalog, modality, min_vectors)
+        if outcome in ("built", "updated"):
+            click.echo(f"approximate index ({modality}): {outcome} in {time.perf_counter() - began:.1f} s", err=True)
 
 
 def _search(service: SearchService, query: str | None, audio: str | None, like: int | None,

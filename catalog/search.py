@@ -62,6 +62,15 @@ class MatrixIndex:
             rows = _candidates(scores, k)
         return self._finish(query, rows, k)
 
+    def top_windows(self, query: np.ndarray, k: int, media: np.ndarray | None = None,
+                    excluded: np.ndarray | None = None, per_file: bool = False) -> list[tuple[int, int, float]]:
+        """top() by ids: (window_id, media_id, score) of the k best, only of the files `media`
+        (None: all) and none of the windows `excluded`."""
+        allowed = None
+        if media is not None or excluded is not None:
+            allowed = keep_mask(self.window_ids, self.media_ids, media, excluded)
+        return [(int(self.window_ids[r]), int(self.media_ids[r]), s) for r, s in self.top(query, k, allowed, per_file)]
+
     def _finish(self, query: np.ndarray, rows, k: int) -> list[tuple[int, float]]:
         """Score the candidate rows one by one and keep the k best, ties to the lower row.
 
@@ -71,6 +80,17 @@ class MatrixIndex:
         q = query.astype(np.float32, copy=False)
         scored = [(-float(np.dot(self.matrix[r], q)), int(r)) for r in rows]
         return [(r, -s) for s, r in sorted(scored)[:k]]
+
+
+def keep_mask(window_ids: np.ndarray, media_ids: np.ndarray, media: np.ndarray | None,
+              excluded: np.ndarray | None) -> np.ndarray:
+    """bool over rows: the file is among `media` (None: any) and the window not among `excluded`."""
+    keep = np.ones(len(window_ids), bool)
+    if media is not None:
+        keep &= np.isin(media_ids, media)
+    if excluded is not None:
+        keep &= ~np.isin(window_ids, excluded)
+    return keep
 
 
 def _candidates(scores: np.ndarray, k: int) -> np.ndarray:

@@ -12,7 +12,9 @@ windows' vectors compete: "video", "audio" or "any" (both, each window once per 
 has). Scores are cosine similarities.
 
 The vectors of each modality are held in memory as one matrix (see search.py), loaded on first
-use and reloaded when the catalog's generation counter says something was written since.
+use and reloaded when the catalog's generation counter says something was written since; a
+modality with an approximate index beside the catalog (ann.py, built by `vlsa index` from
+ANN_MIN_VECTORS vectors) is searched through it instead, and its matrix is never loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from catalog.ann import ANN_MIN_VECTORS, AnnIndex
+from catalog.ann import stamp as ann_stamp
 from catalog.indexer import BATCH_SIZE
 from catalog.model import model_for_catalog
 from catalog.paths import display_path
@@ -61,17 +65,19 @@ class SearchService:
     the catalog (the rule is in catalog/store.py, Catalog)."""
 
     def __init__(self, catalog: Catalog, model: VLSA | None = None, backend: str = "numpy",
-                 checkpoint: str | os.PathLike | None = None):
+                 checkpoint: str | os.PathLike | None = None, exact_below: int | None = ANN_MIN_VECTORS):
         """`model` None: loaded on the first query that needs one (search_like does not), from
-        `checkpoint` or else the checkpoint the catalog records."""
-        self.catalog, self.backend, self.checkpoint = catalog, backend, checkpoint
+        `checkpoint` or else the checkpoint the catalog records. `exact_below`: a modality with
+        fewer vectors is scanned exactly even where an approximate index exists; None: always."""
+        self.catalog, self.backend, self.checkpoint, self.exact_below = catalog, backend, checkpoint, exact_below
         self._model = model
         self._indexes: dict[str, tuple[int, MatrixIndex]] = {}  # modality -> (generation, index)
+        self._ann: dict[str, tuple[tuple, AnnIndex | None]] = {}  # modality -> ((generation, file stamp), index)
 
     @classmethod
     def open(cls, db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-             backend: str = "numpy") -> SearchService:
-        return cls(Catalog(db, read_only=True), checkpoint=checkpoint, backend=backend)
+             backend: str = "numpy", exact_below: int | None = ANN_MIN_VECTORS) -> SearchService:
+        return cls(Catalog(db, read_only=True), checkpoint=checkpoint, backend=backend, exact_below=exact_below)
 
     @property
     def model(self) -> VLSA:
@@ -136,31 +142,31 @@ class SearchService:
                          filters: tuple, exclude: Sequence[int]) -> list[Hit]:
         """The `top` best windows of one modality for the query rows (N, E), each window scored
         by its best row."""
-        index = self.index(modality)
+        ann = self.ann(modality)
+        index = ann if ann is not None else self.index(modality)
         if len(index) == 0:
             return []
-        if queries.shape[1] != index.matrix.shape[1]:
-            raise ValueError(f"query has {queries.shape[1]} dims; the catalog's vectors have {index.matrix.shape[1]}")
-        allowed = None
+        dim = ann.dim if ann is not None else index.matrix.shape[1]
+        if queries.shape[1] != dim:
+            raise ValueError(f"query has {queries.shape[1]} dims; the catalog's vectors have {dim}")
+        media = None
         if any(f is not None for f in filters):
             folder, low, high = filters
-            ids = self.catalog.media_filter(None if folder is None else os.fspath(folder), low, high)
-            allowed = np.isin(index.media_ids, ids)
-        if exclude:
-            allowed = (np.ones(len(index), bool) if allowed is None else allowed) & ~np.isin(index.window_ids, exclude)
+            media = self.catalog.media_filter(None if folder is None else os.fspath(folder), low, high)
+        excluded = np.asarray(exclude, np.int64) if exclude else None
         # Exact: a window among the best `top` by its best row is among the best `top` of that row.
-        best: dict[int, tuple[float, int]] = {}  # window (per file: file) -> (-score, row)
+        best: dict[int, tuple[float, int, int]] = {}  # window (per file: file) -> (-score, window, file)
         for query in queries:
-            for row, score in index.top(query, top, allowed, per_file):
-                key = int(index.media_ids[row]) if per_file else row
-                best[key] = min(best.get(key, (np.inf, row)), (-score, row))
-        found = [(row, -negated) for negated, row in sorted(best.values())[:top]]
-        info = self.catalog.hits_info([int(index.window_ids[r]) for r, _ in found])
+            for window_id, media_id, score in (ann.top(query, top, media, excluded, per_file) if ann is not None
+                                               else index.top_windows(query, top, media, excluded, per_file)):
+                key = media_id if per_file else window_id
+                best[key] = min(best.get(key, (np.inf, window_id, media_id)), (-score, window_id, media_id))
+        found = sorted(best.values())[:top]
+        info = self.catalog.hits_info([window_id for _, window_id, _ in found])
         hits = []
-        for row, score in found:
-            window_id = int(index.window_ids[row])
+        for negated, window_id, _ in found:
             media_id, path, start, end = info[window_id]
-            hits.append(Hit(window_id, media_id, path, start, end, modality, score))
+            hits.append(Hit(window_id, media_id, path, start, end, modality, -negated))
         return hits
 
     def all_scores(self, query: np.ndarray, modality: str) -> np.ndarray:
@@ -179,6 +185,18 @@ class SearchService:
         if cached is None or cached[0] != generation:
             cached = (generation, build_index(self.backend, *self.catalog.load_vectors(modality)))
             self._indexes[modality] = cached
+        return cached[1]
+
+    def ann(self, modality: str) -> AnnIndex | None:
+        """The approximate index of one modality, if one is on disk and the modality has at least
+        `exact_below` vectors; re-read when the catalog or the index changed."""
+        version = (self.catalog.generation(), ann_stamp(self.catalog, modality))
+        cached = self._ann.get(modality)
+        if cached is None or cached[0] != version:
+            index = None if self.exact_below is None else AnnIndex.open(self.catalog, modality, cached and cached[1])
+            if index is not None and len(index) < self.exact_below:
+                index = None
+            cached = self._ann[modality] = (version, index)
         return cached[1]
 
     def query_of_hit(self, query: dict[str, np.ndarray], hit: Hit) -> dict[str, np.ndarray]:

@@ -24,12 +24,14 @@ read-only (`Catalog(path, read_only=True)`); only the indexer creates or migrate
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import sqlite3
 import sys
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -276,6 +278,11 @@ class Catalog:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
+    def max_window_id(self) -> int:
+        """The highest window id ever handed out (ids are never reused); 0 before the first."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'max_window_id'").fetchone()
+        return int(row[0]) if row else 0
+
     def _bump(self) -> None:
         self.db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
                         "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
@@ -373,9 +380,12 @@ class Catalog:
         if record.error or not record.windows:
             return
         # Window ids are assigned here, not by SQLite, so they follow the order files are written
-        # in: a rerun after a crash hands out the same ids as an uninterrupted run.
-        first = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM windows").fetchone()[0]
+        # in: a rerun after a crash hands out the same ids as an uninterrupted run. They are never
+        # reused (SQLite's MAX(id) + 1 would hand a deleted top id to a new window), so an
+        # approximate index built up to id H knows every window above H is new (catalog/ann.py).
+        first = 1 + max(self.max_window_id(), self.db.execute("SELECT COALESCE(MAX(id), 0) FROM windows").fetchone()[0])
         ids = range(first, first + len(record.windows))
+        self._set_meta({"max_window_id": ids[-1]})
         self.db["windows"].insert_all(
             {"id": i, "media_id": media_id, "start": s, "end": e} for i, (s, e) in zip(ids, record.windows, strict=True))
         for modality, vectors in record.vectors.items():
@@ -436,12 +446,17 @@ class Catalog:
                               [window_id, modality]).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=VECTOR_DTYPE).astype(np.float32)
 
-    def load_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def load_vectors(self, modality: str, after: int = 0, media_ids: Sequence[int] | None = None,
+                     window_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(window_ids int64 (N,), media_ids int64 (N,), vectors float32 (N, E)) of one modality,
-        ordered by file then start, so each file's rows are contiguous."""
-        rows = self.db.execute(
-            "SELECT e.window_id, w.media_id, e.vector FROM embeddings e JOIN windows w ON w.id = e.window_id "
-            "WHERE e.modality = ? ORDER BY w.media_id, w.start", [modality]).fetchall()
+        ordered by file then start, so each file's rows are contiguous. Only windows with ids above
+        `after`, of the files `media_ids`, or among `window_ids` (those that still exist), if given."""
+        sql, params = ("SELECT e.window_id, w.media_id, e.vector FROM embeddings e JOIN windows w ON w.id = e.window_id "
+                       "WHERE e.modality = ? AND e.window_id > ?"), [modality, after]
+        for column, values in (("w.media_id", media_ids), ("e.window_id", window_ids)):
+            if values is not None:
+                sql, params = sql + f" AND {column} IN (SELECT value FROM json_each(?))", [*params, _json_ints(values)]
+        rows = self.db.execute(sql + " ORDER BY w.media_id, w.start", params).fetchall()
         settings = self.settings
         dim = settings.embed_dim if settings else 0
         if not rows:
@@ -455,6 +470,33 @@ class Catalog:
                         self.path, int((~finite).sum()), modality)
             window_ids, media_ids, matrix = window_ids[finite], media_ids[finite], matrix[finite]
         return window_ids, media_ids, matrix.astype(np.float32)
+
+    def vector_chunks(self, modality: str, rows: int, every: int = 1,
+                      after: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(window_ids int64, vectors float32 (n, E)) of one modality in chunks of up to `rows`, by
+        window id, from ids above `after`: all of them in bounded memory (building an approximate
+        index), or with `every` > 1 only ids that are multiples of it (a sample to train one on)."""
+        last = after
+        while True:
+            chunk = self.db.execute("SELECT window_id, vector FROM embeddings WHERE modality = ? AND window_id > ? "
+                                    "AND window_id % ? = 0 ORDER BY window_id LIMIT ?",
+                                    [modality, last, every, rows]).fetchall()
+            if not chunk:
+                return
+            last = chunk[-1][0]
+            ids = np.fromiter((r[0] for r in chunk), np.int64, len(chunk))
+            yield ids, np.frombuffer(b"".join(r[1] for r in chunk), dtype=VECTOR_DTYPE).reshape(len(chunk), -1)
+
+    def window_files(self, upto: int) -> tuple[np.ndarray, np.ndarray]:
+        """(window_ids, media_ids) int64 of the windows with ids up to `upto`, by id."""
+        rows = self.db.execute("SELECT id, media_id FROM windows WHERE id <= ? ORDER BY id", [upto])
+        pairs = np.fromiter(itertools.chain.from_iterable(rows), np.int64).reshape(-1, 2)  # no list of 10M tuples
+        return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+    def count_vectors(self, modality: str, upto: int | None = None) -> int:
+        """How many vectors of one modality are stored (of windows with ids up to `upto`)."""
+        return self.db.execute("SELECT COUNT(*) FROM embeddings WHERE modality = ? AND window_id <= ?",
+                               [modality, MAX_ID if upto is None else upto]).fetchone()[0]
 
     def hits_info(self, window_ids: Sequence[int]) -> dict[int, tuple[int, str, float, float]]:
         """window_id -> (media_id, path, start, end) for a handful of windows."""
@@ -486,6 +528,11 @@ class Catalog:
             out[f"{m}_vectors"] = self.db.execute(
                 "SELECT COUNT(*) FROM embeddings WHERE modality = ?", [m]).fetchone()[0]
         return out
+
+
+def _json_ints(values: Sequence[int]) -> str:
+    """Ids as one JSON array: a single SQL parameter however many there are (json_each reads it)."""
+    return json.dumps([int(v) for v in values])
 
 
 def _check_id(value: int, what: str, path: Path) -> None:

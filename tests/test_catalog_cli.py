@@ -102,6 +102,20 @@ def test_cli_search(shared):
     assert len(windows) == 3 and window not in windows
 
 
+def test_cli_index_ann_builds_the_index_that_search_approximate_uses(shared, checkpoint):
+    """`vlsa index --ann` builds the approximate index at any size (nothing to embed: it is built
+    from the catalog), and `vlsa search --approximate` through it answers as `--exact` does.
+
+    Catches: the flag not reaching the index build (no index, no line on stderr)."""
+    lib, db, _, _ = shared
+    stderr = vlsa("index", lib, "--db", db, "--checkpoint", checkpoint, "--ann", "-q").stderr.decode()
+    assert "approximate index (video): built" in stderr and "approximate index (audio): built" in stderr
+    with Catalog(db) as catalog:
+        window = str(catalog.windows(catalog.media(status="ok")[0].id)[0].id)
+    answers = [vlsa("search", "--like", window, "--db", db, "--json", flag).stdout for flag in ("--approximate", "--exact")]
+    assert json.loads(answers[0]) == json.loads(answers[1]) and len(json.loads(answers[0])) == 10
+
+
 # What a search never needs: the app, the trainer, open_clip's models (torchvision, transformers;
 # only its tokenizer file is read) and pandas (which sqlite_utils would import).
 NOT_FOR_SEARCH = ("gradio", "train", "app", "open_clip", "torchvision", "transformers", "pandas")

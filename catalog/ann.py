@@ -1,0 +1,284 @@
+"""An approximate index of one modality's vectors, beside the catalog, for libraries too large to scan.
+
+    update(catalog, "video")                          # `vlsa index`: build it, or bring it up to date
+    index = AnnIndex.open(catalog, "video")           # search: None where there is none to use
+    index.top(query, k, allowed_media, exclude, per_file)   # [(window_id, media_id, score)]
+
+FAISS, `IVF{lists},SQ8` under inner product: a coarse k-means splits the vectors into lists, each
+vector is held as 8-bit codes (a quarter of float32: 10M x 512 dims is 5 GB, not 20), and a query
+scans the NPROBE lists nearest to it. docs/CATALOG.md has the measurements behind the choice.
+
+The SQLite catalog stays the source of truth; the index is derived from it and never trusted
+alone. Its file records the catalog generation and the highest window id (H) it was built from.
+Window ids are never reused (Catalog.max_window_id), so at search time:
+- a window above H is new since the build: the delta, loaded from the catalog and scanned exactly;
+- every candidate at or below H is looked up in the catalog and rescored with its stored vector:
+  one that is gone (deleted, or its file re-indexed under new ids) is dropped, and the scores are
+  exact, the same the exact scan gives.
+So an index behind the catalog is slower to use, never wrong; `update` (run by `vlsa index`)
+adds the delta to it, or rebuilds it when deletions or growth have made it a poor fit.
+
+Files, in `<catalog>-ann/`: `<modality>.json` (what the index was built from, and its file) and
+`<modality>-<generation>.faiss`. A build writes the index under a temporary name, fsyncs it and
+renames it, then replaces the JSON the same way, so a build killed at any moment leaves the
+previous JSON naming the previous, complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from catalog.search import MatrixIndex, keep_mask
+from catalog.store import Catalog
+
+if TYPE_CHECKING:
+    import faiss
+
+log = logging.getLogger(__name__)
+
+# Below this many vectors of a modality the exact scan stays the default: it answers in about
+# 13 ms there on an idle 2-core machine, with recall 1 and no index to build or keep in step.
+ANN_MIN_VECTORS = 200_000
+NPROBE = 32  # lists scanned a query: recall@10 0.955 at 100k clustered windows, 0.92 with 16 (docs/CATALOG.md)
+LISTS_PER_SQRT = 1  # lists = sqrt(N), of sqrt(N) vectors each: k-means and assignment cost grow with the count
+TRAIN_PER_LIST = 100  # k-means sample a list: 40 (FAISS warns below 39) cost 0.07 of recall at 100k
+OVERFETCH = 4  # candidates asked for per result wanted: room for filtered, deleted and per-file losers
+MAX_FETCH = 4096  # past this many candidates a filtered query is answered by the exact scan of its subset
+CHUNK_ROWS = 50_000  # vectors read from the catalog at a time while building (100 MB at 512 dims)
+REBUILD_STALE = 0.2  # rebuild rather than add when this share of the indexed windows is gone
+REBUILD_GROWTH = 2.0  # ... or the catalog has grown this many times past what the lists were trained on
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What an index file holds: the `<modality>.json` beside it."""
+
+    file: str  # the .faiss file's name, in the same folder
+    generation: int  # Catalog.generation() it was built from
+    max_window_id: int  # Catalog.max_window_id() then: every window above it is newer
+    fingerprint: str  # the checkpoint that made the vectors
+    dim: int
+    count: int  # vectors in the index (deleted ones included until a rebuild)
+    trained_on: int  # vectors in the catalog when its lists were trained
+    factory: str  # the FAISS index_factory string
+
+
+def _faiss():
+    """FAISS, imported on first use: 0.2 s that a search of a catalog with no index never needs."""
+    import faiss
+    return faiss
+
+
+def folder(catalog: Catalog) -> Path:
+    return catalog.path.with_name(catalog.path.name + "-ann")
+
+
+def stamp(catalog: Catalog, modality: str) -> tuple[int, int] | None:
+    """Changes whenever an index of this modality is written: (inode, mtime) of its JSON."""
+    try:
+        st = (folder(catalog) / f"{modality}.json").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def read_info(catalog: Catalog, modality: str) -> IndexInfo | None:
+    """The index recorded for this modality, if there is one made with the catalog's checkpoint."""
+    try:
+        info = IndexInfo(**json.loads((folder(catalog) / f"{modality}.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    settings = catalog.settings
+    if settings is None or (info.fingerprint, info.dim) != (settings.fingerprint, settings.embed_dim):
+        return None  # built before a --rebuild with another checkpoint: every window it holds is gone
+    return info
+
+
+class AnnIndex:
+    """One modality's approximate index plus the exact delta of windows added since it was built."""
+
+    def __init__(self, catalog: Catalog, modality: str, info: IndexInfo, index: faiss.Index):
+        self.catalog, self.modality, self.info, self.index = catalog, modality, info, index
+        self.index.nprobe = NPROBE
+        self._files: tuple[np.ndarray, np.ndarray] | None = None
+        self.refresh()
+
+    @classmethod
+    def open(cls, catalog: Catalog, modality: str, current: AnnIndex | None = None) -> AnnIndex | None:
+        """The index on disk (None if there is none usable), with its delta loaded; `current` is
+        reused, its delta refreshed, when it is still the one on disk."""
+        for _ in range(2):  # a concurrent build may remove the file the JSON named a moment ago
+            info = read_info(catalog, modality)
+            if info is None:
+                return None
+            if current is not None and current.info == info:
+                current.refresh()
+                return current
+            try:
+                return cls(catalog, modality, info, _faiss().read_index(str(folder(catalog) / info.file)))
+            except RuntimeError as e:
+                log.warning("%s: approximate index not readable (%s)", catalog.path, str(e).splitlines()[0])
+        return None
+
+    def refresh(self) -> None:
+        """Load the windows written since the build (ids above max_window_id), to scan exactly."""
+        self.delta = MatrixIndex(*self.catalog.load_vectors(self.modality, after=self.info.max_window_id))
+
+    def __len__(self) -> int:
+        return self.info.count + len(self.delta)
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    def top(self, query: np.ndarray, k: int, allowed_media: np.ndarray | None = None,
+            exclude: np.ndarray | None = None, per_file: bool = False) -> list[tuple[int, int, float]]:
+        """(window_id, media_id, score) of the k best windows, best first, scored exactly with the
+        catalog's vectors: only files in `allowed_media` (None: all), no window in `exclude`,
+        with `per_file` only each file's best window."""
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        fresh = self.delta.top_windows(q, k, allowed_media, exclude, per_file)
+        params, allowed = self._filter(allowed_media)
+        fetch = OVERFETCH * k
+        while True:
+            ids = self.index.search(q[None], min(fetch, self.info.count), params=params)[1][0]
+            best = _best(self._rescore(q, ids[ids >= 0], allowed_media, exclude) + fresh, k, per_file)
+            # Fewer ids than asked: the probed lists hold no more that pass the filter.
+            if len(best) >= k or (ids < 0).any() or fetch >= min(self.info.count, MAX_FETCH):
+                break
+            fetch *= OVERFETCH
+        if len(best) < k and allowed_media is not None and allowed <= ANN_MIN_VECTORS:
+            # A filter that few windows pass: they fit the exact scan, which misses none of them.
+            subset = MatrixIndex(*self.catalog.load_vectors(self.modality, media_ids=allowed_media))
+            return subset.top_windows(q, k, None, exclude, per_file)
+        return best
+
+    def _filter(self, allowed_media) -> tuple[object | None, int]:
+        """FAISS search parameters that pass only the windows of the allowed files (None: all),
+        and how many windows of the index pass: the filter applies inside the scan, so a narrow
+        one does not leave the candidates all filtered out. (Excluded windows, a handful, are
+        dropped from the candidates instead.)"""
+        if allowed_media is None:
+            return None, self.info.count
+        if self._files is None:  # window -> file of every indexed window, read once
+            self._files = self.catalog.window_files(self.info.max_window_id)
+        window_ids, media_ids = self._files
+        passed = window_ids[np.isin(media_ids, allowed_media)]
+        bits = np.zeros(self.info.max_window_id + 1, bool)
+        bits[passed] = True
+        packed = np.packbits(bits, bitorder="little")
+        faiss = _faiss()
+        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
+        params.keep = (selector, packed)  # FAISS holds bare pointers: these must live as long as params
+        return params, len(passed)
+
+    def _rescore(self, q: np.ndarray, ids: np.ndarray, allowed_media, exclude) -> list[tuple[int, int, float]]:
+        """The candidates that still exist in the catalog and pass the filters, with exact scores."""
+        if not len(ids):
+            return []
+        window_ids, media_ids, vectors = self.catalog.load_vectors(self.modality, window_ids=ids)
+        keep = keep_mask(window_ids, media_ids, allowed_media, exclude)
+        # One row at a time, as MatrixIndex._finish scores, so both paths give identical scores.
+        return [(int(w), int(m), float(np.dot(v, q)))
+                for w, m, v in zip(window_ids[keep], media_ids[keep], vectors[keep], strict=True)]
+
+
+def _best(found: list[tuple[int, int, float]], k: int, per_file: bool) -> list[tuple[int, int, float]]:
+    """The k best, ties to the lower window id; each window once (a window written while the
+    index was built can be in it and in the delta), with `per_file` each file once."""
+    seen: set[int] = set()
+    best = []
+    for window_id, media_id, score in sorted(found, key=lambda t: (-t[2], t[0])):
+        key = media_id if per_file else window_id
+        if key not in seen:
+            seen.add(key)
+            best.append((window_id, media_id, score))
+    return best[:k]
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def update(catalog: Catalog, modality: str, min_vectors: int = ANN_MIN_VECTORS) -> str:
+    """Bring the modality's index up to date with the catalog: 'current', 'updated' (the delta
+    added), 'built' (from scratch), or 'small' (fewer than `min_vectors`: exact search serves it)."""
+    info = read_info(catalog, modality)
+    generation, high = catalog.generation(), catalog.max_window_id()
+    if info is not None and info.generation == generation:
+        return "current"
+    count = catalog.count_vectors(modality)
+    if count < max(min_vectors, 1):
+        return "small"
+    if info is not None:
+        gone = info.count - catalog.count_vectors(modality, upto=info.max_window_id)
+        if gone <= REBUILD_STALE * info.count and count <= REBUILD_GROWTH * info.trained_on:
+            if high == info.max_window_id:  # windows only removed: the file serves as it is
+                _write(catalog, modality, None, replace(info, generation=generation))
+                return "updated"
+            index = _faiss().read_index(str(folder(catalog) / info.file))
+            for ids, vectors in catalog.vector_chunks(modality, CHUNK_ROWS, after=info.max_window_id):
+                index.add_with_ids(vectors, ids)
+            _write(catalog, modality, index, IndexInfo(
+                f"{modality}-{generation}.faiss", generation, high, info.fingerprint, info.dim,
+                int(index.ntotal), info.trained_on, info.factory))
+            return "updated"
+    index, factory = _train(catalog, modality, count)
+    for ids, vectors in catalog.vector_chunks(modality, CHUNK_ROWS):
+        index.add_with_ids(vectors, ids)
+    settings = catalog.settings
+    _write(catalog, modality, index, IndexInfo(f"{modality}-{generation}.faiss", generation, high,
+                                               settings.fingerprint, settings.embed_dim, int(index.ntotal),
+                                               count, factory))
+    return "built"
+
+
+def _train(catalog: Catalog, modality: str, count: int) -> tuple[faiss.Index, str]:
+    """An empty IVF-SQ8 index, its lists and quantiser trained on a sample of the catalog's vectors."""
+    lists = max(1, round(LISTS_PER_SQRT * math.sqrt(count)))
+    every = max(1, count // (lists * TRAIN_PER_LIST))  # the sample: ids that are multiples of `every`
+    sample = np.concatenate([v for _, v in catalog.vector_chunks(modality, CHUNK_ROWS, every=every)])
+    lists = max(1, min(lists, len(sample) // TRAIN_PER_LIST))
+    factory = f"IVF{lists},SQ8"
+    index = _faiss().index_factory(sample.shape[1], factory, _faiss().METRIC_INNER_PRODUCT)
+    index.train(sample)
+    return index, factory
+
+
+def _write(catalog: Catalog, modality: str, index: faiss.Index | None, info: IndexInfo) -> None:
+    """Write the index file (None: it is on disk already), then the JSON that names it, each
+    under a temporary name first."""
+    dest = folder(catalog)
+    dest.mkdir(exist_ok=True)
+    if index is not None:
+        _replace(dest / info.file, lambda tmp: _faiss().write_index(index, str(tmp)))
+    _replace(dest / f"{modality}.json", lambda tmp: tmp.write_text(json.dumps(asdict(info), indent=1)))
+    for old in dest.glob(f"{modality}-*.faiss*"):  # earlier indexes, and what killed builds left
+        if old.name != info.file:
+            old.unlink(missing_ok=True)
+
+
+def _replace(path: Path, write) -> None:
+    """Make `path` by `write(tmp)`, fsync and rename: readers see the old file or the whole new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power cut
+    finally:
+        os.close(fd)
