@@ -116,16 +116,13 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
             else:
                 with Catalog(db_path) as catalog:
                     report = Indexer(catalog, model.to(ranks.device), **options).run(library, rebuild, prune)
+            if ranks.main and ann is not False:  # the catalog is complete only on rank 0, after the merge
+                with Catalog(db_path) as catalog:
+                    _update_ann(catalog, 1 if ann else ANN_MIN_VECTORS)
     finally:
         cleanup()
     if not ranks.main:
         return
-    with _sqlite_errors(db_path), Catalog(db_path) as catalog:
-        indexer = Indexer(catalog, model, window=window, stride=stride, batch_size=batch_size,
-                          checkpoint=checkpoint_path, progress=not quiet)
-        report = indexer.run(library, rebuild=rebuild, prune=prune)
-        if ann is not False:
-            _update_ann(catalog, 1 if ann else ANN_MIN_VECTORS)
     for path, reason in report.skipped:
         click.echo(f"skipped: {display_path(path)}: {reason}", err=True)
     for _, error in report.failed:
