@@ -8,10 +8,10 @@
         Indexer(catalog, model, checkpoint=path).run(["~/Videos"])
         hits = SearchService(catalog, model).search_text("a dog barks", top=5)
 
-Modules: store (the SQLite schema and the Catalog class), paths (how paths are compared and
-shown), scan (finding media files), windows
-(cutting files into windows and decoding them as a stream), decode (that decoding in loader
-worker processes), indexer, distributed (indexing on the ranks of a torchrun job), search (exact
+Modules: store (the SQLite schema and the Catalog class), records (its errors and records),
+paths (how paths are compared and shown), scan (finding media files), windows (cutting files
+into windows and decoding them as a stream), decode (that decoding in loader worker processes),
+indexer, distributed (indexing on the ranks of a torchrun job), search (exact
 top-k backends), ann (the approximate index beside the catalog, for large libraries), service
 (SearchService and Hit), model (which checkpoint), cli (`vlsa index`, `vlsa search`).
 """
