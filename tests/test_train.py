@@ -466,6 +466,14 @@ def _draw_per_sample(monkeypatch, offset: int) -> None:
     monkeypatch.setattr(torch, "rand", rand)
 
 
+def _leave(dist) -> None:
+    """Both ranks meet before either tears the group down: a rank that exits while its peer is
+    still writing its result closes gloo's connection under it (the peer aborts: "terminate
+    called without an active exception")."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _rank_grads(rank, world, rendezvous, out):
     import torch.distributed as dist
 
@@ -483,7 +491,7 @@ def _rank_grads(rank, world, rendezvous, out):
         ddp.train()(batch, gather=gather_with_grad)["loss"].backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.named_parameters() if p.grad is not None}, out)
-    dist.destroy_process_group()
+    _leave(dist)
 
 
 def test_distributed_gives_joined_batch_gradients_for_every_term(tmp_path, monkeypatch):
@@ -526,7 +534,7 @@ def _rank_gather_grad(rank, world, rendezvous, out):
     (joined.transpose(0, 2) * weights).sum().backward()  # reaches the gather as a strided gradient
     if rank == 0:
         torch.save(x.grad, out)
-    dist.destroy_process_group()
+    _leave(dist)
 
 
 def test_gather_hands_back_gradients_that_arrive_strided(tmp_path):
