@@ -59,12 +59,13 @@ class FileGuard:
     def allows(self, path: str | os.PathLike) -> bool:
         """Whether the app may read and serve `path`. Reads the catalog: call it on the thread
         that opened the catalog (see catalog/store.py, Catalog)."""
+        own = self.own(path)
+        if own is not None:
+            return own
         try:
             given, target = os.path.abspath(os.fspath(path)), real_path(path)
             if is_hidden(given) or is_hidden(target):
                 return False
-            if is_under(target, self.workdir):
-                return self._own_allows(target)
             found = os.stat(target)
         except (ValueError, OSError):  # a NUL byte in the name, a name too long, no such file
             return False
@@ -84,10 +85,8 @@ class FileGuard:
             return False
         if not is_under(target, self.workdir):
             return None
-        return not (is_hidden(given) or is_hidden(target)) and self._own_allows(target)
-
-    def _own_allows(self, target: str) -> bool:
-        return not any(part.startswith(".") for part in os.path.relpath(target, self.workdir).split(os.sep))
+        inside = os.path.relpath(target, self.workdir).split(os.sep)
+        return not is_hidden(given) and not any(part.startswith(".") for part in inside)
 
     def check(self, path: str | os.PathLike) -> str:
         """`path` if allowed, else FileRefused. The path is returned as given (not resolved), so
