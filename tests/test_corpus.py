@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import wave
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,17 @@ def test_held_out_voices_say_the_36_digits_and_letters():
     assert not set(speech.HELD_OUT_VARIANTS) & set(speech.TRAIN_VARIANTS)
     per_voice = {u.variant: {u.caption for u in held if u.variant == u.variant} for u in held}
     assert all(len({u.caption for u in held if u.variant == v}) == 36 for v in per_voice)
+
+
+def test_drills_say_the_36_digits_and_letters_in_every_training_voice_and_no_held_out_one():
+    """Catches: a drill in a held-out voice (the speech benchmark would be trained on), a training
+    voice left out of the drills, or drill captions that are not the 36-way eval's captions."""
+    drills = speech.drill_utterances(np.random.default_rng(0))
+    held = {u.caption for u in speech.held_out_utterances()}
+    assert {u.caption for u in drills} == held
+    pairs = Counter((u.caption, u.variant) for u in drills)
+    assert set(pairs) == {(c, v) for c in held for v in speech.TRAIN_VARIANTS}
+    assert set(pairs.values()) == {speech.DRILL_RENDITIONS}
 
 
 def _tone_wav(path: Path, freq: float, seconds: float = 0.6) -> None:

@@ -263,8 +263,8 @@ def _plan_instruments(plan: Plan, cache: Path, offline: bool, rng, seed: int, so
 
 
 def _plan_speech(plan: Plan, cache: Path, offline: bool, rng, seed: int, on_package) -> None:
-    try:
-        names = missing_dependencies("espeak-ng") if not offline else ["espeak-ng", "espeak-ng-data"]
+    try:  # apt-cache reads the local package lists: offline too, espeak-ng needs its libraries
+        names = missing_dependencies("espeak-ng")
     except FetchError as e:
         plan.skipped.skip("package unavailable: espeak-ng")
         print(f"skipping {e}", flush=True)
@@ -282,6 +282,7 @@ def _plan_speech(plan: Plan, cache: Path, offline: bool, rng, seed: int, on_pack
     lic = plan.licences["espeak-ng"]
     utterances = [(u, False) for u in speech.training_utterances(rng, voice.gender)]
     utterances += [(u, True) for u in speech.held_out_utterances()]
+    utterances += [(u, False) for u in speech.drill_utterances(np.random.default_rng([seed, 36]))]
     for k, (u, held) in enumerate(utterances):
         rel = f"speech/espeak-ng/{k:05d}_{_slug(u.variant)}_{_slug(u.text)}.m4a"
         row = _row("speech", "espeak-ng", lic, u.caption, held_out_voice=held,

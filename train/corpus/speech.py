@@ -44,6 +44,7 @@ TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f5", "k
                   "Annie", "linda", "robert", "grandma", "edward", "belinda", "john")
 HELD_OUT_VARIANTS = ("f4", "m7", "steph")
 TRAIN_VOICES_PER_ITEM = 6
+DRILL_RENDITIONS = 2  # the 36 digits and letters again, in every training voice, this many times each
 
 
 def number_words(n: int) -> str:
@@ -112,6 +113,16 @@ def training_utterances(rng: np.random.Generator, gender) -> list[Utterance]:
             out.append(Utterance(text, said, variant, ACCENTS[int(rng.integers(len(ACCENTS)))],
                                  int(rng.integers(120, 230)), int(rng.integers(25, 75)), kind))
     return out
+
+
+def drill_utterances(rng: np.random.Generator) -> list[Utterance]:
+    """The 36 digits and letters in every training voice, DRILL_RENDITIONS times each at a random
+    accent, speed and pitch: six voices an item taught the words but not to hear them in a new
+    voice (docs/REAL_MEDIA.md). A generator of their own, so the other rows stay as they were."""
+    items = [(c, "letter") for c in LETTERS] + [(d, "number") for d in DIGITS]
+    return [Utterance(text, digit_or_letter_caption(text), variant, ACCENTS[int(rng.integers(len(ACCENTS)))],
+                      int(rng.integers(120, 230)), int(rng.integers(25, 75)), kind)
+            for text, kind in items for variant in TRAIN_VARIANTS for _ in range(DRILL_RENDITIONS)]
 
 
 def held_out_utterances() -> list[Utterance]:
