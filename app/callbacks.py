@@ -197,7 +197,8 @@ def hit_thumbnails(ctx: Context, hits: list[Hit]) -> list[str]:
             log.warning("no thumbnail for %s: %s", hit.display_path, e)
             wanted.append(None)
             continue
-        wanted.append(Thumbnail((path, hit.start, hit.end), partial(
+        # The file's indexed version is in the key: a file replaced and indexed again is drawn anew.
+        wanted.append(Thumbnail((path, media.size, media.mtime_ns, hit.start, hit.end), partial(
             render.thumbnail, ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.duration),
             hit.display_path))
     return ctx.thumbnails.get(wanted)

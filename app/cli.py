@@ -128,9 +128,12 @@ def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", 
     files = ctx.run(lambda c: c.service.catalog.stats()["media_ok"])
     click.echo(f"{db_path}: serving its {files} media files (nothing else in their folders) on "
                f"{page_url(host, port)} to {audience(host, login)}", err=True)
-    demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
-                max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
-                **launch_options(ctx.may_serve, host, workdir, login))
+    try:
+        demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
+                    max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
+                    **launch_options(ctx.may_serve, host, workdir, login))
+    finally:
+        ctx.close()
 
 
 def open_app(db_path: str, checkpoint: str | None = None, workdir: str | None = None,

@@ -69,6 +69,14 @@ class Context:
             return fn(self, *args)
         return self.thread.run(fn, self, *args)
 
+    def close(self) -> None:
+        """Stop the picture threads and the model thread, closing the catalog on the thread it
+        was opened on."""
+        self.thumbnails.close()
+        self.run(lambda ctx: ctx.service.catalog.close())
+        if self.thread is not None:
+            self.thread.close()
+
     def check_path(self, path: str) -> str:
         """`path` if the app may read it (see FileGuard.check)."""
         return self.files.check(path)

@@ -37,7 +37,7 @@ THREADS = 2  # pictures made at once
 class Thumbnail:
     """One picture to show: `make()` draws it (uint8 H x W x 3) when it is not kept yet."""
 
-    key: Hashable  # the moment: (path, start, end)
+    key: Hashable  # the moment: (path, size, mtime_ns, start, end)
     make: Callable[[], np.ndarray]
     name: str  # for the log, when it cannot be made
 

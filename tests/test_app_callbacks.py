@@ -173,6 +173,35 @@ def test_callbacks_survive_a_file_gone_since_indexing(ctx, app_library):
         callbacks.select_result(ctx, gone, query, 0)
 
 
+def test_callbacks_draw_a_file_replaced_and_indexed_again_anew(app_library, tmp_path):
+    """A file replaced by other content and indexed again while the app runs shows its new picture,
+    not the one kept for its old content. Catches a thumbnail kept by path and time alone."""
+    from catalog.indexer import Indexer
+    from vlsa.api import VLSA
+
+    library, db = tmp_path / "library", tmp_path / "replaced.db"
+    library.mkdir()
+    clip = library / "clip.mp4"
+    model = VLSA.from_pretrained(app_library.checkpoint)
+
+    def index_as(source: Path) -> None:
+        shutil.copy(source, clip)
+        with Catalog(db) as catalog:
+            Indexer(catalog, model, checkpoint=str(app_library.checkpoint)).run([str(library)])
+
+    def shown() -> np.ndarray:
+        (picture, _), = callbacks.search_text(context, app_library.captions[0])[0]
+        with Image.open(picture) as image:
+            return np.asarray(image, dtype=np.float32)
+
+    index_as(app_library.clips[0])
+    context = make_context(SearchService(Catalog(db, create=False), model=model), workdir=tmp_path / "work")
+    before = shown()
+    index_as(app_library.clips[1])
+    after = shown()
+    assert np.abs(after - before).mean() > 5
+
+
 def test_callbacks_library_panel_shows_counts_checkpoint_and_failures(app_library, tmp_path):
     db = tmp_path / "copy.db"
     shutil.copy(app_library.db, db)

@@ -1,6 +1,8 @@
 """`vlsa app` and `vlsa demo` start-up: the page is served only once a search costs what any later
 one does."""
 
+import threading
+
 import pytest
 import torch
 
@@ -29,7 +31,8 @@ def test_open_app_warms_the_search_paths_before_the_page_is_served(app_library, 
     """open_app (what serve() runs before it answers a request) leaves nothing for the first text
     or sound search to build or load: no tokenizer, no audio front end, no vectors read from the
     catalog. Catches the warm-up dropped from open_app (the first search then reads the vectors
-    and builds the tokenizer, as it did when the first search after a start took seconds)."""
+    and builds the tokenizer, as it did when the first search after a start took seconds), and a
+    context that leaves its picture or model threads running once closed."""
     ctx, _ = open_app(str(app_library.db), workdir=str(tmp_path))
     try:
         built: list[str] = []
@@ -48,4 +51,6 @@ def test_open_app_warms_the_search_paths_before_the_page_is_served(app_library, 
         assert not built, built
         assert "results**" in text_status and "results**" in sound_status
     finally:
-        ctx.thread.close()
+        ctx.close()
+    # What serve() does when the server stops: no picture or model thread is left running.
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("vlsa-model", "vlsa-thumbnail"))]

@@ -244,7 +244,8 @@ def webvid(root: Path, c: dict):
 
 
 def webdataset(root: Path, c: dict):
-    """A video2dataset shard: KEY.mp4, KEY.txt, KEY.json per sample; one sample has no media."""
+    """A video2dataset shard: KEY.mp4, KEY.txt, KEY.json per sample; one sample has no media, one
+    is named as other tools may name it (in a dotted folder, an upper-case extension)."""
     root.mkdir(parents=True, exist_ok=True)
     with tarfile.open(root / "00000.tar", "w") as tar:
         for i, split in enumerate(["train", "train", "train", "test", "test", None]):
@@ -258,9 +259,14 @@ def webdataset(root: Path, c: dict):
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
+        # A key in a folder with a dot in its name, and an upper-case extension: still one sample.
+        for name, data in (("clips.v1/00000006.MP4", c["short"].read_bytes()), ("clips.v1/00000006.txt", b"sample 6")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
     def check(rows, summary):
-        assert "5 samples (test 2, train 3), 5 with captions; skipped no media member 1" in summary
+        assert "6 samples (test 2, train 4), 6 with captions; skipped no media member 1" in summary
     return [str(root)], "test", check
 
 
@@ -274,7 +280,7 @@ def test_import_trains_and_evaluates(layout, clips, tmp_path):
     (clotho); a whole video's start from the metadata dropped (audioset, howto100m, youcook2); a
     VGGSound file cut at another start taken for the row's (vggsound); bad metadata rows no
     longer counted (audioset, lsmdc); LSMDC's tab file read with CSV quoting (lsmdc); the split in
-    a webdataset sample's json ignored (webdataset)."""
+    a webdataset sample's json ignored, or its extension's case (webdataset)."""
     from train.cli import data
     from train.state import TrainConfig
     from train.trainer import train

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import webdataset
 from PIL import Image
+from webdataset.tariterators import base_plus_ext
 
 from train.data import Row, draw_caption, failure_reason, load_row, parse_manifest, sample_generator
 from vlsa.audio import build_frontend
@@ -112,7 +113,7 @@ def _member_offsets(shard: Path) -> dict[str, dict[str, tuple[int, int]]]:
     with tarfile.open(shard) as tar:
         by_key: dict[str, dict[str, tuple[int, int]]] = {}
         for m in tar.getmembers():
-            key, suffix = m.name.split(".", 1)
+            key, suffix = base_plus_ext(m.name)
             by_key.setdefault(key, {})[suffix] = (m.offset_data, m.size)
     return by_key
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from webdataset.tariterators import base_plus_ext
 
 from train.data import Row, failure_reason, load_row, sample_generator
 from train.shards import INDEX
@@ -44,13 +45,6 @@ def is_tar_folder(path: str | Path) -> bool:
     return path.is_dir() and not (path / INDEX).exists() and any(path.rglob("*.tar"))
 
 
-def _key_and_extension(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is the path up to the first dot of the file name."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), (dot + ext).lower()
-
-
 def _caption(members: dict[str, bytes]) -> str | None:
     text = members.get(".txt", b"").decode("utf-8", errors="replace").strip()
     return text or (members.get("meta", {}).get("caption") or None)
@@ -65,7 +59,10 @@ def scan_shard(shard: Path, skipped: Counter) -> list[TarSample]:
             for m in tar:
                 if not m.isfile():
                     continue
-                key, ext = _key_and_extension(m.name)
+                key, ext = base_plus_ext(m.name)  # webdataset's own rule: the key ends at the name's first dot
+                if key is None:
+                    continue
+                ext = "." + ext.lower()
                 group = groups.setdefault(key, {})
                 if ext in (".txt", ".json"):
                     group[ext] = tar.extractfile(m).read()
