@@ -77,6 +77,10 @@ WINDOW_MODALITIES = ("video", "audio")
 BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
 VECTOR_DTYPE = np.dtype("<f4")  # stored vectors: float32, little-endian whatever the machine
+# A new catalog's page size. A vector row at 512 dims (2,060 B) fits once in SQLite's default
+# 4 KB page, so at 4 KB a catalog is twice its vectors; 16 KB pages hold 7. SQLite fixes the size
+# when the first table is made: an existing catalog keeps its own (a VACUUM would rewrite it).
+PAGE_SIZE = 16384
 
 # Meta keys that describe how the vectors were made: a catalog holds vectors of one kind only.
 SETTING_KEYS = ("fingerprint", "checkpoint", "preset", "embed_dim", "window", "stride")
@@ -155,6 +159,8 @@ class Catalog:
             if read_only:
                 self._check_version()
                 return
+            if not self.db.table_names():  # a new file: before WAL and the first table fix the size
+                self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             if self.db.journal_mode != "wal":
                 self.db.enable_wal()
             # NORMAL is durable across a killed process in WAL mode (only a power cut can lose the
