@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catalog.search import MatrixIndex, keep_mask
+from catalog.search import MatrixIndex, keep_mask, row_scores
 from catalog.store import Catalog
 
 if TYPE_CHECKING:
@@ -187,9 +187,8 @@ class AnnIndex:
             return []
         window_ids, media_ids, vectors = self.catalog.load_vectors(self.modality, window_ids=ids)
         keep = keep_mask(window_ids, media_ids, allowed_media, exclude)
-        # One row at a time, as MatrixIndex._finish scores, so both paths give identical scores.
-        return [(int(w), int(m), float(np.dot(v, q)))
-                for w, m, v in zip(window_ids[keep], media_ids[keep], vectors[keep], strict=True)]
+        scores = row_scores(vectors[keep], q)  # as the exact scan scores its winners: identical scores
+        return list(zip(window_ids[keep].tolist(), media_ids[keep].tolist(), scores.tolist(), strict=True))
 
 
 def _best(found: list[tuple[int, int, float]], k: int, per_file: bool) -> list[tuple[int, int, float]]:
