@@ -47,7 +47,11 @@ log = logging.getLogger(__name__)
 # Below this many vectors of a modality the exact scan stays the default: it answers in about
 # 13 ms there on an idle 2-core machine, with recall 1 and no index to build or keep in step.
 ANN_MIN_VECTORS = 200_000
-NPROBE = 32  # lists scanned a query: recall@10 0.955 at 100k clustered windows, 0.92 with 16 (docs/CATALOG.md)
+# Lists scanned a query. Recall@10 on bench/search.py's clustered windows at 16: 0.9995 at 1M,
+# 0.970 at 200k (8: 0.9975, 0.961; 32: 0.9995, 0.981); 16 scans half what 32 did, for 4.8 ms p50
+# at 1M against 10.8 (docs/CATALOG.md). Below ANN_MIN_VECTORS, where the index serves only when
+# asked, 16 fell to 0.92 at 100k (33 windows a cluster: the ten nearest span more lists).
+NPROBE = 16
 LISTS_PER_SQRT = 1  # lists = sqrt(N), of sqrt(N) vectors each: k-means and assignment cost grow with the count
 TRAIN_PER_LIST = 100  # k-means sample a list: 40 (FAISS warns below 39) cost 0.07 of recall at 100k
 OVERFETCH = 4  # candidates asked for per result wanted: room for filtered, deleted and per-file losers

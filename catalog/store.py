@@ -125,7 +125,6 @@ def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     def connect(target: str, uri: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         return conn
 
     if not read_only:
@@ -161,6 +160,7 @@ class Catalog:
             raise CatalogError(f"{self.path}: no catalog there (build one with `vlsa index`)")
         try:
             self.db = Database(_connect(self.path, read_only))
+            self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # reads the schema: after the read-only fallback
             if read_only:
                 self._check_version()
                 return
