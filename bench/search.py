@@ -18,6 +18,13 @@ of CENTRES gaussian clusters (see clustered), written to a catalog in chunks whi
 `catalog.ann.update` (timed), and a fresh process searches through it (SearchService with
 `exact_below=0`): p50 / p95 latency, recall@10 against the ground truth, and that process's peak
 resident memory (ru_maxrss). Up to EXACT_UP_TO windows the exact path is timed too, in its own process.
+
+A run of hours must not lose what it measured: the results so far are rewritten to --out (with
+--dir: DIR/results.json) after each stage, the search process writes its own after each step
+(a process killed for memory leaves them, and the error, in the report), and progress goes to
+stderr with each process's resident memory and the machine's available memory. With --dir the
+catalog, its index and the ground truth stay in DIR, and a rerun reuses a catalog whose fill
+finished and an index that is current with it (the search stage alone, in minutes).
 """
 
 from __future__ import annotations
