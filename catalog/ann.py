@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catalog.search import MatrixIndex, keep_mask
+from catalog.search import MatrixIndex, keep_mask, row_scores
 from catalog.store import Catalog
 
 if TYPE_CHECKING:
@@ -47,12 +47,17 @@ log = logging.getLogger(__name__)
 # Below this many vectors of a modality the exact scan stays the default: it answers in about
 # 13 ms there on an idle 2-core machine, with recall 1 and no index to build or keep in step.
 ANN_MIN_VECTORS = 200_000
-NPROBE = 32  # lists scanned a query: recall@10 0.955 at 100k clustered windows, 0.92 with 16 (docs/CATALOG.md)
+# Lists scanned a query. Recall@10 on bench/search.py's clustered windows at 16: 0.9995 at 1M,
+# 0.970 at 200k (8: 0.9975, 0.961; 32: 0.9995, 0.981); 16 scans half what 32 did, for 4.8 ms p50
+# at 1M against 10.8 (docs/CATALOG.md). Below ANN_MIN_VECTORS, where the index serves only when
+# asked, 16 fell to 0.92 at 100k (33 windows a cluster: the ten nearest span more lists).
+NPROBE = 16
 LISTS_PER_SQRT = 1  # lists = sqrt(N), of sqrt(N) vectors each: k-means and assignment cost grow with the count
 TRAIN_PER_LIST = 100  # k-means sample a list: 40 (FAISS warns below 39) cost 0.07 of recall at 100k
 OVERFETCH = 4  # candidates asked for per result wanted: room for filtered, deleted and per-file losers
 MAX_FETCH = 4096  # past this many candidates a filtered query is answered by the exact scan of its subset
 CHUNK_ROWS = 50_000  # vectors read from the catalog at a time while building (100 MB at 512 dims)
+SELECTORS_KEPT = 4  # filters whose window bitmap is kept between queries (1.25 MB each at 10M windows)
 REBUILD_STALE = 0.2  # rebuild rather than add when this share of the indexed windows is gone
 REBUILD_GROWTH = 2.0  # ... or the catalog has grown this many times past what the lists were trained on
 
@@ -109,6 +114,7 @@ class AnnIndex:
         self.catalog, self.modality, self.info, self.index = catalog, modality, info, index
         self.index.nprobe = NPROBE
         self._files: tuple[np.ndarray, np.ndarray] | None = None
+        self._selectors: dict[bytes, tuple[object, np.ndarray, int]] = {}  # allowed media -> _selector()
         self.refresh()
 
     @classmethod
@@ -168,6 +174,20 @@ class AnnIndex:
         dropped from the candidates instead.)"""
         if allowed_media is None:
             return None, self.info.count
+        # The bitmap depends only on the allowed files: which file an indexed window belongs to
+        # never changes (ids are not reused). Made once per filter, it costs 0.1 s a query at 1M.
+        key = np.asarray(allowed_media, np.int64).tobytes()
+        if key not in self._selectors:
+            if len(self._selectors) >= SELECTORS_KEPT:
+                del self._selectors[next(iter(self._selectors))]  # the oldest
+            self._selectors[key] = self._selector(allowed_media)
+        selector, _, passed = self._selectors[key]
+        params = _faiss().SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
+        params.keep = self._selectors[key]  # FAISS holds bare pointers: the bitmap must outlive params
+        return params, passed
+
+    def _selector(self, allowed_media) -> tuple[object, np.ndarray, int]:
+        """(FAISS IDSelectorBitmap, the bitmap it points into, how many windows pass)."""
         if self._files is None:  # window -> file of every indexed window, read once
             self._files = self.catalog.window_files(self.info.max_window_id)
         window_ids, media_ids = self._files
@@ -176,10 +196,7 @@ class AnnIndex:
         bits[passed] = True
         packed = np.packbits(bits, bitorder="little")
         faiss = _faiss()
-        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
-        params.keep = (selector, packed)  # FAISS holds bare pointers: these must live as long as params
-        return params, len(passed)
+        return faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed)), packed, len(passed)
 
     def _rescore(self, q: np.ndarray, ids: np.ndarray, allowed_media, exclude) -> list[tuple[int, int, float]]:
         """The candidates that still exist in the catalog and pass the filters, with exact scores."""
@@ -187,9 +204,8 @@ class AnnIndex:
             return []
         window_ids, media_ids, vectors = self.catalog.load_vectors(self.modality, window_ids=ids)
         keep = keep_mask(window_ids, media_ids, allowed_media, exclude)
-        # One row at a time, as MatrixIndex._finish scores, so both paths give identical scores.
-        return [(int(w), int(m), float(np.dot(v, q)))
-                for w, m, v in zip(window_ids[keep], media_ids[keep], vectors[keep], strict=True)]
+        scores = row_scores(vectors[keep], q)  # as the exact scan scores its winners: identical scores
+        return list(zip(window_ids[keep].tolist(), media_ids[keep].tolist(), scores.tolist(), strict=True))
 
 
 def _best(found: list[tuple[int, int, float]], k: int, per_file: bool) -> list[tuple[int, int, float]]:

@@ -76,7 +76,15 @@ SCHEMA_VERSION = 1
 WINDOW_MODALITIES = ("video", "audio")
 BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
+# SQLite's page cache a connection, in KiB. Its default (2 MB) is 125 of the 16 KB pages: one
+# approximate query's 40 candidate vectors and the index pages that lead to them evicted each
+# other, and their lookup took 0.85 ms p50 instead of 0.65 (300k windows, 512 dims).
+CACHE_KIB = 65536
 VECTOR_DTYPE = np.dtype("<f4")  # stored vectors: float32, little-endian whatever the machine
+# A new catalog's page size. A vector row at 512 dims (2,060 B) fits once in SQLite's default
+# 4 KB page, so at 4 KB a catalog is twice its vectors; 16 KB pages hold 7. SQLite fixes the size
+# when the first table is made: an existing catalog keeps its own (a VACUUM would rewrite it).
+PAGE_SIZE = 16384
 
 # Meta keys that describe how the vectors were made: a catalog holds vectors of one kind only.
 SETTING_KEYS = ("fingerprint", "checkpoint", "preset", "embed_dim", "window", "stride")
@@ -152,9 +160,12 @@ class Catalog:
             raise CatalogError(f"{self.path}: no catalog there (build one with `vlsa index`)")
         try:
             self.db = Database(_connect(self.path, read_only))
+            self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # reads the schema: after the read-only fallback
             if read_only:
                 self._check_version()
                 return
+            if not self.db.table_names():  # a new file: before WAL and the first table fix the size
+                self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             if self.db.journal_mode != "wal":
                 self.db.enable_wal()
             # NORMAL is durable across a killed process in WAL mode (only a power cut can lose the
@@ -394,9 +405,9 @@ class Catalog:
             if values is not None:
                 sql, params = sql + f" AND {column} IN (SELECT value FROM json_each(?))", [*params, _json_ints(values)]
         rows = self.db.execute(sql + " ORDER BY w.media_id, w.start", params).fetchall()
-        settings = self.settings
-        dim = settings.embed_dim if settings else 0
         if not rows:
+            settings = self.settings
+            dim = settings.embed_dim if settings else 0
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
         window_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         media_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))

@@ -10,6 +10,7 @@ import pytest
 import torch
 from mediagen import make_audio, make_truncated, make_video
 
+from catalog import store
 from catalog.indexer import Indexer
 from catalog.model import load_model, model_for_catalog
 from catalog.paths import is_under
@@ -82,6 +83,24 @@ def test_store_creates_schema_in_wal_mode(tmp_path):
         assert set(catalog.db.table_names()) == {"meta", "media", "windows", "embeddings"}
     with Catalog(tmp_path / "c.db") as catalog:  # reopening migrates nothing
         assert catalog.schema_version() == 1 and catalog.settings is None
+
+
+def test_store_new_catalogs_have_16k_pages_and_old_ones_keep_theirs(tmp_path, monkeypatch):
+    """A new catalog is made with PAGE_SIZE pages (a 512-dim vector row, 2 KB, fits 7 to a page
+    instead of one to a 4 KB page); a file made with 4 KB pages keeps them and is still written.
+
+    Catches: the page size set after the first table (SQLite ignores it then) or not at all, and
+    an attempt to change an existing file's page size that breaks it."""
+    with Catalog(tmp_path / "new.db") as catalog:
+        assert catalog.db.execute("PRAGMA page_size").fetchone()[0] == store.PAGE_SIZE == 16384
+    with monkeypatch.context() as m:  # a catalog as an older vlsa made it, with SQLite's default
+        m.setattr(store, "PAGE_SIZE", 4096)
+        Catalog(tmp_path / "old.db").close()
+    with Catalog(tmp_path / "old.db") as catalog:
+        catalog.bind(settings())
+        catalog.write_files([record("/a.wav", 3)])
+        assert catalog.db.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert catalog.stats()["audio_vectors"] == 3
 
 
 def test_store_refuses_what_is_not_a_catalog(tmp_path):

@@ -106,6 +106,34 @@ def test_ann_service_follows_a_catalog_changed_while_it_runs(catalog):
     assert_same_hits(catalog, [added[3]], top=10)
 
 
+def test_cached_filters_follow_the_catalog_and_the_filter(catalog, monkeypatch):
+    """Through the index and through the exact scan, one service kept open: a folder filter's
+    files (and the index's bitmap of their windows) are cached, yet a file written into the folder
+    by another connection is found with the same filter at the next query, and another folder
+    gets its own hits.
+
+    Catches: the files cached on the filter without the catalog's generation (the new file is
+    filtered out), and either cache keyed without the filter (the other folder gets the first's
+    files, or through the index the first's bitmap: no hits, where the exact fallback is off)."""
+    rng = np.random.default_rng(11)
+    services = {"approximate": approximate(catalog), "exact": SearchService(catalog, exact_below=None)}
+    queries = unit(rng, 3)
+    before = {name: service.search_vector(queries[0], kind="video", top=5, folder="/lib/a")
+              for name, service in services.items()}
+    assert before["approximate"] == before["exact"] and {h.path[:7] for h in before["exact"]} == {"/lib/a/"}
+    added = unit(rng, WINDOWS)
+    with Catalog(catalog.path) as writer:  # as `vlsa index` would, in another process
+        writer.write_files([record(101, added, folder="a")])
+    for name, service in services.items():
+        assert service.search_vector(added[0], kind="video", top=1, folder="/lib/a")[0].path == "/lib/a/f101.mp4", name
+    monkeypatch.setattr(ann, "ANN_MIN_VECTORS", 0)  # no exact fallback to hide a wrong bitmap
+    for folder in ("/lib/a", "/lib/b"):
+        hits = {name: [service.search_vector(q, kind="video", top=5, folder=folder) for q in queries]
+                for name, service in services.items()}
+        assert hits["approximate"] == hits["exact"]
+        assert {h.path[:7] for found in hits["exact"] for h in found} == {folder + "/"}
+
+
 def test_ann_killed_build_leaves_the_old_index_usable(catalog, monkeypatch):
     """A build that dies while writing the index file: the JSON still names the old, complete
     file, which the next search reads, and nothing half-written is left behind.
