@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # the app_library fixture trains a model
 def ctx(app_library, tmp_path_factory):
     context = make_context(SearchService.open(app_library.db), workdir=tmp_path_factory.mktemp("work"))
     yield context
-    context.service.catalog.close()
+    context.close()
 
 
 def test_callbacks_search_text_ranks_each_captions_clip_first(ctx, app_library):

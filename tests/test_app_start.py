@@ -33,6 +33,7 @@ def test_open_app_warms_the_search_paths_before_the_page_is_served(app_library, 
     catalog. Catches the warm-up dropped from open_app (the first search then reads the vectors
     and builds the tokenizer, as it did when the first search after a start took seconds), and a
     context that leaves its picture or model threads running once closed."""
+    running = set(threading.enumerate())  # other tests' apps may have left theirs
     ctx, _ = open_app(str(app_library.db), workdir=str(tmp_path))
     try:
         built: list[str] = []
@@ -53,4 +54,5 @@ def test_open_app_warms_the_search_paths_before_the_page_is_served(app_library, 
     finally:
         ctx.close()
     # What serve() does when the server stops: no picture or model thread is left running.
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(("vlsa-model", "vlsa-thumbnail"))]
+    left = set(threading.enumerate()) - running
+    assert not [t.name for t in left if t.name.startswith(("vlsa-model", "vlsa-thumbnail"))]
