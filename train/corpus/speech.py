@@ -22,6 +22,7 @@ TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eight
 TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
          "nineteen")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+DIGITS_AND_LETTERS = [(c, "letter") for c in LETTERS] + [(d, "number") for d in DIGITS]  # the 36-way speech eval
 WORDS = ("hello", "goodbye", "yes", "no", "please", "thank you", "stop", "go", "help", "water", "house",
          "music", "morning", "night", "left", "right", "up", "down", "open", "close", "red", "green", "blue",
          "yellow", "black", "white", "big", "small", "hot", "cold", "fast", "slow", "mother", "father",
@@ -117,19 +118,17 @@ def training_utterances(rng: np.random.Generator, gender) -> list[Utterance]:
 
 def drill_utterances(rng: np.random.Generator) -> list[Utterance]:
     """The 36 digits and letters in every training voice, DRILL_RENDITIONS times each at a random
-    accent, speed and pitch: six voices an item taught the words but not to hear them in a new
-    voice (docs/REAL_MEDIA.md). A generator of their own, so the other rows stay as they were."""
-    items = [(c, "letter") for c in LETTERS] + [(d, "number") for d in DIGITS]
+    accent, speed and pitch: heard in six voices each, they were not recognised in a new voice
+    (docs/REAL_MEDIA.md). A generator of their own, so the other rows stay as they were."""
     return [Utterance(text, digit_or_letter_caption(text), variant, ACCENTS[int(rng.integers(len(ACCENTS)))],
                       int(rng.integers(120, 230)), int(rng.integers(25, 75)), kind)
-            for text, kind in items for variant in TRAIN_VARIANTS for _ in range(DRILL_RENDITIONS)]
+            for text, kind in DIGITS_AND_LETTERS for variant in TRAIN_VARIANTS for _ in range(DRILL_RENDITIONS)]
 
 
 def held_out_utterances() -> list[Utterance]:
     """The 36 digits and letters in each held-out voice, at espeak-ng's default speed and pitch."""
-    items = [(c, "letter") for c in LETTERS] + [(d, "number") for d in DIGITS]
     return [Utterance(text, digit_or_letter_caption(text), variant, "en-us", 170, 50, kind)
-            for variant in HELD_OUT_VARIANTS for text, kind in items]
+            for variant in HELD_OUT_VARIANTS for text, kind in DIGITS_AND_LETTERS]
 
 
 # --- recorded voices -----------------------------------------------------------------------------
