@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catalog.search import MatrixIndex, keep_mask, row_scores
+from catalog.search import MatrixIndex, keep_mask, kept, row_scores
 from catalog.store import Catalog
 
 if TYPE_CHECKING:
@@ -177,13 +177,10 @@ class AnnIndex:
         # The bitmap depends only on the allowed files: which file an indexed window belongs to
         # never changes (ids are not reused). Made once per filter, it costs 0.1 s a query at 1M.
         key = np.asarray(allowed_media, np.int64).tobytes()
-        if key not in self._selectors:
-            if len(self._selectors) >= SELECTORS_KEPT:
-                del self._selectors[next(iter(self._selectors))]  # the oldest
-            self._selectors[key] = self._selector(allowed_media)
-        selector, _, passed = self._selectors[key]
+        made = kept(self._selectors, key, lambda: self._selector(allowed_media), SELECTORS_KEPT)
+        selector, _, passed = made
         params = _faiss().SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
-        params.keep = self._selectors[key]  # FAISS holds bare pointers: the bitmap must outlive params
+        params.keep = made  # FAISS holds bare pointers: the bitmap must outlive params
         return params, passed
 
     def _selector(self, allowed_media) -> tuple[object, np.ndarray, int]:

@@ -16,10 +16,14 @@ numpy for the rows sqlite-vec returns); ties are broken by the lower row.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from vlsa import sqlitevec
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,15 @@ class MatrixIndex:
         scores = row_scores(self.matrix[rows], query)
         best = np.lexsort((rows, -scores))[:k]
         return list(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+
+
+def kept(cache: dict, key, make: Callable[[], T], limit: int) -> T:
+    """cache[key], made with make() the first time; past `limit` entries the oldest is dropped."""
+    if key not in cache:
+        if len(cache) >= limit:
+            del cache[next(iter(cache))]
+        cache[key] = make()
+    return cache[key]
 
 
 def row_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:

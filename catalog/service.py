@@ -31,7 +31,7 @@ from catalog.ann import stamp as ann_stamp
 from catalog.indexer import BATCH_SIZE
 from catalog.model import model_for_catalog
 from catalog.paths import display_path
-from catalog.search import MatrixIndex, build_index
+from catalog.search import MatrixIndex, build_index, kept
 from catalog.store import WINDOW_MODALITIES, Catalog, CatalogError, NotFound
 from catalog.windows import file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
@@ -184,13 +184,8 @@ class SearchService:
         generation = self.catalog.generation()
         if self._filters[0] != generation:
             self._filters = (generation, {})
-        cached = self._filters[1]
         key = (None if folder is None else os.fspath(folder), min_duration, max_duration)
-        if key not in cached:
-            if len(cached) >= FILTERS_KEPT:
-                del cached[next(iter(cached))]  # the oldest
-            cached[key] = self.catalog.media_filter(*key)
-        return cached[key]
+        return kept(self._filters[1], key, lambda: self.catalog.media_filter(*key), FILTERS_KEPT)
 
     def index(self, modality: str) -> MatrixIndex:
         """The in-memory vectors of one modality, reloaded when the catalog changed."""
