@@ -403,3 +403,42 @@ def test_eval_group_keeps_only_that_groups_rows(synth_manifest, tmp_path):
         eval_dataset(manifest, config, "test", group="none")
     with pytest.raises(ValueError, match="shard folder"):
         eval_dataset(tmp_path, config, "test", group="even")
+
+
+def test_train_keeps_a_map_teachers_heatmaps_without_storing_the_teacher(synth_manifest, saved_run, tmp_path,
+                                                                       monkeypatch, capsys):
+    """`--map-teacher` adds the map term to every logged step and to the loss, and the
+    checkpoint holds the model's tensors only (the teacher is never part of it); a teacher whose
+    video input differs is refused in one line before any step. Catches the term computed but
+    not logged or added, the teacher stored as a submodule, and a mismatched teacher reading
+    frames of the wrong size."""
+    from safetensors import safe_open
+
+    from vlsa.api import VLSA
+    from vlsa.cli import main
+
+    teacher = saved_run / "checkpoint"
+    run = tmp_path / "kept"
+    result = subprocess.run(train_cmd(synth_manifest, run, "--steps", "2", "--map-teacher", str(teacher),
+                                      "--map-teacher-weight", "3"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(logged) == 2 and all(0 < row["map_distill"] <= 2 for row in logged)
+    for row in logged:  # the weighted term is part of the loss
+        others = row["local"] + 5.0 * row["global"]
+        assert row["loss"] == pytest.approx(others + 3 * row["map_distill"], rel=1e-4)
+    with safe_open(run / "checkpoint" / "model.safetensors", "pt") as mine, \
+            safe_open(teacher / "model.safetensors", "pt") as theirs:
+        assert set(mine.keys()) == set(theirs.keys())
+
+    other = tmp_path / "other"
+    model = VLSA.from_pretrained(teacher)
+    model.config.video.size = 32
+    VLSA(model.config).save_pretrained(other)
+    monkeypatch.setattr(sys, "argv", train_cmd(synth_manifest, tmp_path / "refused", "--steps", "1",
+                                               "--map-teacher", str(other)))
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and len(err) == 1 and "its video input differs" in err[0], err
+    assert not (tmp_path / "refused" / "checkpoint").exists()

@@ -138,6 +138,7 @@ def _train_options(command):
         "preset": dict(type=click.Choice(list(PRESETS))),
         "overrides": None,  # --set, --config's [model] and the loss switches
         "init": dict(type=click.Path(exists=True, file_okay=False)),
+        "map_teacher": dict(type=click.Path(exists=True, file_okay=False)),
         "init_clip": dict(type=click.Path(exists=True, dir_okay=False)),
         "compile": dict(type=click.Choice(COMPILE_MODES), is_flag=False, flag_value="blocks"),
     })(command)

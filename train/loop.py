@@ -24,6 +24,7 @@ from tqdm import tqdm
 from train.data import ResumableSampler, make_loader
 from train.distributed import gather_with_grad
 from train.evaluate import evaluate, format_table
+from train.map_teacher import MapTeacher, map_distillation
 from train.state import StopFlag, TrainConfig, TrainState, save_run
 from vlsa import VLSA
 from vlsa.batch import to_device
@@ -54,6 +55,7 @@ class Run:
     tc: TrainConfig
     dist: DistInfo
     writer: SummaryWriter | None  # TensorBoard, on the main process only
+    map_teacher: MapTeacher | None = None  # tc.map_teacher, loaded
 
     def save(self) -> Path:
         return save_run(self.model, self.opt, self.sched, self.state, self.tc, self.dist)
@@ -156,7 +158,10 @@ def _forward_backward(run: Run, batch: dict, micro: int) -> dict[str, torch.Tens
     # DDP: reduce gradients only on the last micro-batch of an accumulation
     sync = contextlib.nullcontext() if micro == tc.accum - 1 or dist.world == 1 else run.wrapped.no_sync()
     with sync, torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cuda):
-        out = run.wrapped(batch, gather=gather_with_grad if dist.world > 1 else None)
+        out, z = run.wrapped(batch, gather=gather_with_grad if dist.world > 1 else None, return_embeddings=True)
+        if run.map_teacher is not None:
+            out["map_distill"] = map_distillation(run.model, batch, z, *run.map_teacher.targets(batch))
+            out["loss"] = out["loss"] + tc.map_teacher_weight * out["map_distill"]
         (out["loss"] / tc.accum).backward()
     return out
 

@@ -40,6 +40,10 @@ class TrainConfig:
     # vlsa/clip_init.py says what maps where; the rest starts fresh
     init_clip: str | None = described(None, "Start the shared encoder, patch embeddings and video positions from a "
                                       "local open_clip ViT-B/16 state dict (torch.save; base preset).")
+    # train/map_teacher.py: learning without forgetting, for the heatmaps
+    map_teacher: str | None = described(None, "Keep this checkpoint's heatmaps: its patch maps against each clip's "
+                                        "sound are taught on the clips whose pairing it knows.")
+    map_teacher_weight: float = described(1.0, "Weight of the --map-teacher term.")
     batch_size: int = described(32, "Samples per process and micro-batch.")
     accum: int = described(1, "Micro-batches per optimizer step.")
     steps: int = described(1000, "Optimizer steps.")

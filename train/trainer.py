@@ -23,6 +23,7 @@ from train.datasets.webdataset import TarClipDataset, is_tar_folder
 from train.distributed import wrap_ddp
 from train.evaluate import eval_dataset
 from train.loop import Run, run_steps
+from train.map_teacher import MapTeacher
 from train.shards import ShardDataset
 from train.state import TrainConfig, TrainState, load_run
 from vlsa import VLSA
@@ -117,7 +118,8 @@ def train(tc: TrainConfig) -> dict:
         log.info("compile model: the first step compiles the whole training forward (about two minutes at base)")
     writer = _writer(tc) if dist.main else None
     try:
-        metrics = run_steps(Run(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer))
+        teacher = MapTeacher(tc.map_teacher, model, dist.device) if tc.map_teacher else None
+        metrics = run_steps(Run(model, wrapped, opt, sched, dataset, sampler, state, tc, dist, writer, teacher))
     finally:
         if writer:
             writer.close()

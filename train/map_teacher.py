@@ -1,0 +1,77 @@
+"""Keeping a teacher's heatmaps while the model learns new material.
+
+Training the synthetic-only checkpoint on real media keeps its pooled embeddings aligned (the
+retrieval bars hold) but loses where in the frame a match lies: its caption heatmaps stop peaking
+on the sounding object (docs/REAL_MEDIA.md). This is learning without forgetting (Li & Hoiem,
+2016) applied to the patch maps: a frozen copy of the earlier checkpoint, the teacher, draws for
+each clip the map of its video patches against the clip's own sound, and the model being trained
+is asked to draw the same shape, both against the clip's sound and against its caption.
+
+Only clips whose pairing the teacher knows teach: a clip counts when the teacher's embedding of
+its sound picks its own video first among the batch's videos. On material the teacher has never
+seen (real recordings) it is at chance, so its maps there would be noise; this gate needs no label
+of where a clip came from.
+
+The term compares shapes, not values: one minus the Pearson correlation of the two maps over the
+clip's patches, so the model's cosines keep their own scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlsa import VLSA
+
+
+class MapTeacher:
+    """A frozen checkpoint whose patch maps the trained model keeps. Never part of the model, so
+    never in a checkpoint; it reads the same prepared video and sound as the model does."""
+
+    def __init__(self, checkpoint: str, student: VLSA, device: torch.device):
+        self.model = VLSA.from_pretrained(checkpoint).to(device).eval().requires_grad_(False)
+        for modality in ("video", "audio"):
+            mine, theirs = getattr(self.model.config, modality), getattr(student.config, modality)
+            if mine != theirs:
+                raise ValueError(f"map teacher {checkpoint}: its {modality} input differs from the model's "
+                                 f"({mine} against {theirs})")
+
+    @torch.no_grad()
+    def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows that teach and the teacher's map of each: (rows (R,) indices into the batch,
+        maps (R, N) over the video patches, against the row's own sound)."""
+        has_video = batch["has_video"]
+        candidates = has_video & batch["has_audio"] & batch["has_text"]
+        if candidates.sum() == 0 or has_video.sum() < 2:
+            return candidates.nonzero()[:, 0], batch["video"].new_zeros(0, 0)
+        teacher = self.model
+        video_rows = has_video.nonzero()[:, 0]
+        tokens = teacher.encode_video(batch["video"][video_rows])
+        videos = teacher.pool(tokens, "video")
+        rows = candidates.nonzero()[:, 0]
+        sounds = teacher.pool(teacher.encode_audio(batch["audio"][rows]), "audio")
+        own = torch.searchsorted(video_rows, rows)  # each row's place among the videos
+        knows = (sounds @ videos.T).argmax(dim=1) == own
+        patches = teacher.patch_embeddings(tokens[own[knows]], "video")
+        return rows[knows], (patches @ sounds[knows, :, None]).squeeze(-1)
+
+
+def map_distillation(model: VLSA, batch: dict[str, torch.Tensor], z: dict[str, torch.Tensor],
+                     rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson correlation between the model's patch maps of `rows` and the teacher's, the
+    model's maps drawn against each row's sound and caption embeddings `z` (from the same
+    training forward), averaged. Zero when no row teaches."""
+    if len(rows) == 0:
+        return batch["audio"].new_zeros(())
+    patches = model.patch_embeddings(model.encode_video(batch["video"][rows]), "video")  # (R, N, E)
+    loss = batch["audio"].new_zeros(())
+    queries = [z[m][rows] for m in ("audio", "text") if m in z]
+    for query in queries:
+        maps = (patches @ query[..., None]).squeeze(-1)
+        loss = loss + (1 - _pearson(maps, targets)).mean()
+    return loss / len(queries)
+
+
+def _pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    x = x.float() - x.float().mean(dim=-1, keepdim=True)
+    y = y.float() - y.float().mean(dim=-1, keepdim=True)
+    return (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1)).clamp(min=eps)
