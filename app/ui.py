@@ -20,8 +20,8 @@ from app import callbacks
 from app.callbacks import DURATIONS, KIND_CHOICES
 from app.context import Context
 
-# Queries that name media of the demo library: shipped real recordings (the real-media checkpoint,
-# vlsa/assets/real, finds them first; docs/REAL_MEDIA.md) and a synthetic clip's own caption.
+# Queries that name media of the demo library: shipped real recordings (the default checkpoint finds
+# them first; docs/REAL_MEDIA.md) and a synthetic clip's own caption.
 EXAMPLES = (
     "someone plays the piano",
     "a crowd cheers",

@@ -18,7 +18,7 @@ SEED = 0  # an untrained preset is drawn from this seed, so the same command giv
 
 
 def default_checkpoint() -> str | None:
-    """The checkpoint used when none is named: the one shipped inside the package (vlsa/assets/demo),
+    """The checkpoint used when none is named: the one shipped inside the package (vlsa/assets/real),
     or None if this installation lacks it."""
     path = shipped_checkpoint()
     return None if path is None else str(path)

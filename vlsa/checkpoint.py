@@ -22,9 +22,12 @@ from vlsa.config import VLSAConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-# The small trained checkpoint that ships inside the package (package data, see pyproject.toml):
-# `vlsa demo` indexes with it, and `vlsa index` / `vlsa search` fall back to it.
-SHIPPED = Path(__file__).resolve().parent / "assets" / "demo"
+# The small trained checkpoints that ship inside the package (package data, see pyproject.toml).
+# SHIPPED, trained on the real-media corpus and the synthetic set, is what `vlsa demo` indexes with
+# and what `vlsa index` / `vlsa search` / `vlsa app` fall back to; SYNTHETIC, trained on the
+# synthetic set alone, is where it started and the teacher that kept its heatmaps (docs/TRAINING.md).
+SHIPPED = Path(__file__).resolve().parent / "assets" / "real"
+SYNTHETIC = SHIPPED.parent / "synthetic"
 
 
 class CheckpointError(ValueError):
