@@ -293,17 +293,6 @@ def details(rank: int, hit: Hit, strength: float, duration: float | None) -> str
             f"that is the closer one to what you searched for.\n\n`{hit.display_path}`")
 
 
-def clear_selection() -> tuple:
-    """No player, heatmaps or details (a new search makes the old selection stale)."""
-    hidden = gr.update(value=None, visible=False)
-    return hidden, hidden, hidden, hidden, hidden, "", None
-
-
-def clear_heatmaps() -> tuple:
-    """No heatmaps: they were drawn for the previous search (find_similar keeps the clip it started from)."""
-    return (gr.update(value=None, visible=False),) * 3
-
-
 # --- the library panel -------------------------------------------------------------------------
 
 
