@@ -33,7 +33,7 @@ from app.scores import Spread, strength_words
 from app.thumbnails import Thumbnail
 from catalog.paths import display_path
 from catalog.service import KINDS, Hit
-from catalog.store import WINDOW_MODALITIES, CatalogError, NotFound
+from catalog.store import WINDOW_MODALITIES, CatalogError, Media, NotFound
 from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)
@@ -197,11 +197,34 @@ def hit_thumbnails(ctx: Context, hits: list[Hit]) -> list[str]:
             log.warning("no thumbnail for %s: %s", hit.display_path, e)
             wanted.append(None)
             continue
-        # The file's indexed version is in the key: a file replaced and indexed again is drawn anew.
-        wanted.append(Thumbnail((path, media.size, media.mtime_ns, hit.start, hit.end), partial(
-            render.thumbnail, ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.duration),
-            hit.display_path))
+        wanted.append(moment_thumbnail(ctx, media, path, hit.start, hit.end))
     return ctx.thumbnails.get(wanted)
+
+
+def moment_thumbnail(ctx: Context, media: Media, path: str, start: float, end: float) -> Thumbnail:
+    """The picture of one moment of a file, keyed by the file's indexed version: a file replaced
+    and indexed again is drawn anew."""
+    return Thumbnail((path, media.size, media.mtime_ns, start, end), partial(
+        render.thumbnail, ctx.model, ctx.window, path, start, end, media.has_video, media.duration),
+        media.display_path)
+
+
+def draw_ahead(ctx: Context) -> int:
+    """Have the picture of every moment made in the background, when the library is small enough
+    for all of them to be kept (app/thumbnails.py): a search then shows moments that no search
+    showed before without decoding them while the person waits. Returns how many were asked for."""
+    catalog = ctx.service.catalog
+    if catalog.stats()["windows"] > ctx.thumbnails.keep:
+        return 0
+    wanted = []
+    for media in catalog.media(status="ok"):
+        try:
+            path = ctx.check_path(media.path)
+        except gr.Error:  # not served (the search would not show it either)
+            continue
+        wanted += [moment_thumbnail(ctx, media, path, w.start, w.end) for w in catalog.windows(media.id)]
+    ctx.thumbnails.ahead(wanted)
+    return len(wanted)
 
 
 # --- one result --------------------------------------------------------------------------------
@@ -268,17 +291,6 @@ def details(rank: int, hit: Hit, strength: float, duration: float | None) -> str
             f"{abs(strength):.1f} standard deviations {'above' if strength >= 0 else 'below'} the library's "
             f"average for this search. Found by **{found_by(hit)}**: of this moment's picture and sound, "
             f"that is the closer one to what you searched for.\n\n`{hit.display_path}`")
-
-
-def clear_selection() -> tuple:
-    """No player, heatmaps or details (a new search makes the old selection stale)."""
-    hidden = gr.update(value=None, visible=False)
-    return hidden, hidden, hidden, hidden, hidden, "", None
-
-
-def clear_heatmaps() -> tuple:
-    """No heatmaps: they were drawn for the previous search (find_similar keeps the clip it started from)."""
-    return (gr.update(value=None, visible=False),) * 3
 
 
 # --- the library panel -------------------------------------------------------------------------

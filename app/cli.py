@@ -151,7 +151,8 @@ def warm_up(ctx: Context) -> None:
     """One text and one sound search through the callbacks, before the page is served: the first
     search of a process builds the tokenizer and the audio front end, loads the vectors into
     memory and runs each model path once, which the first person to search would otherwise wait
-    for. A search error is logged, not raised: the same search from the page will say it."""
+    for. A search error is logged, not raised: the same search from the page will say it. Then
+    the pictures of a small library's moments start being made in the background (draw_ahead)."""
     import gradio as gr
 
     from app import callbacks
@@ -167,6 +168,7 @@ def warm_up(ctx: Context) -> None:
         log.warning("the warm-up search failed: %s", e)
     finally:
         sound.unlink(missing_ok=True)
+    ctx.run(callbacks.draw_ahead)
 
 
 def page_url(host: str, port: int) -> str:

@@ -78,19 +78,14 @@ class Handlers:
         return self.ctx.run(callbacks.folder_choices)
 
 
-def unselected() -> gr.Gallery:
-    """The gallery with no tile selected (its value left as it is)."""
-    return gr.Gallery(selected_index=None)
+def in_browser(*updates: str) -> str:
+    """An event's `js` returning these updates (JavaScript objects, one per output): the page
+    applies them itself, with no request to the server."""
+    return f"() => [{', '.join(updates)}]"
 
 
-def unselected_and_cleared() -> tuple:
-    """The gallery with no tile selected, and no player, heatmaps or details."""
-    return unselected(), *callbacks.clear_selection()
-
-
-def unselected_without_heatmaps() -> tuple:
-    """The gallery with no tile selected, and no heatmaps (the player and details stay)."""
-    return unselected(), *callbacks.clear_heatmaps()
+UNSELECTED = "{__type__: 'update', selected_index: null}"  # the gallery, its value left as it is
+HIDDEN = "{__type__: 'update', value: null, visible: false}"  # a player or heatmap
 
 
 @contextlib.contextmanager
@@ -177,11 +172,14 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
         ]
         heatmap_images = [spatial, temporal, spectrogram]
         # New results, nothing selected: the gallery keeps its selected index across values, and a
-        # click on the tile at that index would then send no select event. One request for both.
+        # click on the tile at that index would then send no select event. Done in the page: a
+        # request here raced the gallery's pictures for the server (docs/PERFORMANCE.md).
         for event in searches[:2]:  # the old selection belongs to the old results
-            event.success(unselected_and_cleared, None, [gallery, *selection], api_name=False, queue=False)
+            event.success(None, None, [gallery, *selection], api_name=False,
+                          js=in_browser(UNSELECTED, *[HIDDEN] * 5, "''", "null"))
         # Find similar keeps the clip it started from; its heatmaps were drawn for the old search.
-        searches[2].success(unselected_without_heatmaps, None, [gallery, *heatmap_images], api_name=False, queue=False)
+        searches[2].success(None, None, [gallery, *heatmap_images], api_name=False,
+                            js=in_browser(UNSELECTED, *[HIDDEN] * 3))
         sound.change(handlers.describe_sound, sound, sound, api_name=False, queue=False)
         gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL)
         demo.load(handlers.library, None, [library_text, failures], api_name="library", concurrency_id=MODEL)

@@ -104,6 +104,21 @@ def test_browser_search_select_shows_heatmaps_and_player(page, app_library):
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
 
 
+def test_browser_a_search_is_one_request(page, app_library):
+    """A search is one request to the server: what the page does after it (no tile selected, the
+    old player and heatmaps hidden) it does itself. Catches that reset sent as a second request
+    after every search, which raced the gallery's pictures for the server (docs/PERFORMANCE.md)."""
+    page.get_by_role("tab", name="Library").click()  # shown once the page's own start-up request is answered
+    page.locator("#library", has_text="files").wait_for(timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Search").click()
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url.split("/gradio_api/")[-1].split("?")[0])
+            if r.method == "POST" else None)
+    search(page, app_library.captions[1])
+    page.wait_for_timeout(1000)  # a request the answer set off is sent by now
+    assert posts == ["queue/join"]
+
+
 def shows(locator, timeout_ms: int = TIMEOUT_MS // 4, state: str = "visible") -> bool:
     """Whether `locator` reaches `state` within the timeout."""
     try:

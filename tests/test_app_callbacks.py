@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from mediagen import make_audio
 from PIL import Image
 
-from app import callbacks, heatmaps
+from app import callbacks, heatmaps, render
 from app.context import make_context
 from app.files import FileRefused, UploadLimits
 from catalog.service import SearchService
@@ -47,6 +48,31 @@ def test_callbacks_search_results_carry_thumbnails_and_captions(ctx, app_library
     assert name == os.path.basename(app_library.clips[0]) and rank_line.startswith("#1 · ")
     assert rank_line.endswith(" · 0.0–2.0 s") and found in ("found by its picture", "found by its sound")
     assert rows[0]["rank"] == 1 and rows[0]["name"] == os.path.basename(app_library.clips[0])
+
+
+def test_callbacks_draw_ahead_makes_each_moments_picture_before_a_search_shows_it(app_library, tmp_path, monkeypatch):
+    """A library small enough to keep every picture has them all made in the background, so a
+    search showing moments no search showed before decodes nothing while the person waits; a
+    larger one is left to the searches. Catches draw_ahead asking for nothing (or for part of the
+    library), and asking past what the pictures kept can hold."""
+    context = make_context(SearchService.open(app_library.db), workdir=tmp_path)
+    try:
+        windows = len(app_library.clips)  # one each
+        assert callbacks.draw_ahead(context) == windows
+        deadline = time.monotonic() + 60
+        while len(context.thumbnails) < windows and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        def draw(*args):
+            raise AssertionError("a search drew a picture")
+        monkeypatch.setattr(render, "thumbnail", draw)
+        gallery, *_ = callbacks.search_text(context, app_library.captions[0], "any", callbacks.ALL_FOLDERS,
+                                            "any length", False)
+        assert len(gallery) == context.top and context.thumbnails.blank not in [p for p, _ in gallery]
+        context.thumbnails.keep = windows - 1
+        assert callbacks.draw_ahead(context) == 0
+    finally:
+        context.close()
 
 
 def test_callbacks_strength_is_measured_against_the_querys_own_scores(ctx, app_library):

@@ -31,11 +31,15 @@ def test_open_app_warms_the_search_paths_before_the_page_is_served(app_library, 
     """open_app (what serve() runs before it answers a request) leaves nothing for the first text
     or sound search to build or load: no tokenizer, no audio front end, no vectors read from the
     catalog. Catches the warm-up dropped from open_app (the first search then reads the vectors
-    and builds the tokenizer, as it did when the first search after a start took seconds), and a
-    context that leaves its picture or model threads running once closed."""
+    and builds the tokenizer, as it did when the first search after a start took seconds), the
+    pictures of the library's moments not asked for ahead (callbacks.draw_ahead, tested there),
+    and a context that leaves its picture or model threads running once closed."""
     running = set(threading.enumerate())  # other tests' apps may have left theirs
+    asked: list = []
+    monkeypatch.setattr(callbacks, "draw_ahead", asked.append)
     ctx, _ = open_app(str(app_library.db), workdir=str(tmp_path))
     try:
+        assert asked == [ctx]
         built: list[str] = []
 
         def building(what: str):

@@ -1,8 +1,12 @@
 """app/thumbnails.py: the gallery's pictures as files made once (no model, no media)."""
 
+import os
+import sys
 import threading
+import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from app.thumbnails import Thumbnail, Thumbnails
@@ -73,3 +77,45 @@ def test_thumbnails_missing_from_one_search_are_made_side_by_side(tmp_path):
         return np.zeros((8, 8, 3), np.uint8)
     shown = thumbnails.get([Thumbnail("a", make, "a"), Thumbnail("b", make, "b")])
     assert thumbnails.blank not in shown and len(set(shown)) == 2
+
+
+def made(thumbnails: Thumbnails, count: int) -> None:
+    """Wait until `count` pictures are kept (the ahead thread works in the background)."""
+    deadline = time.monotonic() + 30
+    while len(thumbnails) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_thumbnails_made_ahead_are_shown_without_drawing_and_fill_only_free_room(tmp_path):
+    """Pictures asked for ahead are made in the background and a search then shows them without
+    drawing again; they fill only the room left under `keep`, never pushing out a picture a search
+    showed. Catches `ahead` doing nothing, a search drawing a picture already made ahead, or
+    pictures made ahead evicting shown ones."""
+    thumbnails = Thumbnails(tmp_path / "t", keep=2)
+    shown_make = picture(9)
+    shown = thumbnails.get([Thumbnail("shown", shown_make, "shown")])
+    makes = [picture(i) for i in range(3)]
+    thumbnails.ahead([Thumbnail(k, make, k) for k, make in zip("abc", makes, strict=True)])
+    thumbnails._ahead.submit(lambda: None).result()  # the ahead thread has been through a, b and c
+    assert thumbnails.get([Thumbnail("a", makes[0], "a"), Thumbnail("shown", shown_make, "shown")])[1:] == shown
+    assert [m.calls for m in makes] == [1, 0, 0] and shown_make.calls == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
+def test_thumbnails_ahead_run_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
+    """Pictures made ahead must not slow a search (the model thread) or the page: the thread that
+    makes them, and only it, is set to nice 19 (os.setpriority is recorded, since the tests may
+    run under `nice` already). Catches the priority never set, or set on the whole process (then
+    a search and the page would be niced too)."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(os, "setpriority", lambda *args: calls.append(args))
+    thumbnails = Thumbnails(tmp_path / "t")
+    makers: list[int] = []
+
+    def make() -> np.ndarray:
+        makers.append(threading.get_native_id())
+        return np.zeros((8, 8, 3), np.uint8)
+    thumbnails.ahead([Thumbnail("ahead", make, "ahead")])
+    made(thumbnails, 1)
+    thumbnails.close()
+    assert calls == [(os.PRIO_PROCESS, makers[0], 19)] and makers[0] != os.getpid()
