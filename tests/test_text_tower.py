@@ -73,12 +73,33 @@ def test_sentence_encoder_mean_pools_real_tokens_only(small_bert):
     encoder = SentenceEncoder("small")
     tok = AutoTokenizer.from_pretrained(small_bert)
     short = tok(["a dog barks"], return_tensors="pt")
-    padded = tok(["a dog barks"], padding="max_length", max_length=12, return_tensors="pt")
+    # padded beside a longer sentence, so the encoder sees the padding
+    padded = tok(["a dog barks", "someone plays the piano the bell rings"], padding=True, return_tensors="pt")
     a = encoder(short["input_ids"], short["attention_mask"].bool())
-    b = encoder(padded["input_ids"], padded["attention_mask"].bool())
+    b = encoder(padded["input_ids"], padded["attention_mask"].bool())[:1]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     states = AutoModel.from_pretrained(small_bert)(**short).last_hidden_state
     torch.testing.assert_close(a, F.normalize(states.mean(1), dim=-1), atol=1e-5, rtol=0)
+
+
+def test_sentence_encoder_runs_no_column_that_is_padding_in_every_row(small_bert):
+    """Sentences padded to max_len reach the pretrained encoder cut to the longest one (a search
+    query is one short sentence, and the padding tripled its cost), and embed as before. Catches
+    the cut left out, and a cut that drops a real token of the longest sentence."""
+    from transformers import AutoTokenizer
+
+    encoder = SentenceEncoder("small")
+    tok = AutoTokenizer.from_pretrained(small_bert)
+    sentences = ["a dog barks", "the cat meows"]
+    natural = tok(sentences, padding=True, return_tensors="pt")
+    padded = tok(sentences, padding="max_length", max_length=16, return_tensors="pt")
+    seen = []
+    encoder.bert.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[1]),
+                                           with_kwargs=True)
+    a = encoder(natural["input_ids"], natural["attention_mask"].bool())
+    b = encoder(padded["input_ids"], padded["attention_mask"].bool())
+    assert seen == [natural["input_ids"].shape[1]] * 2 and seen[0] < 16
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
 def _tower_model(**overrides):

@@ -105,6 +105,12 @@ class SentenceEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Columns past the batch's longest sentence are padding in every row: masked out of the
+        # attention and the mean, so dropping them changes nothing but the cost (a search query
+        # of 8 tokens padded to max_len 24 took three times as long).
+        longest = int(mask.sum(dim=1).max()) if mask.shape[0] else 0
+        if 0 < longest < mask.shape[1] and not mask[:, longest:].any():
+            ids, mask = ids[:, :longest], mask[:, :longest]
         states = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         w = mask[..., None].to(states.dtype)
         return F.normalize((states * w).sum(1) / w.sum(1).clamp(min=1.0), dim=-1)
