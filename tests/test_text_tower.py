@@ -8,6 +8,7 @@ one test reads the real all-MiniLM-L6-v2 that `make setup` installs.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import sys
 
 import pytest
@@ -188,3 +189,23 @@ def test_real_minilm_knows_that_a_puppy_barking_is_a_dog_barking():
     ids, mask = model.prepare_text(["a dog barks", "a puppy is barking loudly", "someone plays the piano"])
     e = encoder(ids, mask)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.4
+
+
+def test_the_pretrained_encoder_is_read_only_when_words_are_embedded():
+    """Loading the default checkpoint (which has the MiniLM tower) and embedding a sound import no
+    transformers; the first words do, and then embed as the tower should. Catches the encoder
+    loaded with the model again: every `vlsa index`, sound search and "find similar" paid
+    seconds for a network it never runs."""
+    code = (
+        "import sys, torch\n"
+        "from vlsa.api import VLSA\n"
+        "from vlsa.checkpoint import SHIPPED\n"
+        "model = VLSA.from_pretrained(SHIPPED)\n"
+        "model.embed_audio([torch.zeros(16000)])\n"
+        "print('transformers' in sys.modules)\n"
+        "text = model.embed_text(['a dog barks', 'a puppy is barking loudly'])\n"
+        "print('transformers' in sys.modules, model.config.text.tower, round(float(text[0] @ text[1]), 2) > 0.5)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "all-minilm-l6-v2", "True"], result.stdout

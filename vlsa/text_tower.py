@@ -84,24 +84,36 @@ class SentenceEncoder(nn.Module):
     (B, width) unit vectors, mean-pooled over real tokens then L2-normalised, as
     sentence-transformers runs all-MiniLM-L6-v2. Always in eval mode and without gradients.
 
-    Its parameters stay out of the state dict (the pinned package supplies them), so a checkpoint
-    of a model holding it is as small as one without."""
+    The pretrained network is read on first use, not with the model: indexing, a sound search or
+    "find similar" never embed words, and importing transformers alone takes seconds. It is held
+    outside the module tree, so its weights are never in the state dict (the pinned package
+    supplies them; a checkpoint of a model holding it is as small as one without), never
+    initialised or trained with the model, and follow the model's device on use."""
 
     def __init__(self, name: str):
         super().__init__()
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a bar for reading 103 tensors from disk is noise
         self.name, self.width = name, PRETRAINED[name].width
-        self.bert = AutoModel.from_pretrained(pretrained_folder(name), local_files_only=True)
-        self.bert.requires_grad_(False)
-        self.bert.eval()
-        self._register_state_dict_hook(_drop_own_keys)
-        self._register_load_state_dict_pre_hook(_fill_own_keys, with_module=True)
+        self.register_buffer("anchor", torch.empty(0), persistent=False)  # the model's device
+        self._bert: nn.Module | None = None
 
-    def train(self, mode: bool = True) -> SentenceEncoder:
-        return super().train(False)  # frozen: dropout stays off whatever the parent does
+    @property
+    def bert(self) -> nn.Module:
+        if self._bert is None:
+            from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a bar for reading 103 tensors from disk is noise
+            bert = AutoModel.from_pretrained(pretrained_folder(self.name), local_files_only=True)
+            self._bert = bert.requires_grad_(False).eval()
+        if self._bert.device != self.anchor.device:
+            self._bert.to(self.anchor.device)
+        return self._bert
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "_bert":  # a plain attribute, not a submodule (see the class docstring)
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -114,13 +126,3 @@ class SentenceEncoder(nn.Module):
         states = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         w = mask[..., None].to(states.dtype)
         return F.normalize((states * w).sum(1) / w.sum(1).clamp(min=1.0), dim=-1)
-
-
-def _drop_own_keys(module, state_dict, prefix, local_metadata):
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        del state_dict[key]
-
-
-def _fill_own_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
-    for key, value in module.bert.state_dict(prefix=prefix + "bert.", keep_vars=True).items():
-        state_dict.setdefault(key, value)
