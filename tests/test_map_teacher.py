@@ -126,9 +126,14 @@ def test_map_distillation_teaches_the_teachers_shape_and_leaves_the_teacher_alon
         assert torch.equal(v, before_teacher[k]), k
 
 
-def test_no_row_teaches_gives_zero():
+def test_no_row_teaches_gives_zero(teacher):
     """Without a row that teaches the term is 0 and keeps the graph intact (no NaN from a mean
-    over nothing). Catches a mean over an empty set of rows."""
+    over nothing), and a batch with a single video teaches nothing (its sound has no other video
+    to pick). Catches a mean over an empty set of rows, and that lone row handed on with no map."""
+    lone = random_batch(teacher.model.config, B=3)
+    lone["has_video"][1:] = False
+    rows, maps = teacher.targets(lone)
+    assert len(rows) == 0 and len(maps) == 0
     student = tiny(2)
     batch = random_batch(student.config, B=4)
     loss = map_distillation(student, batch, {"audio": torch.randn(4, student.config.embed_dim)},

@@ -41,8 +41,8 @@ class MapTeacher:
         maps (R, N) over the video patches, against the row's own sound)."""
         has_video = batch["has_video"]
         candidates = has_video & batch["has_audio"] & batch["has_text"]
-        if candidates.sum() == 0 or has_video.sum() < 2:
-            return candidates.nonzero()[:, 0], batch["video"].new_zeros(0, 0)
+        if candidates.sum() == 0 or has_video.sum() < 2:  # no choice of videos: nothing to know
+            return candidates.nonzero()[:0, 0], batch["video"].new_zeros(0, 0)
         teacher = self.model
         video_rows = has_video.nonzero()[:, 0]
         tokens = teacher.encode_video(batch["video"][video_rows])
