@@ -59,10 +59,12 @@ def map_distillation(model: VLSA, batch: dict[str, torch.Tensor], z: dict[str, t
                      rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1 - Pearson correlation between the model's patch maps of `rows` and the teacher's, the
     model's maps drawn against each row's sound and caption embeddings `z` (from the same
-    training forward), averaged. Zero when no row teaches."""
+    training forward, whose video pass over every patch is reused when it ran one), averaged.
+    Zero when no row teaches."""
     if len(rows) == 0:
         return batch["audio"].new_zeros(())
-    patches = model.patch_embeddings(model.encode_video(batch["video"][rows]), "video")  # (R, N, E)
+    tokens = z["video_tokens"][rows] if "video_tokens" in z else model.encode_video(batch["video"][rows])
+    patches = model.patch_embeddings(tokens, "video")  # (R, N, E)
     loss = batch["audio"].new_zeros(())
     queries = [z[m][rows] for m in ("audio", "text") if m in z]
     for query in queries:

@@ -361,10 +361,13 @@ class VLSAModel(nn.Module):
         """Unimodal passes: each modality attends only to its own tokens, so its global
         embedding never sees another modality (what a search-time query sees alone)."""
         keep_v, keep_a = self.global_token_ids(batch["video"].shape[0], batch["video"].device, masks)
+        video = self.encoder(_select_tokens(tokens["video"], keep_v))
         z = {
-            "video": self.pool(self.encoder(_select_tokens(tokens["video"], keep_v)), "video", gather=gather),
+            "video": self.pool(video, "video", gather=gather),
             "text": self.embed_text_ids(batch["text"], batch["text_mask"], gather),
         }
+        if keep_v is None:  # every patch's output: what a patch map reads (train/map_teacher.py)
+            z["video_tokens"] = video
         if self.config.loss.matching == "audio":
             z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio", gather=gather)
         return z
