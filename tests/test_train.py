@@ -405,6 +405,28 @@ def test_eval_group_keeps_only_that_groups_rows(synth_manifest, tmp_path):
         eval_dataset(tmp_path, config, "test", group="even")
 
 
+def test_train_audio_augment_reaches_the_training_data(synth_manifest, tmp_path, monkeypatch, capsys):
+    """`vlsa train --audio-augment` hands the training data the sound augmentation
+    (train/augment.py, tested in tests/test_augment.py) and a run without it does not. Catches
+    the option parsed into the config but never passed on."""
+    import train.trainer
+    from vlsa.cli import main
+
+    real, seen = train.trainer.training_dataset, []
+
+    def spy(*args, **kwargs):
+        dataset = real(*args, **kwargs)
+        seen.append(dataset.augment)
+        return dataset
+
+    monkeypatch.setattr(train.trainer, "training_dataset", spy)
+    for extra in (["--audio-augment"], []):
+        monkeypatch.setattr(sys, "argv", train_cmd(synth_manifest, tmp_path / f"run{len(seen)}", "--steps", "1", *extra))
+        main()
+        assert "stopped (done) at step 1" in capsys.readouterr().out
+    assert seen == [True, False]
+
+
 def test_train_keeps_a_map_teachers_heatmaps_without_storing_the_teacher(synth_manifest, saved_run, tmp_path,
                                                                        monkeypatch, capsys):
     """`--map-teacher` adds the map term to every logged step and to the loss, and the

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from train.augment import augment_clip
 from vlsa.audio import build_frontend
 from vlsa.batch import collate, make_sample
 from vlsa.config import AudioConfig, VideoConfig, VLSAConfig
@@ -180,8 +181,9 @@ class ClipDataset(Dataset):
     collate counts."""
 
     def __init__(self, rows: list[Row], config: VLSAConfig, train: bool = True, seed: int = 0,
-                 random_caption: bool | None = None):
+                 random_caption: bool | None = None, augment: bool = False):
         self.rows, self.config, self.train, self.seed = rows, config, train, seed
+        self.augment = augment  # train/augment.py, for the sound-only rows
         self.random_caption = train if random_caption is None else random_caption
         self.epoch = 0
         self._frontend = None
@@ -200,7 +202,10 @@ class ClipDataset(Dataset):
             clip = load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
         except MediaError as exc:
             return {"skipped": str(exc)}
-        return make_sample(clip, self._caption(row, g), self.config, self._frontend, self._tokenizer)
+        text = self._caption(row, g)
+        if self.augment:
+            clip = augment_clip(clip, g)
+        return make_sample(clip, text, self.config, self._frontend, self._tokenizer)
 
     def captions(self) -> list[str | None]:
         return [row.text for row in self.rows]

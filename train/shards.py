@@ -29,6 +29,7 @@ import webdataset
 from PIL import Image
 from webdataset.tariterators import base_plus_ext
 
+from train.augment import augment_clip
 from train.data import Row, draw_caption, failure_reason, load_row, parse_manifest, sample_generator
 from vlsa.audio import build_frontend
 from vlsa.batch import make_sample
@@ -122,8 +123,9 @@ class ShardDataset(torch.utils.data.Dataset):
     """Samples from shards, the same dicts as train.data.ClipDataset gives."""
 
     def __init__(self, root: str | Path, config: VLSAConfig, split: str | None = "train", train: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, augment: bool = False):
         self.root, self.config, self.train, self.seed, self.epoch = Path(root), config, train, seed, 0
+        self.augment = augment  # train/augment.py, for the sound-only samples
         index = json.loads((self.root / INDEX).read_text())
         if index["settings"] != _frontend_settings(config):
             raise ValueError(f"{root}: shards were made for {index['settings']}, the model needs "
@@ -169,4 +171,6 @@ class ShardDataset(torch.utils.data.Dataset):
         wave = torch.from_numpy(pcm.astype(np.float32) / 32767)
         clip = Clip(frames=frames, wave=wave, has_audio=meta["has_audio"], has_video=meta["has_video"])
         text = draw_caption(meta["text"], meta.get("captions", []), g) if self.train else meta["text"]
+        if self.augment:
+            clip = augment_clip(clip, g)
         return make_sample(clip, text, self.config, self._frontend, self._tokenizer)

@@ -44,6 +44,9 @@ class TrainConfig:
     map_teacher: str | None = described(None, "Keep this checkpoint's heatmaps: its patch maps against each clip's "
                                         "sound are taught on the clips whose pairing it knows.")
     map_teacher_weight: float = described(1.0, "Weight of the --map-teacher term.")
+    # train/augment.py
+    audio_augment: bool = described(False, "Hear each sound-only sample at a random speed (0.85-1.15, pitch with "
+                                    "it) and gain (+-6 dB).")
     batch_size: int = described(32, "Samples per process and micro-batch.")
     accum: int = described(1, "Micro-batches per optimizer step.")
     steps: int = described(1000, "Optimizer steps.")

@@ -55,14 +55,14 @@ def build_schedule(opt: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.l
     return torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[tc.warmup])
 
 
-def training_dataset(source: str, config, seed: int):
+def training_dataset(source: str, config, seed: int, augment: bool = False):
     """The train split of a manifest (.jsonl, decoded on the fly), of a shard folder, or of a
-    folder of webdataset shards (img2dataset, video2dataset)."""
+    folder of webdataset shards (img2dataset, video2dataset); augment: train/augment.py."""
     if is_tar_folder(source):
-        return TarClipDataset(source, config, split="train", train=True, seed=seed)
+        return TarClipDataset(source, config, split="train", train=True, seed=seed, augment=augment)
     if Path(source).is_dir():
-        return ShardDataset(source, config, split="train", train=True, seed=seed)
-    return ClipDataset(read_manifest(source, split="train"), config, train=True, seed=seed)
+        return ShardDataset(source, config, split="train", train=True, seed=seed, augment=augment)
+    return ClipDataset(read_manifest(source, split="train"), config, train=True, seed=seed, augment=augment)
 
 
 def training_sampler(dataset, tc: TrainConfig, dist) -> ResumableSampler:
@@ -101,7 +101,7 @@ def train(tc: TrainConfig) -> dict:
     dist = init_distributed(tc.device)
     torch.manual_seed(tc.seed + dist.rank)  # masks differ across ranks, the init does not:
     model = build_model(tc, dist.device)   # DDP broadcasts rank 0's weights
-    dataset = training_dataset(tc.manifest, model.config, tc.seed)
+    dataset = training_dataset(tc.manifest, model.config, tc.seed, tc.audio_augment)
     if len(dataset) < tc.batch_size * dist.world:
         raise ValueError(f"{tc.manifest}: {len(dataset)} training samples, fewer than one batch")
     if tc.eval_split:  # an empty or misspelt split fails now, not after the training

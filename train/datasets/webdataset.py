@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from webdataset.tariterators import base_plus_ext
 
+from train.augment import augment_clip
 from train.data import Row, failure_reason, load_row, sample_generator
 from train.shards import INDEX
 from vlsa.audio import build_frontend
@@ -99,8 +100,9 @@ class TarClipDataset(torch.utils.data.Dataset):
     A sample's media bytes go to a temporary file for the decoder, which reads files only."""
 
     def __init__(self, root: str | Path, config: VLSAConfig, split: str | None = "train", train: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, augment: bool = False):
         self.config, self.train, self.seed, self.epoch = config, train, seed, 0
+        self.augment = augment  # train/augment.py, for the sound-only samples
         samples, self.scan_skipped = scan_folder(root)
         self.samples = [s for s in samples if split is None or s.split == split]
         self._frontend = self._tokenizer = None
@@ -116,9 +118,11 @@ class TarClipDataset(torch.utils.data.Dataset):
             self._frontend, self._tokenizer = build_frontend(self.config.audio), build_tokenizer(self.config.text)
         s = self.samples[index]
         try:
-            clip = self._load(s, index)
+            clip, g = self._load(s, index)
         except (MediaError, OSError) as exc:
             return {"skipped": f"{s.shard.name}:{s.member}: {failure_reason(str(exc))}"}
+        if self.augment:
+            clip = augment_clip(clip, g)
         return make_sample(clip, s.text, self.config, self._frontend, self._tokenizer)
 
     def _load(self, s: TarSample, index: int):
@@ -135,4 +139,4 @@ class TarClipDataset(torch.utils.data.Dataset):
             row = Row(video=path if suffix in VIDEO_EXTENSIONS else None,
                       audio=None if suffix in VIDEO_EXTENSIONS else path, text=s.text)
             g = sample_generator(self.seed, self.epoch, index)
-            return load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
+            return load_row(row, self.config.video, self.config.audio, train=self.train, generator=g), g
