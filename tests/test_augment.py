@@ -1,7 +1,9 @@
 """Sound augmentation in training (train/augment.py, `vlsa train --audio-augment`)."""
 
+import io
 import json
 import math
+import tarfile
 
 import pytest
 import torch
@@ -82,11 +84,25 @@ def mixed_manifest(tmp_path_factory):
     return manifest
 
 
-@pytest.mark.parametrize("source", ["manifest", "shards"])
+def _webdataset(manifest, folder):
+    """The manifest's rows as one webdataset shard: KEY.<media> and KEY.txt per row."""
+    folder.mkdir()
+    with tarfile.open(folder / "00000.tar", "w") as tar:
+        for i, line in enumerate(manifest.read_text().splitlines()):
+            row = json.loads(line)
+            media = manifest.parent / (row.get("video") or row["audio"])
+            tar.add(media, f"{i:08d}{media.suffix}")
+            caption = tarfile.TarInfo(f"{i:08d}.txt")
+            caption.size = len(row["text"].encode())
+            tar.addfile(caption, io.BytesIO(row["text"].encode()))
+    return folder
+
+
+@pytest.mark.parametrize("source", ["manifest", "shards", "webdataset"])
 def test_training_datasets_perturb_only_sound_rows_and_the_same_way_after_a_resume(mixed_manifest, source, tmp_path):
-    """`training_dataset(..., augment=True)`, from a manifest or from shards, changes the
-    spectrogram of the sound-only rows and of no clip with a picture; a second dataset of the same
-    seed (a resumed run) gives the same samples, another epoch other ones. Catches the flag not
+    """`training_dataset(..., augment=True)`, from a manifest, shards or a webdataset folder,
+    changes the spectrogram of the sound-only rows and of no clip with a picture; a second dataset
+    of the same seed (a resumed run) gives the same samples, another epoch other ones. Catches the flag not
     reaching a dataset kind, augmentation of the synthetic clips, and draws that are not the
     sample's own (a resume would train on other samples)."""
     cfg = preset_config("tiny")
@@ -94,6 +110,8 @@ def test_training_datasets_perturb_only_sound_rows_and_the_same_way_after_a_resu
     if source == "shards":
         write_shards(mixed_manifest, tmp_path / "shards", cfg)
         path = tmp_path / "shards"
+    elif source == "webdataset":
+        path = _webdataset(mixed_manifest, tmp_path / "tars")
     plain = training_dataset(str(path), cfg, seed=7)
     augmented = training_dataset(str(path), cfg, seed=7, augment=True)
     resumed = training_dataset(str(path), cfg, seed=7, augment=True)
