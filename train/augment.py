@@ -21,14 +21,15 @@ from vlsa.audio import fit_length
 from vlsa.media import Clip
 
 SPEED_STEPS = 20  # speeds are k / SPEED_STEPS: a small integer ratio keeps the resampling kernel short
-SPEEDS = tuple(k / SPEED_STEPS for k in range(17, 24))  # 0.85 ... 1.15, 1.0 among them
+SPEED_NUMERATORS = range(17, 24)
+SPEEDS = tuple(k / SPEED_STEPS for k in SPEED_NUMERATORS)  # 0.85 ... 1.15, 1.0 among them
 GAIN_DB = 6.0  # the level moves by up to this much either way
 
 
 def perturb_sound(wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A mono waveform (S,) played at a random speed of SPEEDS (pitch with it) and a random gain
     within +-GAIN_DB, cut or zero-padded back to S samples."""
-    k = round(SPEEDS[int(torch.randint(len(SPEEDS), (), generator=generator))] * SPEED_STEPS)
+    k = SPEED_NUMERATORS[int(torch.randint(len(SPEED_NUMERATORS), (), generator=generator))]
     gain_db = (2 * torch.rand((), generator=generator) - 1) * GAIN_DB
     # k / SPEED_STEPS times as fast: k input samples become SPEED_STEPS output samples
     out = wave if k == SPEED_STEPS else torchaudio.functional.resample(wave, orig_freq=k, new_freq=SPEED_STEPS)

@@ -117,15 +117,16 @@ class TarClipDataset(torch.utils.data.Dataset):
         if self._frontend is None:  # built lazily: once per worker process
             self._frontend, self._tokenizer = build_frontend(self.config.audio), build_tokenizer(self.config.text)
         s = self.samples[index]
+        g = sample_generator(self.seed, self.epoch, index)
         try:
-            clip, g = self._load(s, index)
+            clip = self._load(s, g)
         except (MediaError, OSError) as exc:
             return {"skipped": f"{s.shard.name}:{s.member}: {failure_reason(str(exc))}"}
         if self.augment:
             clip = augment_clip(clip, g)
         return make_sample(clip, s.text, self.config, self._frontend, self._tokenizer)
 
-    def _load(self, s: TarSample, index: int):
+    def _load(self, s: TarSample, generator: torch.Generator):
         with open(s.shard, "rb") as f:
             f.seek(s.offset)
             data = f.read(s.size)
@@ -138,5 +139,4 @@ class TarClipDataset(torch.utils.data.Dataset):
             path = Path(tmp.name)
             row = Row(video=path if suffix in VIDEO_EXTENSIONS else None,
                       audio=None if suffix in VIDEO_EXTENSIONS else path, text=s.text)
-            g = sample_generator(self.seed, self.epoch, index)
-            return load_row(row, self.config.video, self.config.audio, train=self.train, generator=g), g
+            return load_row(row, self.config.video, self.config.audio, train=self.train, generator=generator)
