@@ -289,16 +289,29 @@ def shard(manifest: Path, out: Path, preset: str, checkpoint: str | None, per_sh
 @click.option("--offline", is_flag=True, help="Use only packages already extracted in --cache.")
 @click.option("--workers", type=click.IntRange(min=1), default=min(os.cpu_count() or 1, 8), show_default=True,
               help="Processes rendering rows; the output does not depend on it.")
-def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline: bool, workers: int) -> None:
+@click.option("--holdout", type=click.Choice(["packages", "none"]), default="packages", show_default=True,
+              help="packages: hold out whole packages, concepts and voices to measure on (development); "
+                   "none: train on everything permitted but the demo's own held-out recordings (the shipped checkpoint).")
+@click.option("--held-out-package", "held_out", multiple=True, metavar="NAME",
+              help="With --holdout packages: hold out these sources (repeatable) instead of the default "
+                   "(supertuxkart-data, shared-media).")
+@click.option("--only", multiple=True, metavar="SOURCE",
+              help="Build only these sources (repeatable: a package, espeak-ng, shared-media); default all.")
+def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline: bool, workers: int,
+           holdout: str, held_out: tuple[str, ...], only: tuple[str, ...]) -> None:
     """Build the real-media corpus (Debian packages + --shared-media) into OUT/manifest.jsonl."""
     from tqdm import tqdm
 
     from train.corpus.build import build, plan_corpus
+    from train.corpus.split import Holdout
 
+    if held_out and holdout == "none":
+        raise click.UsageError("--held-out-package holds packages out; it goes with --holdout packages")
     start = time.perf_counter()
     with tqdm(desc="fetch", unit="pkg", file=sys.stderr) as bar:
         plan = plan_corpus(cache, shared_media, seed=seed, offline=offline,
-                           on_package=lambda name: (bar.set_postfix_str(name), bar.update(1)))
+                           on_package=lambda name: (bar.set_postfix_str(name), bar.update(1)),
+                           holdout=Holdout.of(holdout, held_out), only=frozenset(only) or None)
     with tqdm(total=len(plan.jobs), desc="render", unit="row", file=sys.stderr) as bar:
         summary = build(out, plan, workers=workers, on_row=lambda: bar.update(1))
 

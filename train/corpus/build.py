@@ -5,8 +5,10 @@ generator); rendering turns each planned row into a file under OUT (in worker pr
 from its own seed, in plan order), so two builds give the same manifest. A file already in OUT
 is kept, so a killed build resumes.
 
-Rows: {"audio" | "video", "text", "source", "licence", "kind", "split", "group"?, "origin"?}
-(audio-only rows carry no "video"; picture rows have no sound track).
+Rows: {"audio" | "video", "text", "captions"?, "source", "licence", "kind", "split", "group"?, "origin"?}
+(audio-only rows carry no "video"; picture rows have no sound track). "captions" holds other ways
+to say a sound's caption, `text` first (captions.phrasings); training draws one of them per load
+(train/data.py), evaluation reads `text`.
 """
 
 from __future__ import annotations
@@ -25,16 +27,27 @@ from pathlib import Path
 import numpy as np
 
 from train.corpus import clips, instruments, pictures, speech, split
-from train.corpus.fetch import FetchError, Package, fetch, library_path, licence, missing_dependencies
+from train.corpus.captions import phrasings
+from train.corpus.fetch import (
+    FetchError,
+    Package,
+    fetch,
+    file_licences,
+    library_path,
+    licence,
+    missing_dependencies,
+)
 from train.corpus.sources import (
     CLIPART,
     EMOJI,
     EMOJI_FONT,
+    GCOMPRIS_PHOTOS_PACKAGE,
     SHARED_MEDIA,
     SHARED_MEDIA_LICENCES,
     SOUND_PACKAGES,
     SOUNDFONT,
     SOUNDFONT_FILE,
+    WIDER_PACKAGES,
     Item,
     SkipCounter,
     shared_media_items,
@@ -69,6 +82,11 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped: SkipCounter = field(default_factory=SkipCounter)
     licences: dict[str, str] = field(default_factory=dict)
+    holdout: split.Holdout = split.DEVELOPMENT
+    only: frozenset[str] | None = None  # build only these sources (packages, shared-media); None: all
+
+    def wants(self, name: str) -> bool:
+        return self.only is None or name in self.only
 
 
 def _slug(text: str) -> str:
@@ -132,6 +150,8 @@ def _picture(spec: tuple[str, str, str]):
     kind, root, key = spec
     if kind == "emoji":
         return pictures.render_emoji(Path(root), key)
+    if kind == "photo":
+        return pictures.load_picture(Path(root) / key, clips.SIZE)
     return pictures.load_clipart(Path(root), key, clips.SIZE)
 
 
@@ -177,32 +197,38 @@ def _get(package: Package, cache: Path, offline: bool, plan: Plan) -> Path | Non
     return root
 
 
-def _row(kind: str, source: str, licence_: str, caption: str, captions: list[str] | None = None,
+REPHRASED = {"sound", "sound-noise", "instrument", "clip"}  # kinds whose rows carry several phrasings
+
+
+def _row(plan: Plan, kind: str, source: str, licence_: str, caption: str, captions: list[str] | None = None,
          held_out_voice: bool = False, **extra) -> dict:
-    sp, group = split.assign(source, captions or [caption], held_out_voice)
-    return {"text": caption, "kind": kind, "source": source, "licence": licence_, "split": sp,
-            **({"group": group} if group else {}), **extra}
+    """A manifest row; `captions` are the captions that decide its split (a mix's two, a clip's
+    sound and picture), the row's own phrasings are added for the REPHRASED kinds."""
+    said = phrasings(caption) if kind in REPHRASED else [caption]
+    sp, group = split.assign(source, (captions or [caption]) + said[1:], held_out_voice, plan.holdout)
+    return {"text": caption, **({"captions": said} if len(said) > 1 else {}), "kind": kind, "source": source,
+            "licence": licence_, "split": sp, **({"group": group} if group else {}), **extra}
 
 
 def plan_corpus(cache: Path, shared_media: Path | None, seed: int = 0, offline: bool = False,
-                on_package: Callable[[str], object] | None = None) -> Plan:
-    """Every row of the corpus, in a fixed order, without rendering anything."""
-    plan, rng = Plan(), np.random.default_rng(seed)
+                on_package: Callable[[str], object] | None = None, holdout: split.Holdout = split.DEVELOPMENT,
+                only: frozenset[str] | None = None) -> Plan:
+    """Every row of the corpus, in a fixed order, without rendering anything; `only` names the
+    sources to build (packages, "shared-media"), None all of them."""
+    plan, rng = Plan(holdout=holdout, only=only), np.random.default_rng(seed)
     items: list[Item] = []
     for package in SOUND_PACKAGES:
-        if on_package:
-            on_package(package.name)
-        root = _get(package, cache, offline, plan)
-        if root is not None:
-            items += sound_items(package.name, root, plan.skipped)
-    if shared_media is not None:
+        items += _package_sounds(plan, package, cache, offline, on_package)
+    if shared_media is not None and plan.wants(SHARED_MEDIA):
         items += shared_media_items(shared_media, plan.skipped)
         for folder, lic in SHARED_MEDIA_LICENCES.items():
             plan.licences[f"{SHARED_MEDIA}/{folder}"] = lic
+    for package in WIDER_PACKAGES:
+        items += _package_sounds(plan, package, cache, offline, on_package)
     sounds = []  # (caption, wave maker, split) for pairing with pictures
     for i, item in enumerate(items):
         lic = _licence_of(plan, item)
-        row = _row(item.kind, item.source, lic, item.caption, origin=item.origin)
+        row = _row(plan, item.kind, item.source, lic, item.caption, origin=item.origin)
         rel = f"{item.kind}/{_slug(item.source)}/{i:05d}_{_slug(item.caption)}.m4a"
         plan.jobs.append(Job(rel, {"audio": rel, **row}, functools.partial(_write_sound, path=item.path),
                              _seed(seed, rel)))
@@ -215,7 +241,18 @@ def plan_corpus(cache: Path, shared_media: Path | None, seed: int = 0, offline: 
     return plan
 
 
+def _package_sounds(plan: Plan, package: Package, cache: Path, offline: bool, on_package) -> list[Item]:
+    if not plan.wants(package.name):
+        return []
+    if on_package:
+        on_package(package.name)
+    root = _get(package, cache, offline, plan)
+    return sound_items(package.name, root, plan.skipped) if root is not None else []
+
+
 def _licence_of(plan: Plan, item: Item) -> str:
+    if item.licence:
+        return item.licence
     if item.source == SHARED_MEDIA:
         return SHARED_MEDIA_LICENCES[item.origin.split("/")[1]]
     return plan.licences[item.source]
@@ -238,7 +275,7 @@ def _plan_noise_and_mixes(plan: Plan, sounds: list, rng, seed: int) -> None:
                 continue
             caption = f"{a[0]} and {b[0]}"
             rel = f"mixes/{sp}/{k:05d}_{_slug(caption)}.m4a"
-            row = _row("sound-mix", a[2].source, plan.licences.get(a[2].source, _licence_of(plan, a[2])),
+            row = _row(plan, "sound-mix", a[2].source, _licence_of(plan, a[2]),
                        caption, [caption], also=b[2].source)
             if sp == "test":
                 row["split"], row["group"] = "test", a[3].get("group", "heldout-package")
@@ -247,6 +284,8 @@ def _plan_noise_and_mixes(plan: Plan, sounds: list, rng, seed: int) -> None:
 
 
 def _plan_instruments(plan: Plan, cache: Path, offline: bool, rng, seed: int, sounds: list, on_package) -> None:
+    if not plan.wants(SOUNDFONT.name):
+        return
     if on_package:
         on_package(SOUNDFONT.name)
     root = _get(SOUNDFONT, cache, offline, plan)
@@ -256,13 +295,15 @@ def _plan_instruments(plan: Plan, cache: Path, offline: bool, rng, seed: int, so
     lic = plan.licences[SOUNDFONT.name]
     for k, item in enumerate(instruments.instrument_renders(rng, set(_font(font_path).presets))):
         rel = f"instrument/{k:05d}_{_slug(item.caption)}.m4a"
-        row = _row("instrument", SOUNDFONT.name, lic, item.caption, render=item.kind)
+        row = _row(plan, "instrument", SOUNDFONT.name, lic, item.caption, render=item.kind)
         plan.jobs.append(Job(rel, {"audio": rel, **row},
                              functools.partial(_write_render, font_path=font_path, item=item), _seed(seed, rel)))
         sounds.append((item.caption, functools.partial(_render_wave, font_path, item), None, row))
 
 
 def _plan_speech(plan: Plan, cache: Path, offline: bool, rng, seed: int, on_package) -> None:
+    if not plan.wants("espeak-ng"):
+        return
     try:  # apt-cache reads the local package lists: offline too, espeak-ng needs its libraries
         names = missing_dependencies("espeak-ng")
     except FetchError as e:
@@ -285,7 +326,7 @@ def _plan_speech(plan: Plan, cache: Path, offline: bool, rng, seed: int, on_pack
     utterances += [(u, False) for u in speech.drill_utterances(np.random.default_rng([seed, 36]))]
     for k, (u, held) in enumerate(utterances):
         rel = f"speech/espeak-ng/{k:05d}_{_slug(u.variant)}_{_slug(u.text)}.m4a"
-        row = _row("speech", "espeak-ng", lic, u.caption, held_out_voice=held,
+        row = _row(plan, "speech", "espeak-ng", lic, u.caption, held_out_voice=held,
                    voice=f"{u.accent}+{u.variant}", speed=u.speed, pitch=u.pitch)
         plan.jobs.append(Job(rel, {"audio": rel, **row},
                              functools.partial(_write_speech, roots=roots, libs=libs, u=u), _seed(seed, rel)))
@@ -296,6 +337,8 @@ def _plan_pictures(plan: Plan, cache: Path, offline: bool, rng, seed: int, sound
     names a picture (the picture drawn at random among those that match)."""
     found: list[tuple[pictures.Picture, tuple]] = []
     for package, lister in ((EMOJI, None), (CLIPART, pictures.clipart_pictures)):
+        if not plan.wants(package.name):
+            continue
         if on_package:
             on_package(package.name)
         root = _get(package, cache, offline, plan)
@@ -307,9 +350,14 @@ def _plan_pictures(plan: Plan, cache: Path, offline: bool, rng, seed: int, sound
             art = lister(root)
             keep = sorted(rng.choice(len(art), min(CLIPART_LIMIT, len(art)), replace=False)) if art else []
             found += [(art[int(i)], ("clipart", str(root), art[int(i)].key)) for i in keep]
+    photos = GCOMPRIS_PHOTOS_PACKAGE
+    if plan.wants(photos) and photos in plan.licences:  # its sounds were planned: the package is extracted
+        root = cache / "root" / photos
+        licence_of = file_licences(root, photos)
+        found += [(p, ("photo", str(root), p.key)) for p in pictures.gcompris_photos(root, licence_of)]
     by_word: dict[str, list[int]] = {}
     for i, (p, _) in enumerate(found):
-        row = _row("picture", p.source, plan.licences[p.source], p.caption)
+        row = _row(plan, "picture", p.source, p.licence or plan.licences[p.source], p.caption)
         rel = f"picture/{_slug(p.source)}/{i:05d}_{_slug(p.name)}.mp4"
         plan.jobs.append(Job(rel, {"video": rel, **row}, functools.partial(_write_picture, spec=found[i][1]),
                              _seed(seed, rel)))
@@ -317,13 +365,16 @@ def _plan_pictures(plan: Plan, cache: Path, offline: bool, rng, seed: int, sound
             by_word.setdefault(w, []).append(i)
     for k, (caption, wave, _item, row) in enumerate(sounds):
         matches = sorted({i for w in caption.split() if w not in GENERIC for i in by_word.get(w, [])})
+        own = [i for i in matches if found[i][0].source == row["source"]]
+        matches = own or matches  # a package's own picture of the sound's animal first (gcompris' farm)
         if not matches:
             continue
         pic, spec = found[matches[int(rng.integers(len(matches)))]]
         noise = bool(rng.random() < 0.3)
         rel = f"clip/{k:05d}_{_slug(caption)}.mp4"
-        both = _row("clip", row["source"], row["licence"], caption, [caption, pic.caption],
-                    picture=pic.key, picture_source=pic.source, noise=noise)
+        both = _row(plan, "clip", row["source"], row["licence"], caption, [caption, pic.caption],
+                    picture=pic.key, picture_source=pic.source, noise=noise,
+                    **({"picture_licence": pic.licence} if pic.licence else {}))
         if row["split"] == "test":  # the sound's own held-out group wins over the picture's
             both["split"], both["group"] = "test", row.get("group")
         plan.jobs.append(Job(rel, {"video": rel, **both},
@@ -370,7 +421,7 @@ def build(out: Path, plan: Plan, workers: int = 1, on_row: Callable[[], object] 
         if pool:
             pool.close()
             pool.join()
-    split.check_split(rows)
+    split.check_split(rows, plan.holdout)
     (out / "manifest.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     (out / "licences.json").write_text(json.dumps(plan.licences, indent=1, sort_keys=True) + "\n")
     return {"rows": len(rows), "kinds": Counter(r["kind"] for r in rows),

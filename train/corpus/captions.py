@@ -176,3 +176,79 @@ def sound_caption(name: str, folders: tuple[str, ...] = ()) -> str | None:
     if stem in NAMES:
         return NAMES[stem]
     return f"the sound of {article(stem)}" if len(kept) <= 3 else None
+
+
+# --- other ways to say a caption ------------------------------------------------------------------
+# Verbs of sounds, in their base form: a caption's verb is found among these ("barks" -> "bark").
+VERBS = set("""
+accelerate alarm applaud approach arrive attach attack bang bark bay beat beep bellow bleat blow boil boing bounce bray
+break breathe bubble burn burst buzz call chant chatter cheer chime chirp chop clank clang clap clatter click
+close cluck clunk collapse crack crackle crash creak croak cross crow crumple cry  crunch cut dig die drip drive drone
+drop explode fall fire  fizz fizzle flap flow fly gallop gasp giggle gobble grind groan growl grunt gurgle hammer hiss
+hit honk hoot howl hum inflate jingle jump knock land laugh leave lock low meow moo neigh open pass pant play plop
+pop pound pour pull purr quack rain rattle release rev ring rip roar roll rumble run rush rustle saw scrape
+scream screech shake shatter shoot shout shriek sigh sing sizzle skid slam slow sound smash snap snarl snore snort sparkle
+splash squeak squeal squawk start stop strike strum swat swim swoosh take tap tear throw thud thump tick ting toot
+trumpet turn twitter wail weave whimper whine whir whisper whistle whoosh yap yawn yell yelp zap zip
+""".split())
+DOUBLED = {"bat", "chop", "cut", "dig", "drip", "drum", "hit", "hum", "jog", "plop", "pop", "rub", "run", "skid", "slam",
+           "snap", "spin", "stop", "strum", "swat", "swim", "tap", "thud", "trot", "zap", "zip", "rev", "flap"}
+PLURAL_NOUNS = {"sheep", "cattle", "people", "deer", "geese", "mice", "children", "fish"}
+
+
+def _base(word: str) -> str | None:
+    """The base form of a third-person verb of VERBS ('flies' -> 'fly', 'crashes' -> 'crash'), or None."""
+    if not word.endswith("s") or word.endswith("ss"):
+        return None
+    for base in (word[:-3] + "y" if word.endswith("ies") else None, word[:-2] if word.endswith("es") else None,
+                 word[:-1]):
+        if base in VERBS:
+            return base
+    return None
+
+
+def _ing(base: str) -> str:
+    if base.endswith("ie"):
+        return base[:-2] + "ying"
+    if base.endswith("e") and not base.endswith(("ee", "ye", "oe")):
+        return base[:-1] + "ing"
+    return base + (base[-1] if base in DOUBLED else "") + "ing"
+
+
+def phrasings(caption: str) -> list[str]:
+    """The caption and other ways to say it, the caption first, no repeats: 'a dog barks' ->
+    ['a dog barks', 'dog barking', 'the sound of a dog']; 'chickens cluck' -> [..., 'chickens
+    clucking', 'the sound of chickens']; 'the sound of an explosion' -> [..., 'an explosion',
+    'explosion sound']; 'a busy market' -> [..., 'the sound of a busy market']. Quoted speech
+    and two-clause captions are not rephrased."""
+    out = [caption]
+    if re.search(r"'\w[^']*'", caption) or caption.startswith("the sound of ") and " and " in caption:
+        return out
+    if caption.startswith("the sound of "):
+        thing = caption.removeprefix("the sound of ")
+        out += [thing, f"{thing.split(' ', 1)[-1] if thing.startswith(('a ', 'an ')) else thing} sound"]
+        return list(dict.fromkeys(out))
+    words_ = caption.split()
+    det = words_[0] in {"a", "an", "the"}
+    if "is" in words_[1:]:  # "a block is placed" -> "block being placed", "the sound of a block being placed"
+        at = words_.index("is")
+        being = " ".join(words_[:at] + ["being"] + words_[at + 1:])
+        return list(dict.fromkeys([caption, being.split(" ", 1)[1] if det else being, f"the sound of {being}"]))
+    if "sound" in words_:  # "a warning sound": "the sound of a warning sound" says nothing more
+        return out
+    verb_at = None
+    for i in range(1 + det, len(words_)):
+        w, before = words_[i], words_[i - 1]
+        plural = before.endswith("s") and not before.endswith(("ss", "us", "is")) or before in PLURAL_NOUNS
+        if _base(w) or (w in VERBS and plural):
+            verb_at = i
+            break
+    if verb_at is None:
+        out.append(f"the sound of {caption}")
+        return list(dict.fromkeys(out))
+    subject = words_[:verb_at]
+    rest = [_ing(_base(w) or w) if (k == 0 or words_[verb_at + k - 1] == "and") and (_base(w) or w in VERBS) else w
+            for k, w in enumerate(words_[verb_at:])]
+    out.append(" ".join(subject[det:] + rest))
+    out.append("the sound of " + " ".join(subject))
+    return list(dict.fromkeys(out))

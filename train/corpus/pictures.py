@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from train.corpus import named
 from train.corpus.captions import words
 
 EMOJI_RANGES = ((0x1F300, 0x1F5FF), (0x1F600, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF),
@@ -31,6 +33,7 @@ class Picture:
     caption: str  # "a picture of a dog"
     name: str  # the plain name ("dog"), for matching pictures with sounds
     source: str  # the Debian package
+    licence: str | None = None  # the picture's own licence, where it is not the package's
 
 
 def emoji_pictures() -> list[Picture]:
@@ -70,6 +73,25 @@ def clipart_pictures(root: Path) -> list[Picture]:
         if name:
             out.append(Picture(rel.as_posix(), f"a drawing of {_a(name)}", name, "openclipart-png"))
     return out
+
+
+def gcompris_photos(root: Path, licence_of: Callable[[str], str]) -> list[Picture]:
+    """gcompris-qt-data's photos (.webp, unpacked from its .rcc archives) of the animals named in
+    named.GCOMPRIS_PHOTOS: "a photo of a cow", each with its file's licence."""
+    out = []
+    for path in sorted(root.rglob("*.webp")):
+        name = named.GCOMPRIS_PHOTOS.get(" ".join(words(path.stem)))
+        if name:
+            rel = path.relative_to(root).as_posix()
+            out.append(Picture(rel, f"a photo of {_a(name)}", name, "gcompris-qt-data", licence_of(rel)))
+    return out
+
+
+def load_picture(path: Path, side: int) -> Image.Image:
+    """A picture file shrunk to fit `side` x `side`."""
+    image = Image.open(path).convert("RGBA")
+    image.thumbnail((side, side), Image.LANCZOS)
+    return image
 
 
 MAX_PIXELS = 16_000_000  # a few clip-art files are posters of 100+ megapixels: too slow to decode

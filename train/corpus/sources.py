@@ -11,11 +11,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from train.corpus import archives, named
 from train.corpus.captions import sound_caption
-from train.corpus.fetch import Package
+from train.corpus.fetch import Package, file_licences
 from train.corpus.speech import hedgewars_caption, klettres_caption
 
-AUDIO_EXTENSIONS = (".ogg", ".wav", ".flac", ".mp3")
+AUDIO_EXTENSIONS = (".ogg", ".oga", ".wav", ".flac", ".mp3")
 ZERO_AD_AUDIO = "audio/"  # 0ad-data keeps its files in one zip; these members are opened
 
 SOUND_PACKAGES = (
@@ -33,6 +34,22 @@ SOUND_PACKAGES = (
             {"usr/share/games/0ad/mods/public/public.zip": ZERO_AD_AUDIO}),
     Package("klettres-data", ("./usr/share/klettres/*",)),
 )
+# Added 2026-12-06: everyday sounds with hand-written captions (train/corpus/named.py), planned
+# after the shared media so the rows above keep their file names and a resumed build reuses them.
+GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc"
+WIDER_PACKAGES = (
+    Package("gcompris-qt-data", tuple(f"./{GCOMPRIS_RCC}/{a}.rcc" for a in named.GCOMPRIS_ARCHIVES),
+            unpack=(f"{GCOMPRIS_RCC}/*.rcc",)),
+    Package("sound-theme-freedesktop", ("./usr/share/sounds/freedesktop/stereo/*",)),
+    Package("openttd-opensfx", ("./usr/share/games/openttd/baseset/opensfx/*",),
+            unpack=("usr/share/games/openttd/baseset/opensfx/*.cat",)),
+)
+GCOMPRIS_PHOTOS_PACKAGE = "gcompris-qt-data"  # its animal photos are pictures too (pictures.gcompris_photos)
+# Packages captioned only from named.py's maps (a file not in them is left out), so the folder rule
+# below does not apply: gcompris' world music is chosen recordings, captioned by what plays.
+HAND_CAPTIONED = {p.name for p in WIDER_PACKAGES}
+# Packages whose copyright file gives licences file by file: each row records its file's.
+PER_FILE_LICENCES = {"gcompris-qt-data", "sound-theme-freedesktop"}
 # Folders of a package whose sounds are not captioned from their names: music (titles, not
 # sounds), game-interface beeps, and 0ad's voices (Greek, Latin, ... soldiers' lines).
 LEFT_OUT_FOLDERS = {"music", "interface", "voice", "devtest", "Music"}
@@ -53,6 +70,7 @@ class Item:
     caption: str
     source: str  # the package, or shared-media
     kind: str  # sound, speech
+    licence: str | None = None  # the file's own licence, where it is not the package's
 
 
 class SkipCounter(Counter):
@@ -67,17 +85,22 @@ def _audio_files(root: Path) -> list[Path]:
 def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
     """The captioned sounds of one extracted package."""
     items = []
+    licence_of = file_licences(root, name) if name in PER_FILE_LICENCES else None
     for path in _audio_files(root):
         rel = path.relative_to(root)
         folders = rel.parts[:-1]
-        if LEFT_OUT_FOLDERS & set(folders):
+        if LEFT_OUT_FOLDERS & set(folders) and name not in HAND_CAPTIONED:
             skipped.skip("music, interface or foreign voice")
             continue
         caption, kind = _caption(name, folders, path.stem)
+        if name == "openttd-opensfx":  # the catalogue entry's name, kept beside the sound, says it all
+            caption, kind, lic = _opensfx(path)
+        else:
+            lic = licence_of(rel.as_posix()) if licence_of else None
         if caption is None:
             skipped.skip("no caption from its name")
             continue
-        items.append(Item(path, rel.as_posix(), caption, name, kind))
+        items.append(Item(path, rel.as_posix(), caption, name, kind, lic))
     return items
 
 
@@ -87,10 +110,21 @@ def _caption(package: str, folders: tuple[str, ...], stem: str) -> tuple[str | N
     if package == "klettres-data":
         tail = folders[folders.index("klettres") + 1:]
         return (klettres_caption(tail[0], tail[1], stem), "speech") if len(tail) >= 2 else (None, "speech")
+    if package == "gcompris-qt-data":
+        return named.GCOMPRIS.get(named.gcompris_key(stem)), "sound"
+    if package == "sound-theme-freedesktop":
+        return named.freedesktop_caption(stem)
     if package == "oxygen-sounds":  # notification sounds: the name says the event, not the sound
         caption = sound_caption(stem)
         return (f"a notification chime for {caption.removeprefix('the sound of ')}" if caption else None), "sound"
     return sound_caption(stem, folders), "sound"
+
+
+def _opensfx(path: Path) -> tuple[str | None, str, str | None]:
+    """(caption, kind, licence) of a sound unpacked from OpenSFX's catalogue, from its entry's name."""
+    name_file = path.with_suffix(".txt")
+    name = name_file.read_text().strip() if name_file.is_file() else ""
+    return named.OPENSFX.get(archives.cat_title(name).lower()), "sound", archives.cat_licence(name)
 
 
 def shared_media_items(folder: Path, skipped: SkipCounter) -> list[Item]:
