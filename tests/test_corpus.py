@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import wave
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -213,8 +214,9 @@ def _fake_cache(cache: Path) -> None:
 
 def test_corpus_command_builds_the_same_manifest_twice(tmp_path):
     """`vlsa data corpus --offline` on a fake package tree, twice: identical manifests; rows carry
-    source, licence and split; the silent file is skipped and counted; the glass row is held out.
-    Catches: unsorted walks or unseeded choices (manifests differ), lost source/licence fields."""
+    source, licence and split and a sound's phrasings; the silent file is skipped and counted; the
+    glass row is held out. Catches: unsorted walks or unseeded choices (manifests differ), lost
+    source/licence fields, phrasings not written."""
     _fake_cache(tmp_path / "cache")
     manifests = []
     for run in ("a", "b"):
@@ -226,6 +228,8 @@ def test_corpus_command_builds_the_same_manifest_twice(tmp_path):
     assert manifests[0] == manifests[1]
     rows = [json.loads(line) for line in manifests[0].splitlines()]
     assert {r["text"] for r in rows} >= {"a steel door closes", "footsteps on gravel"}
+    door = next(r for r in rows if r["text"] == "a steel door closes" and r["kind"] == "sound")
+    assert door["captions"] == ["a steel door closes", "steel door closing", "the sound of a steel door"]
     assert all(r["source"] == "minetest-data" and r["licence"] == "CC-BY-SA-3.0" for r in rows)
     glass = [r for r in rows if "glass" in r["text"]]
     assert glass and all(r["split"] == "test" and r["group"] == "heldout-concept" for r in glass)
@@ -291,3 +295,171 @@ def test_demo_media_takes_only_held_out_rows_and_credits_each_file(tmp_path):
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in only_trained))
     with pytest.raises(demo_media.DemoMediaError, match="no held-out clip"):
         demo_media.write_demo_media(corpus, tmp_path / "again")
+
+
+def _rcc(tree: dict, version: int = 3) -> bytes:
+    """A Qt resource archive of `tree` ({name: bytes | (bytes, "zlib") | {subtree}}), laid out as
+    Qt's rcc writes it: header, data, names, then the nodes, each directory's children contiguous."""
+    data, names, nodes = bytearray(), bytearray(), []
+
+    def name_at(name: str) -> int:
+        at = len(names)
+        names.extend(struct.pack(">HI", len(name), 0) + name.encode("utf-16-be"))
+        return at
+
+    queue = [("", tree, 0)]
+    nodes.append(None)
+    while queue:
+        name, node, index = queue.pop(0)
+        name_off = name_at(name) if name else 0
+        if isinstance(node, dict):
+            first = len(nodes)
+            nodes.extend([None] * len(node))
+            nodes[index] = struct.pack(">IHII", name_off, 0x02, len(node), first)
+            queue += [(k, v, first + i) for i, (k, v) in enumerate(sorted(node.items()))]
+        else:
+            raw, flags = (node[0], 0x01) if isinstance(node, tuple) else (node, 0)
+            body = struct.pack(">I", len(raw)) + zlib.compress(raw) if flags else raw
+            nodes[index] = struct.pack(">IHHHI", name_off, flags, 0, 0, len(data))
+            data.extend(struct.pack(">I", len(body)) + body)
+        nodes[index] += struct.pack(">Q", 0) if version >= 2 else b""
+    header = 24
+    tree_at = header + len(data) + len(names)
+    return (b"qres" + struct.pack(">5I", version, tree_at, header, header + len(data), 1)
+            + bytes(data) + bytes(names) + b"".join(nodes))
+
+
+def test_rcc_reader_reads_plain_zlib_and_nested_entries(tmp_path):
+    """A Qt resource archive with a plain entry, a zlib-compressed one and nested folders: every
+    path and byte comes back, and unpack writes them where sound_items captions gcompris' dog with
+    its file's licence. Catches: the version-2 node size (modified time) ignored (wrong nodes), the
+    uncompressed-size prefix not skipped (zlib fails), children read from the wrong node index."""
+    from train.corpus import archives
+
+    bark = bytes(range(256)) * 40
+    tree = {"gcompris": {"src": {"activities": {"explore_farm_animals": {"resource": {"animals": {
+        "dog.ogg": (bark, "zlib"), "README": b"plain text"}}}}}}, "top.txt": b"at the root"}
+    path = tmp_path / "a.rcc"
+    path.write_bytes(_rcc(tree))
+    rcc = archives.Rcc(path)
+    base = "gcompris/src/activities/explore_farm_animals/resource/animals"
+    assert rcc.names() == [f"{base}/README", f"{base}/dog.ogg", "top.txt"]
+    assert rcc.read(f"{base}/dog.ogg") == bark
+    assert rcc.read(f"{base}/README") == b"plain text"
+    assert rcc.read("top.txt") == b"at the root"
+    (tmp_path / "bad.rcc").write_bytes(b"nope" * 8)
+    with pytest.raises(archives.ArchiveError, match="not a Qt resource"):
+        archives.Rcc(tmp_path / "bad.rcc")
+
+    root = tmp_path / "root"
+    archives.unpack(path, root / "usr/share/gcompris-qt/rcc/a")
+    doc = root / "usr/share/doc/gcompris-qt-data"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Files: *\nLicense: GPL-3+\n\n"
+                                   "Files: src/activities/explore_farm_animals/resource/animals/*\nLicense: GPL-3\n")
+    items = sound_items("gcompris-qt-data", root, SkipCounter())
+    assert [(i.caption, i.licence) for i in items] == [("a dog barks", "GPL-3")]
+
+
+def _wav_bytes(freq: float) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    t = np.arange(RATE // 4) / RATE
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes((0.4 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def test_cat_reader_splits_two_wavs_with_their_titles_and_licences(tmp_path):
+    """An OpenTTD sound catalogue of two WAVs (the new format's top bit set on the offsets):
+    each comes back whole with its title and stated licence, unpacked as NN_title.wav, and
+    sound_items captions it from the title with that licence. Catches: the top bit not masked
+    (no entries), the name length byte or name not skipped (not RIFF), a licence not parsed."""
+    from train.corpus import archives
+
+    entries = [(b'"Cow". Original "moo.wav" by x. License: Creative Commons Zero 1.0.\0', _wav_bytes(200)),
+               (b'"Ship horn". By y. License: Creative Commons Attribution 3.0 Unported.\0', _wav_bytes(300))]
+    table, body, at = b"", b"", 8 * len(entries)
+    for name, wav in entries:
+        table += struct.pack("<II", (at + len(body)) | 0x80000000, len(wav))
+        body += bytes([len(name)]) + name + wav
+    path = tmp_path / "sfx.cat"
+    path.write_bytes(table + body)
+    got = archives.cat_entries(path)
+    assert [archives.cat_title(n) for n, _ in got] == ["Cow", "Ship horn"]
+    assert [w for _, w in got] == [wav for _, wav in entries]
+    assert [archives.cat_licence(n) for n, _ in got] == ["CC0-1.0", "CC-BY-3.0"]
+
+    root = tmp_path / "root"
+    written = archives.unpack(path, root / "usr/share/games/openttd/baseset/opensfx/sfx")
+    assert [p.name for p in written] == ["00_Cow.wav", "01_Ship_horn.wav"]
+    items = sound_items("openttd-opensfx", root, SkipCounter())
+    assert [(i.caption, i.licence) for i in items] == [("a cow moos", "CC0-1.0"), ("a ship's horn blows", "CC-BY-3.0")]
+    assert probe(written[1]).has_audio
+
+
+def test_freedesktop_sounds_get_captions_kinds_and_file_licences(tmp_path):
+    """A tree laid out as sound-theme-freedesktop's (stereo/*.oga, a copyright file with one
+    `Files:` paragraph per group of sounds and none for `*`). Catches: .oga files not listed, the
+    loudspeaker names not read as speech, the licence of another paragraph (or the package's first)
+    given to a file, an unnamed event captioned."""
+    stereo = tmp_path / "usr/share/sounds/freedesktop/stereo"
+    stereo.mkdir(parents=True)
+    for name in ("bell", "phone-incoming-call", "audio-channel-front-left", "audio-test-signal"):
+        (stereo / f"{name}.oga").write_bytes(b"x")
+    doc = tmp_path / "usr/share/doc/sound-theme-freedesktop"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(
+        "Format: x\n\nFiles: stereo/audio-channel-front-left.oga\n stereo/audio-test-signal.oga\nLicense: GPL-2+\n\n"
+        "Files: stereo/bell.oga stereo/complete.oga\nLicense: CC-BY-3.0\n\n"
+        "Files: stereo/phone-incoming-call.oga\nLicense: GPL-2\n\nFiles: debian/*\nLicense: MIT\n")
+    skipped = SkipCounter()
+    items = sound_items("sound-theme-freedesktop", tmp_path, skipped)
+    assert [(i.caption, i.kind, i.licence) for i in items] == [
+        ("a voice says 'front left'", "speech", "GPL-2+"), ("a bell rings", "sound", "CC-BY-3.0"),
+        ("a phone rings", "sound", "GPL-2")]
+    assert sum(skipped.values()) == 1  # the test signal
+
+
+@pytest.mark.parametrize("caption, said", [
+    ("a dog barks", ["a dog barks", "dog barking", "the sound of a dog"]),
+    ("chickens cluck", ["chickens cluck", "chickens clucking", "the sound of chickens"]),
+    ("a truck starts and pulls away", ["a truck starts and pulls away", "truck starting and pulling away",
+                                       "the sound of a truck"]),
+    ("a chainsaw cuts wood", ["a chainsaw cuts wood", "chainsaw cutting wood", "the sound of a chainsaw"]),
+    ("a block is placed", ["a block is placed", "block being placed", "the sound of a block being placed"]),
+    ("the sound of an explosion", ["the sound of an explosion", "an explosion", "explosion sound"]),
+    ("a busy market", ["a busy market", "the sound of a busy market"]),
+    ("a snare drum roll", ["a snare drum roll", "the sound of a snare drum roll"]),
+    ("a voice says 'oh no'", ["a voice says 'oh no'"]),
+])
+def test_phrasings_say_a_sound_several_ways(caption, said):
+    """Catches: a gerund misspelled (cut -> cuting, close -> closeing), a noun read as a verb
+    (drum roll -> drum rolling), the second verb of 'starts and pulls' left conjugated, quoted
+    speech rephrased."""
+    from train.corpus.captions import phrasings
+
+    assert phrasings(caption) == said
+
+
+def test_split_ship_mode_holds_out_only_the_demo_recordings():
+    """`--holdout none`: a held-out package and concept train, the demo's own recordings and the
+    held-out voices stay test, and a training caption with a held-out word passes the check;
+    `--held-out-package` replaces the default packages. Catches: ship mode still holding out
+    packages or concepts (the shipped model never hears them), the demo's recordings trained on."""
+    from train.corpus.demo_media import CLIPS
+
+    ship = split.Holdout.of("none")
+    assert split.assign("supertuxkart-data", ["rain falls"], holdout=ship) == ("test", "demo")
+    assert split.assign("supertuxkart-data", ["a car engine revs up"], holdout=ship) == ("train", None)
+    assert split.assign("0ad-data", ["a wolf howls"], holdout=ship) == ("train", None)
+    assert split.assign(CLIPS[0][0], [CLIPS[0][1]], holdout=ship) == ("test", "demo")
+    assert split.assign("espeak-ng", ["a voice says the letter k"], True, ship) == ("test", "speech-heldout-voice")
+    split.check_split([{"text": "a trumpet plays", "split": "train"}], ship)
+    chosen = split.Holdout.of("packages", ("openttd-opensfx",))
+    assert split.assign("openttd-opensfx", ["a cow moos"], holdout=chosen) == ("test", "heldout-package")
+    assert split.assign("supertuxkart-data", ["a car engine revs up"], holdout=chosen) == ("train", None)
+    with pytest.raises(AssertionError, match="sheep"):  # another phrasing of a training row
+        split.check_split([{"text": "a bleat", "captions": ["a bleat", "the sound of a sheep"], "split": "train"}])
