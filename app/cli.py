@@ -131,7 +131,7 @@ def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", 
     try:
         demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
                     max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
-                    **launch_options(ctx.may_serve, host, workdir, login))
+                    **launch_options(ctx.open_served, host, workdir, login))
     finally:
         ctx.close()
 

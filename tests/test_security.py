@@ -13,12 +13,14 @@ The catalog is made by an untrained `tiny` model: these tests ask what is served
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,10 @@ def library(tmp_path_factory) -> Library:
     make_video(outside / "v.mp4", 1.0)
     (root / "linked").symlink_to(outside)  # a library subfolder that is a link to elsewhere
     media.append(root / "linked" / "v.mp4")
+    # A catalogued name that is a link (to a sound outside), which the race test flips to a secret
+    # of the same size and time; and a file the identity test replaces by such a link.
+    (root / "flip.wav").symlink_to(make_audio(outside / "flip-media.wav", 0.5))
+    media += [root / "flip.wav", make_audio(root / "replaced.wav", 0.5)]
     secrets = [root / ".env", root / ".ssh" / "id_rsa", root / "notes.txt", root / "sub" / "b.wav.txt",
                outside / "secret.txt", elsewhere / "secret.txt", base / "beside.txt"]
     for secret in secrets:
@@ -64,6 +70,11 @@ def library(tmp_path_factory) -> Library:
     (root / "escape.mp4").symlink_to(base / "beside.txt")  # named like media, points at a secret
     (elsewhere / "broken.mp4").write_text(SECRET)  # fails to index
     secrets += [root / "escape.mp4", elsewhere / "broken.mp4"]
+    for media_file, twin in [(outside / "flip-media.wav", base / "flip-secret.txt"),
+                             (root / "replaced.wav", base / "replaced-secret.txt")]:
+        twin.write_text((SECRET * media_file.stat().st_size)[:media_file.stat().st_size])
+        os.utime(twin, ns=(media_file.stat().st_atime_ns, media_file.stat().st_mtime_ns))
+    secrets += [base / "flip-secret.txt", base / "replaced-secret.txt"]
     db = base / "library.db"
     roots = [str(root), str(elsewhere / "broken.mp4"), str(ETC_HOSTNAME)]
     with Catalog(db) as catalog:
@@ -163,6 +174,59 @@ def test_security_file_routes_serve_the_catalogued_media(server, library):
             assert status == 200, (route, path)
     status, _ = request(server, "GET", FILE_ROUTES[0] + str(library.media[0]), headers={"Range": "bytes=0-9"})
     assert status == 206  # the player seeks
+
+
+def flip(link: Path, targets: list[Path], stop: threading.Event) -> int:
+    """Point `link` at each target in turn (an atomic rename of a new link over it) until `stop`;
+    returns how many times. Leaves it pointing at the first target."""
+    flips = 0
+    while not stop.is_set():
+        for target in targets[1:] + targets[:1]:
+            tmp = link.with_name(link.name + ".tmp")
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+            flips += 1
+    return flips
+
+
+FLIP_FETCHES = 400  # the route served the secret about 1 time in 10 before it sent the file it checked
+
+
+@pytest.mark.slow
+def test_security_a_link_flipped_while_fetched_never_serves_its_other_target(server, library):
+    """Catches (issue 30, item 1) a file route that checks a path, then opens it again: a
+    catalogued name that is a link, flipped between its media and a secret of the same size and
+    time while it is fetched, served the secret. Every answer must be the media or a refusal."""
+    link = library.root / "flip.wav"
+    media, secret = link.resolve(), library.base / "flip-secret.txt"
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        flips = pool.submit(flip, link, [media, secret], stop)
+        try:
+            answers = [request(server, "GET", FILE_ROUTES[0] + str(link)) for _ in range(FLIP_FETCHES)]
+        finally:
+            stop.set()
+        assert flips.result() > 0
+    assert link.resolve() == media
+    served = [(status, body[:80]) for status, body in answers if status not in (200, 403) or leaks(library, body)]
+    assert not served, f"{len(served)} of {FLIP_FETCHES}: {served[:3]}"
+
+
+@pytest.mark.slow
+def test_security_a_same_size_same_time_replacement_is_refused(server, library):
+    """Catches (issue 30, item 2) a check by name, size and time alone: a catalogued file replaced
+    by a link to a non-media file of the same size and modification time was served as audio/wav."""
+    original = library.root / "replaced.wav"
+    aside = library.base / "replaced-original.wav"
+    os.rename(original, aside)  # kept (same inode) to be put back
+    try:
+        original.symlink_to(library.base / "replaced-secret.txt")
+        status, body = request(server, "GET", FILE_ROUTES[0] + str(original))
+        assert status == 403 and not leaks(library, body), (status, body[:80])
+    finally:
+        original.unlink()
+        os.rename(aside, original)
+    assert request(server, "GET", FILE_ROUTES[0] + str(original))[0] == 200
 
 
 @pytest.mark.slow
