@@ -28,7 +28,7 @@ import numpy as np
 
 from app import clips, render
 from app.context import Context
-from app.files import FileRefused, check_upload, open_indexed
+from app.files import FileRefused, check_upload, discard_upload, open_indexed
 from app.scores import Spread, strength_words
 from app.thumbnails import Thumbnail
 from catalog.paths import display_path
@@ -110,11 +110,14 @@ def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str
                  duration: str = "any length", per_file: bool = True) -> tuple:
     """Search by a sound: an uploaded file or a recording (a path). Returns SEARCH_OUTPUTS."""
     began = time.perf_counter()
-    check_upload(audio, ctx.limits)
-    options = search_options(kind, folder, duration, per_file, ctx.top)
-    with user_errors(file=audio):  # its path is in the app's temporary folder: named by its own name only
-        vector = ctx.service.embed_audio(audio)
-        hits = ctx.service.search_vector(vector, **options)
+    try:
+        check_upload(audio, ctx.limits)
+        options = search_options(kind, folder, duration, per_file, ctx.top)
+        with user_errors(file=audio):  # its path is in the app's temporary folder: named by its own name only
+            vector = ctx.service.embed_audio(audio)
+            hits = ctx.service.search_vector(vector, **options)
+    finally:  # searched or refused, the app keeps no user's sound (app/files.py)
+        discard_upload(audio, ctx.workdir)
     return results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, f"the sound {Path(audio).name}", began)
 
 

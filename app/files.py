@@ -21,6 +21,7 @@ and time match; files reached through links are refused until `vlsa index --rebu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -28,12 +29,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.gates import UPLOAD_QUOTA_BYTES
 from catalog.paths import is_under
 from catalog.store import Catalog, Media
 from vlsa.media import MediaError, MediaInfo, probe
 
 MAX_UPLOAD_BYTES = 25 * 2**20  # a query sound: a minute of 16-bit stereo wav is 10 MB
 MAX_UPLOAD_SECONDS = 60.0  # the search listens to the first 30 s; longer uploads are a mistake
+GRADIO_CACHE = "gradio"  # gradio's cache (GRADIO_TEMP_DIR) within the app's folder: uploads land there
 # Opened for reading only; O_NONBLOCK so a fifo named like media cannot hang the open (it has no
 # effect on regular files, the only kind served).
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
@@ -200,6 +203,15 @@ class FileGuard:
 class UploadLimits:
     max_bytes: int = MAX_UPLOAD_BYTES
     max_seconds: float = MAX_UPLOAD_SECONDS
+    quota_bytes: int = UPLOAD_QUOTA_BYTES  # all uploads kept at once (app/gates.py: UploadQuota)
+
+
+def discard_upload(path: str | None, workdir: str | os.PathLike) -> None:
+    """Delete an uploaded sound once searched: only a file in gradio's cache in the app's folder,
+    never one elsewhere (an API client may name any path it knows)."""
+    if path and is_under(real_path(path), real_path(os.path.join(workdir, GRADIO_CACHE))):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def check_upload(path: str | os.PathLike | None, limits: UploadLimits | None = None) -> MediaInfo:
@@ -211,6 +223,8 @@ def check_upload(path: str | os.PathLike | None, limits: UploadLimits | None = N
     name = Path(path).name
     try:
         size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise UploadRejected(f"{name} is gone: an uploaded sound is deleted once searched; upload it again.") from None
     except OSError as e:
         raise UploadRejected(f"{name}: cannot read the upload ({e.strerror}).") from None
     if size > limits.max_bytes:

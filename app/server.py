@@ -1,10 +1,14 @@
 """The HTTP side of `vlsa app`: what the server answers before gradio's own routes do.
 
-Gradio builds its FastAPI app inside `launch()`; `launch_options` hands it three ASGI middlewares
-through `app_kwargs` (FastAPI's `middleware=`), outermost first:
+Gradio builds its FastAPI app inside `launch()`; `launch_options` hands it its ASGI middlewares
+through `app_kwargs` (FastAPI's `middleware=`), outermost first (HostCheck, OneLineErrors, the
+gates, FileRoutes):
 
 - `HostCheck`: only the host names the server was started for are answered, so a page on another
   site cannot reach the app by DNS rebinding (the browser sends that site's name as Host).
+- `SameSite`, `LoginThrottle`, `LoginRequired`, `UploadQuota` (app/gates.py): who may ask
+  what: no cross-site requests that change anything, the login before every route but the login
+  page's, wrong passwords slowed down, and a cap on what uploads keep.
 - `OneLineErrors`: an unhandled exception becomes a one-line 500; the traceback goes to the
   server log. Gradio creates its app with debug=True, whose error handler would otherwise send the
   traceback, with the virtual environment's paths, to the client.
@@ -32,11 +36,12 @@ from urllib.parse import urlsplit
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.files import FileRefused, OpenFile
+from app.files import GRADIO_CACHE, FileRefused, OpenFile
+from app.gates import LoginRequired, LoginThrottle, SameSite, UploadQuota, logged_in
 from vlsa.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,6 @@ ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # binds every interface of the m
 FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 UNKNOWN_HOST = "Unknown host name: open the app by the address it was started with.\n"
 FILE_REFUSED = "File not allowed: the app serves only the media files of its catalog.\n"
-GRADIO_CACHE = "gradio"  # gradio's cache (GRADIO_TEMP_DIR) within the app's folder
 # A file gradio cached, CACHE/<sha256 of its content>/NAME: what that URL sends never changes.
 CONTENT_ADDRESSED = re.compile(r"[0-9a-f]{64}/[^/]+")
 KEEP = "private, max-age=86400, immutable"
@@ -178,7 +182,7 @@ class FileRoutes:
         if scope["type"] != "http" or route is None or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        if not logged_in(scope["app"], Request(scope)):
+        if not logged_in(scope["app"], HTTPConnection(scope)):
             await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
             return
         try:
@@ -195,16 +199,6 @@ class FileRoutes:
             opened.close()  # after the last byte: FileResponse reads the open file through `pinned`
 
 
-def logged_in(app: ASGIApp, request: Request) -> bool:
-    """Gradio's test for its other routes (gradio/routes.py: get_current_user, login_check): no
-    login configured, or the cookie of a session that logged in."""
-    if getattr(app, "auth", None) is None:
-        return True
-    cookie = app.cookie_id
-    token = request.cookies.get(f"access-token-{cookie}") or request.cookies.get(f"access-token-unsecure-{cookie}")
-    return app.tokens.get(token) is not None
-
-
 def file_response(opened: OpenFile) -> FileResponse:
     """The open file, read through its pinned name (Starlette's FileResponse answers Range and
     HEAD from it), typed by its own name. Pictures and sounds are shown in the page; anything else
@@ -219,10 +213,13 @@ def file_response(opened: OpenFile) -> FileResponse:
 
 
 def launch_options(open_served: Callable[[str], OpenFile], host: str, workdir: str | os.PathLike,
-                   login: tuple[str, str] | None) -> dict:
+                   login: tuple[str, str] | None, upload_quota: int) -> dict:
     """gradio launch() arguments for the middlewares above, the login and the error display."""
-    middleware = [Middleware(HostCheck, hosts=HostNames.for_bind(host)), Middleware(OneLineErrors),
-                  Middleware(FileRoutes, open_served=open_served, cache=os.path.join(workdir, GRADIO_CACHE))]
+    hosts, cache = HostNames.for_bind(host), os.path.join(workdir, GRADIO_CACHE)
+    middleware = [Middleware(HostCheck, hosts=hosts), Middleware(OneLineErrors), Middleware(SameSite, hosts=hosts),
+                  Middleware(LoginThrottle), Middleware(LoginRequired),
+                  Middleware(UploadQuota, quota=upload_quota, cache=cache),
+                  Middleware(FileRoutes, open_served=open_served, cache=cache)]
     return {
         "app_kwargs": {"middleware": middleware},
         # What gradio accepts as a callback's output file (the player's clips); the file route
