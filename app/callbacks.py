@@ -28,12 +28,13 @@ import numpy as np
 
 from app import clips, render
 from app.context import Context
-from app.files import check_upload
+from app.files import FileRefused, check_upload, discard_upload, open_indexed
 from app.scores import Spread, strength_words
 from app.thumbnails import Thumbnail
 from catalog.paths import display_path
 from catalog.service import KINDS, Hit
 from catalog.store import WINDOW_MODALITIES, CatalogError, Media, NotFound
+from vlsa.api import VLSA
 from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)
@@ -58,20 +59,23 @@ HOW_TO_READ = ("Best first. *Strong*, *good*, *fair* or *weak* says how far a re
 
 
 @contextlib.contextmanager
-def user_errors(not_found: str = RESULT_GONE) -> Iterator[None]:
+def user_errors(not_found: str = RESULT_GONE, file: str | None = None, name: str | None = None) -> Iterator[None]:
     """Errors the service raises for bad input become gr.Error, one line in the product's words:
     no catalog path, no SQLite or Python wording (anything else is logged, and the page shows
-    gradio's plain "Error", see app/cli.py)."""
+    gradio's plain "Error", see app/cli.py). `file`, the path being read (an upload in the app's
+    temporary folder, an open file's pinned name), is shown as `name` (default: its own name)."""
     try:
         yield
     except NotFound as e:  # its text names the catalog file
         log.info("%s", e)
         raise gr.Error(not_found) from e
     except (CatalogError, MediaError, ValueError) as e:
-        raise gr.Error(str(e)) from e
+        message = str(e).replace(file, name or os.path.basename(file)) if file else str(e)
+        raise gr.Error(message) from e
     except OSError as e:  # a file moved or deleted since it was indexed
-        name = os.path.basename(e.filename) if e.filename else "the file"
-        raise gr.Error(f"Cannot read {name}: {e.strerror or e}") from e
+        shown = (name if file and e.filename == file and name else
+                 os.path.basename(e.filename) if e.filename else "the file")
+        raise gr.Error(f"Cannot read {shown}: {e.strerror or e}") from e
 
 
 def search_options(kind: str, folder: str | None, duration: str, per_file: bool, top: int) -> dict:
@@ -106,11 +110,14 @@ def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str
                  duration: str = "any length", per_file: bool = True) -> tuple:
     """Search by a sound: an uploaded file or a recording (a path). Returns SEARCH_OUTPUTS."""
     began = time.perf_counter()
-    check_upload(audio, ctx.limits)
-    options = search_options(kind, folder, duration, per_file, ctx.top)
-    with user_errors():
-        vector = ctx.service.embed_audio(audio)
-        hits = ctx.service.search_vector(vector, **options)
+    try:
+        check_upload(audio, ctx.limits)
+        options = search_options(kind, folder, duration, per_file, ctx.top)
+        with user_errors(file=audio):  # its path is in the app's temporary folder: named by its own name only
+            vector = ctx.service.embed_audio(audio)
+            hits = ctx.service.search_vector(vector, **options)
+    finally:  # searched or refused, the app keeps no user's sound (app/files.py)
+        discard_upload(audio, ctx.workdir)
     return results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, f"the sound {Path(audio).name}", began)
 
 
@@ -192,21 +199,30 @@ def hit_thumbnails(ctx: Context, hits: list[Hit]) -> list[str]:
     for hit in hits:
         try:
             media = ctx.service.catalog.media_by_id(hit.media_id)
-            path = ctx.check_path(hit.path)
-        except (gr.Error, CatalogError) as e:
+        except CatalogError as e:
             log.warning("no thumbnail for %s: %s", hit.display_path, e)
             wanted.append(None)
             continue
-        wanted.append(moment_thumbnail(ctx, media, path, hit.start, hit.end))
+        wanted.append(moment_thumbnail(ctx, media, hit.path, hit.start, hit.end))
     return ctx.thumbnails.get(wanted)
 
 
 def moment_thumbnail(ctx: Context, media: Media, path: str, start: float, end: float) -> Thumbnail:
     """The picture of one moment of a file, keyed by the file's indexed version: a file replaced
     and indexed again is drawn anew."""
-    return Thumbnail((path, media.size, media.mtime_ns, start, end), partial(
-        render.thumbnail, ctx.model, ctx.window, path, start, end, media.has_video, media.duration),
-        media.display_path)
+    return Thumbnail((path, media.size, media.mtime_ns, start, end),
+                     partial(draw_moment, ctx.model, ctx.window, media, path, start, end), media.display_path)
+
+
+def draw_moment(model: VLSA, window: float, media: Media, path: str, start: float, end: float) -> np.ndarray:
+    """render.thumbnail of `path` if it is still `media` as indexed: opened, then checked against
+    its catalog row, and read through that open file (app/files.py). Runs on a picture thread."""
+    try:
+        opened = open_indexed(path, media)
+    except FileRefused as e:
+        raise MediaError(str(e)) from None  # what Thumbnails logs and draws blank
+    with opened:
+        return render.thumbnail(model, window, opened.pinned, start, end, media.has_video, media.duration)
 
 
 def draw_ahead(ctx: Context) -> int:
@@ -218,11 +234,9 @@ def draw_ahead(ctx: Context) -> int:
         return 0
     wanted = []
     for media in catalog.media(status="ok"):
-        try:
-            path = ctx.check_path(media.path)
-        except gr.Error:  # not served (the search would not show it either)
+        if not ctx.files.allows(media.path):  # not served (the search would not show it either)
             continue
-        wanted += [moment_thumbnail(ctx, media, path, w.start, w.end) for w in catalog.windows(media.id)]
+        wanted += [moment_thumbnail(ctx, media, media.path, w.start, w.end) for w in catalog.windows(media.id)]
     ctx.thumbnails.ahead(wanted)
     return len(wanted)
 
@@ -241,13 +255,13 @@ def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, inde
     if not hits or query is None or index is None or not 0 <= int(index) < len(hits):
         raise gr.Error("That result is gone; search again.")
     hit = hits[int(index)]
-    path = ctx.check_path(hit.path)
-    with user_errors():
+    with ctx.files.open(hit.path) as opened, user_errors(file=opened.pinned, name=Path(hit.path).name):
+        path = opened.pinned  # the file checked, whatever its name leads to now (app/files.py)
         media = ctx.service.catalog.media_by_id(hit.media_id)  # NotFound if re-indexed since
         strength = spread(ctx, query, hit.modality).strength(hit.score)
         query = ctx.service.query_of_hit(query, hit)  # a sound of several windows: the one that matched
         start, stop = clips.clip_span(hit.start, hit.end, media.duration)
-        clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir))
+        clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir, name=hit.path))
         data = render.window_data(ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.has_audio)
         spatial = render.spatial(ctx.model, data, path, query["video"]) if media.has_video else None
         spectrogram = (render.spectrogram(ctx.model, data, query["audio"], ctx.window, media.duration)

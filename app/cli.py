@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
-from app.files import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
+from app.files import GRADIO_CACHE, MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadLimits
+from app.gates import UPLOAD_QUOTA_BYTES
 from app.server import (
     ANY_ADDRESS,
     AUTH_ENV,
     AUTH_HELP,
-    GRADIO_CACHE,
     is_loopback,
     launch_options,
     parse_login,
@@ -90,12 +90,16 @@ def stop_on_sigterm() -> None:
               type=click.FloatRange(min=0, min_open=True), help="Largest query sound accepted.")
 @click.option("--max-upload-seconds", default=MAX_UPLOAD_SECONDS, show_default=True,
               type=click.FloatRange(min=0, min_open=True), help="Longest query sound accepted.")
+@click.option("--upload-quota-mb", default=UPLOAD_QUOTA_BYTES / 2**20, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Most the uploads waiting to be searched may take at once; the oldest go first.")
 def app(db_path: str, checkpoint: str | None, host: str, port: int, auth: str | None, no_browser: bool,
-        max_upload_mb: float, max_upload_seconds: float) -> None:
+        max_upload_mb: float, max_upload_seconds: float, upload_quota_mb: float) -> None:
     """Search a catalog in the browser: by words, by a sound, or by example."""
     login = parse_login(host, auth)
     check_port(host, port)
-    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_seconds=max_upload_seconds)
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_seconds=max_upload_seconds,
+                          quota_bytes=int(upload_quota_mb * 2**20))
     serve(db_path, checkpoint=checkpoint, host=host, port=port, no_browser=no_browser, limits=limits, login=login)
 
 
@@ -131,7 +135,7 @@ def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", 
     try:
         demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
                     max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
-                    **launch_options(ctx.may_serve, host, workdir, login))
+                    **launch_options(ctx.open_served, host, workdir, login, limits.quota_bytes))
     finally:
         ctx.close()
 

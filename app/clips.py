@@ -38,17 +38,20 @@ def clip_span(start: float, end: float, duration: float | None) -> tuple[float, 
     return start, max(stop, start + 0.1)
 
 
-def cached_name(path: str, start: float, end: float, suffix: str) -> str:
-    """A file name that changes when the source file or the times change."""
+def cached_name(path: str, start: float, end: float, suffix: str, name: str | None = None) -> str:
+    """A file name that changes when the source file or the times change. `name`: the file's
+    catalogued path when `path` is an open file's pinned name (app/files.py: OpenFile)."""
     st = os.stat(path)
-    key = f"{os.fsencode(path)!r}|{st.st_size}|{st.st_mtime_ns}|{start:.3f}|{end:.3f}"
+    key = f"{os.fsencode(name or path)!r}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{start:.3f}|{end:.3f}"
     return f"clip-{hashlib.sha1(key.encode()).hexdigest()[:16]}{suffix}"
 
 
-def cut(path: str, info: MediaInfo, start: float, end: float, folder: str | os.PathLike) -> Path:
-    """The cut of [start, end) of `path` (an mp4 for video, a wav for sound) inside `folder`."""
+def cut(path: str, info: MediaInfo, start: float, end: float, folder: str | os.PathLike,
+        name: str | None = None) -> Path:
+    """The cut of [start, end) of `path` (an mp4 for video, a wav for sound) inside `folder`;
+    `name`: the file's own path, for the cache, when `path` is an open file's pinned name."""
     start, end = clip_span(start, end, info.duration)
-    out = Path(folder) / cached_name(path, start, end, ".mp4" if info.has_video else ".wav")
+    out = Path(folder) / cached_name(path, start, end, ".mp4" if info.has_video else ".wav", name)
     if not out.exists():
         tmp = out.with_name(out.stem + ".part" + out.suffix)  # never serve a half-written cut
         try:
@@ -58,7 +61,7 @@ def cut(path: str, info: MediaInfo, start: float, end: float, folder: str | os.P
                 write_wav(read_audio(path, start, end, AUDIO_RATE).numpy(), AUDIO_RATE, tmp)
             os.replace(tmp, out)
         except av.FFmpegError as e:
-            raise MediaError(f"{path}: cannot cut the clip ({e})") from e
+            raise MediaError(f"{os.path.basename(name or path)}: cannot cut the clip ({e})") from e
         finally:
             tmp.unlink(missing_ok=True)  # a failed cut leaves nothing behind
         prune(Path(folder), KEEP_CUTS)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from app.files import FileGuard, UploadLimits
+from app.files import FileGuard, OpenFile, UploadLimits, open_file, refused
 from app.thumbnails import Thumbnails
 from catalog.service import SearchService
 from vlsa.api import VLSA
@@ -77,16 +77,20 @@ class Context:
         if self.thread is not None:
             self.thread.close()
 
-    def check_path(self, path: str) -> str:
-        """`path` if the app may read it (see FileGuard.check)."""
-        return self.files.check(path)
-
-    def may_serve(self, path: str) -> bool:
-        """Whether the HTTP file route may send `path`. The app's own files (the gallery's
-        thumbnails among them) are answered at once; a media file is asked on the model thread,
-        since the guard reads the catalog, and so waits for a search that is running."""
-        own = self.files.own(path)
-        return own if own is not None else self.run(lambda ctx: ctx.files.allows(path))
+    def open_served(self, path: str) -> OpenFile:
+        """`path` opened for the HTTP file route if the app may send it (see FileGuard.open), else
+        FileRefused. The app's own files (the gallery's thumbnails among them) are answered at
+        once; a media file is checked on the model thread, since the guard reads the catalog, and
+        so waits for a search that is running."""
+        opened = open_file(path)
+        try:
+            if self.files.own(opened) or self.run(lambda ctx: ctx.files.indexed(opened)):
+                return opened
+        except BaseException:
+            opened.close()
+            raise
+        opened.close()
+        raise refused(path)
 
     @property
     def model(self) -> VLSA:

@@ -1,15 +1,21 @@
 """The HTTP side of `vlsa app`: what the server answers before gradio's own routes do.
 
-Gradio builds its FastAPI app inside `launch()`; `launch_options` hands it three ASGI middlewares
-through `app_kwargs` (FastAPI's `middleware=`), outermost first:
+Gradio builds its FastAPI app inside `launch()`; `launch_options` hands it its ASGI middlewares
+through `app_kwargs` (FastAPI's `middleware=`), outermost first (HostCheck, OneLineErrors, the
+gates, FileRoutes):
 
 - `HostCheck`: only the host names the server was started for are answered, so a page on another
   site cannot reach the app by DNS rebinding (the browser sends that site's name as Host).
+- `SameSite`, `LoginThrottle`, `LoginRequired`, `UploadQuota` (app/gates.py): who may ask
+  what: no cross-site requests that change anything, the login before every route but the login
+  page's, wrong passwords slowed down, and a cap on what uploads keep.
 - `OneLineErrors`: an unhandled exception becomes a one-line 500; the traceback goes to the
   server log. Gradio creates its app with debug=True, whose error handler would otherwise send the
   traceback, with the virtual environment's paths, to the client.
 - `FileRoutes`: gradio's file routes are answered here from `FileGuard` (app/files.py): the
   catalogued media files and the app's own temporary files, anything else a 403 naming no path.
+  The file is opened once, checked as opened, and sent from that open file (never reopened by
+  its path, which a link swapped meanwhile could lead elsewhere).
   Gradio's own handler decides by folder (`allowed_paths`) and echoes the path it refuses.
   Gradio's cached files are named by a hash of their content, so the browser may keep them: a
   thumbnail shown by an earlier search is drawn again without a request.
@@ -30,10 +36,12 @@ from urllib.parse import urlsplit
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.requests import HTTPConnection
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.files import GRADIO_CACHE, FileRefused, OpenFile
+from app.gates import LoginRequired, LoginThrottle, SameSite, UploadQuota, logged_in
 from vlsa.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -44,11 +52,9 @@ ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # binds every interface of the m
 FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 UNKNOWN_HOST = "Unknown host name: open the app by the address it was started with.\n"
 FILE_REFUSED = "File not allowed: the app serves only the media files of its catalog.\n"
-GRADIO_CACHE = "gradio"  # gradio's cache (GRADIO_TEMP_DIR) within the app's folder
 # A file gradio cached, CACHE/<sha256 of its content>/NAME: what that URL sends never changes.
 CONTENT_ADDRESSED = re.compile(r"[0-9a-f]{64}/[^/]+")
 KEEP = "private, max-age=86400, immutable"
-NO_SUCH_FILE = "No such file: it was moved or deleted since it was indexed.\n"
 INTERNAL_ERROR = "The server could not answer this request; the details are in its log.\n"
 AUTH_ENV = "VLSA_APP_AUTH"
 AUTH_HELP = ("Login for the page and its API; required unless --host is this computer. Prefer the "
@@ -165,57 +171,55 @@ class OneLineErrors:
 
 
 class FileRoutes:
-    """Gradio's file routes, answered from `may_serve(path)` (which may block: run in a thread)."""
+    """Gradio's file routes, answered from `open_served(path)`: an OpenFile the app may send, or
+    FileRefused (it may block: run in a thread)."""
 
-    def __init__(self, app: ASGIApp, may_serve: Callable[[str], bool], cache: str):
-        self.app, self.may_serve, self.cache = app, may_serve, os.path.realpath(cache)
+    def __init__(self, app: ASGIApp, open_served: Callable[[str], OpenFile], cache: str):
+        self.app, self.open_served, self.cache = app, open_served, os.path.realpath(cache)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = next((r for r in FILE_ROUTES if scope.get("path", "").startswith(r)), None)
         if scope["type"] != "http" or route is None or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        if not logged_in(scope["app"], Request(scope)):
-            response: Response = JSONResponse({"detail": "Not authenticated"}, status_code=401)
-        else:
-            path = scope["path"][len(route):]
-            if not await run_in_threadpool(self.may_serve, path):
-                response = PlainTextResponse(FILE_REFUSED, status_code=403)
-            elif not os.path.isfile(path):
-                response = PlainTextResponse(NO_SUCH_FILE, status_code=404)
-            else:
-                real = os.path.realpath(path)  # the file the guard looked up
-                response = file_response(real)
-                if CONTENT_ADDRESSED.fullmatch(os.path.relpath(real, self.cache)):
-                    response.headers["Cache-Control"] = KEEP
-        await response(scope, receive, send)
+        if not logged_in(scope["app"], HTTPConnection(scope)):
+            await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
+            return
+        try:
+            opened = await run_in_threadpool(self.open_served, scope["path"][len(route):])
+        except FileRefused:
+            await PlainTextResponse(FILE_REFUSED, status_code=403)(scope, receive, send)
+            return
+        try:
+            response = file_response(opened)
+            if CONTENT_ADDRESSED.fullmatch(os.path.relpath(opened.real, self.cache)):
+                response.headers["Cache-Control"] = KEEP
+            await response(scope, receive, send)
+        finally:
+            opened.close()  # after the last byte: FileResponse reads the open file through `pinned`
 
 
-def logged_in(app: ASGIApp, request: Request) -> bool:
-    """Gradio's test for its other routes (gradio/routes.py: get_current_user, login_check): no
-    login configured, or the cookie of a session that logged in."""
-    if getattr(app, "auth", None) is None:
-        return True
-    cookie = app.cookie_id
-    token = request.cookies.get(f"access-token-{cookie}") or request.cookies.get(f"access-token-unsecure-{cookie}")
-    return app.tokens.get(token) is not None
-
-
-def file_response(path: str) -> FileResponse:
-    """Pictures and sounds shown in the page; anything else (an upload can be any file) as a
-    download, so a browser never runs it as a page. SVG can hold scripts: a download too."""
-    kind, _ = mimetypes.guess_type(path)
+def file_response(opened: OpenFile) -> FileResponse:
+    """The open file, read through its pinned name (Starlette's FileResponse answers Range and
+    HEAD from it), typed by its own name. Pictures and sounds are shown in the page; anything else
+    (an upload can be any file) is a download, so a browser never runs it as a page. SVG can hold
+    scripts: a download too."""
+    name = os.path.basename(opened.real)
+    kind, _ = mimetypes.guess_type(name)
     inline = kind is not None and kind.split("/")[0] in ("audio", "video", "image") and kind != "image/svg+xml"
-    return FileResponse(path, media_type=kind if inline else "application/octet-stream",
-                        content_disposition_type="inline" if inline else "attachment",
-                        filename=os.path.basename(path))
+    return FileResponse(opened.pinned, stat_result=opened.stat,
+                        media_type=kind if inline else "application/octet-stream",
+                        content_disposition_type="inline" if inline else "attachment", filename=name)
 
 
-def launch_options(may_serve: Callable[[str], bool], host: str, workdir: str | os.PathLike,
-                   login: tuple[str, str] | None) -> dict:
+def launch_options(open_served: Callable[[str], OpenFile], host: str, workdir: str | os.PathLike,
+                   login: tuple[str, str] | None, upload_quota: int) -> dict:
     """gradio launch() arguments for the middlewares above, the login and the error display."""
-    middleware = [Middleware(HostCheck, hosts=HostNames.for_bind(host)), Middleware(OneLineErrors),
-                  Middleware(FileRoutes, may_serve=may_serve, cache=os.path.join(workdir, GRADIO_CACHE))]
+    hosts, cache = HostNames.for_bind(host), os.path.join(workdir, GRADIO_CACHE)
+    middleware = [Middleware(HostCheck, hosts=hosts), Middleware(OneLineErrors), Middleware(SameSite, hosts=hosts),
+                  Middleware(LoginThrottle), Middleware(LoginRequired),
+                  Middleware(UploadQuota, quota=upload_quota, cache=cache),
+                  Middleware(FileRoutes, open_served=open_served, cache=cache)]
     return {
         "app_kwargs": {"middleware": middleware},
         # What gradio accepts as a callback's output file (the player's clips); the file route

@@ -11,14 +11,19 @@ folder, duration, per_file), each returning (gallery, results as JSON, status), 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import gradio as gr
 
 from app import callbacks
 from app.callbacks import DURATIONS, KIND_CHOICES
 from app.context import Context
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Queries that name media of the demo library: shipped real recordings (the default checkpoint finds
 # them first; docs/REAL_MEDIA.md) and a synthetic clip's own caption.
@@ -56,26 +61,36 @@ class Handlers:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn on the model thread. A gr.Error is the user's mistake, its message already shown in
+        the page: the log gets one line, not gradio's traceback (kept for the project's own bugs)."""
+        try:
+            return self.ctx.run(fn, *args)
+        except gr.Error as e:
+            log.warning("%s: %s", fn.__name__, e.message)
+            e.print_exception = False
+            raise
+
     def search_text(self, text: str, kind: str, folder: str, duration: str, per_file: bool):
-        return self.ctx.run(callbacks.search_text, text, kind, folder, duration, per_file)
+        return self.run(callbacks.search_text, text, kind, folder, duration, per_file)
 
     def search_audio(self, audio: str, kind: str, folder: str, duration: str, per_file: bool):
-        return self.ctx.run(callbacks.search_audio, audio, kind, folder, duration, per_file)
+        return self.run(callbacks.search_audio, audio, kind, folder, duration, per_file)
 
     def find_similar(self, window_id: float, kind: str, folder: str, duration: str, per_file: bool):
-        return self.ctx.run(callbacks.find_similar, window_id, kind, folder, duration, per_file)
+        return self.run(callbacks.find_similar, window_id, kind, folder, duration, per_file)
 
     def describe_sound(self, audio: str | None):
         return callbacks.describe_sound(audio)
 
     def select(self, hits: list, query: dict, evt: gr.SelectData):
-        return self.ctx.run(callbacks.select_result, hits, query, evt.index)
+        return self.run(callbacks.select_result, hits, query, evt.index)
 
     def library(self):
-        return self.ctx.run(callbacks.library_panel)
+        return self.run(callbacks.library_panel)
 
     def folders(self) -> list:
-        return self.ctx.run(callbacks.folder_choices)
+        return self.run(callbacks.folder_choices)
 
 
 def in_browser(*updates: str) -> str:

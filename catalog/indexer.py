@@ -134,7 +134,7 @@ class Indexer:
 
     def index_files(self, files: Sequence[FileStat], report: IndexReport) -> None:
         """Embed `files` and write them into the catalog in their order; counted into `report`."""
-        jobs = [_Job(FileRecord(f.path, f.size, f.mtime_ns)) for f in files]
+        jobs = [_Job(FileRecord(f.path, f.size, f.mtime_ns, dev=f.dev, ino=f.ino)) for f in files]
         self._pending = deque(jobs)
         workers = min(self.workers, len(files))  # no processes started for a run with nothing to decode
         loader = decode_loader(files, self.model.config, self.window, self.stride, self.batch_size, workers)

@@ -56,6 +56,10 @@ class Media:
     status: str  # 'ok' | 'failed'
     error: str | None  # one line, for failed files
     indexed_at: str
+    # The file's identity when indexed (links followed): the app serves an open file only if it is
+    # this one. None in rows written before schema 2.
+    dev: int | None = None
+    ino: int | None = None
 
     @property
     def display_path(self) -> str:
@@ -84,3 +88,5 @@ class FileRecord:
     error: str | None = None
     windows: list[tuple[float, float]] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (len(windows), E)
+    dev: int | None = None  # st_dev and st_ino of the file read (links followed), see Media
+    ino: int | None = None

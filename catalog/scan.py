@@ -33,6 +33,8 @@ class FileStat:
     path: str  # absolute; may hold surrogate escapes (a name that is not UTF-8)
     size: int
     mtime_ns: int
+    dev: int | None = None  # st_dev, st_ino: which file it is (the app checks what it opens against them)
+    ino: int | None = None
 
 
 @dataclass
@@ -78,7 +80,7 @@ def scan(roots: Iterable[str | os.PathLike]) -> ScanResult:
             _walk(root, result, seen)
         elif (st.st_dev, st.st_ino) not in seen:  # a file named on the command line: taken as is
             seen.add((st.st_dev, st.st_ino))
-            result.files.append(FileStat(root, st.st_size, st.st_mtime_ns))
+            result.files.append(FileStat(root, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
     result.files.sort(key=lambda f: os.fsencode(f.path))
     return result
 
@@ -122,4 +124,4 @@ def _visit(entry: os.DirEntry, stack: list[str], result: ScanResult, seen: set[t
     if (st.st_dev, st.st_ino) in seen:  # a second link to a file already listed
         return
     seen.add((st.st_dev, st.st_ino))
-    result.files.append(FileStat(entry.path, st.st_size, st.st_mtime_ns))
+    result.files.append(FileStat(entry.path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))

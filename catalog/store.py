@@ -5,10 +5,11 @@
     catalog.windows(media_id)                         # its time windows
     catalog.embedding(window_id, "audio")             # float32 (E,) or None
 
-Tables (schema version 1):
+Tables (schema version 2):
     meta(key, value)                      settings the vectors depend on, the schema version and
                                           a generation counter bumped by every write
-    media(id, path, size, mtime_ns, duration, has_video, has_audio, status, error, indexed_at)
+    media(id, path, size, mtime_ns, duration, has_video, has_audio, status, error, indexed_at,
+          dev, ino)                       dev, ino: the file's identity when read (NULL before v2)
     windows(id, media_id, start, end)     seconds from the start of the file
     embeddings(window_id, modality, vector)   modality 'video' | 'audio'; float32 little-endian
 
@@ -72,7 +73,7 @@ Database = _import_sqlite_utils_without_pandas().Database
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 WINDOW_MODALITIES = ("video", "audio")
 BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
@@ -115,7 +116,15 @@ def _migrate_to_1(db: Database) -> None:
                             not_null={"vector"}, foreign_keys=[("window_id", "windows", "id")])
 
 
-MIGRATIONS = {1: _migrate_to_1}
+def _migrate_to_2(db: Database) -> None:
+    """Each file's device and inode, so the app can tell that a file it opened is the one indexed
+    (a same-size, same-time replacement is another file). Rows from before stay NULL until the
+    file is indexed again (see app/files.py for how the app treats them)."""
+    db["media"].add_column("dev", int)
+    db["media"].add_column("ino", int)
+
+
+MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
@@ -277,7 +286,8 @@ class Catalog:
         if not rows:
             return None
         m = _media(rows[0])
-        record = FileRecord(path, m.size, m.mtime_ns, m.duration, m.has_video, m.has_audio, m.error)
+        record = FileRecord(path, m.size, m.mtime_ns, m.duration, m.has_video, m.has_audio, m.error,
+                            dev=m.dev, ino=m.ino)
         windows = self.windows(m.id)  # by start, as written
         record.windows = [(w.start, w.end) for w in windows]
         for modality in WINDOW_MODALITIES:
@@ -317,7 +327,8 @@ class Catalog:
         path = os.fsencode(record.path)
         row = {"path": path, "size": record.size, "mtime_ns": record.mtime_ns, "duration": record.duration,
                "has_video": int(record.has_video), "has_audio": int(record.has_audio),
-               "status": "failed" if record.error else "ok", "error": record.error, "indexed_at": now()}
+               "status": "failed" if record.error else "ok", "error": record.error, "indexed_at": now(),
+               "dev": _to_sqlite(record.dev), "ino": _to_sqlite(record.ino)}
         existing = self.db.execute("SELECT id FROM media WHERE path = ?", [path]).fetchone()
         if existing is not None:  # keep its id, so links to the file survive a re-index
             media_id = existing[0]
@@ -356,12 +367,12 @@ class Catalog:
         rows = [_media(r) for r in self.db.query(sql + " ORDER BY path", params)]
         return [m for m in rows if folder is None or is_under(m.path, folder)]
 
-    def indexed_stat(self, path: str) -> tuple[int, int] | None:
-        """(size, mtime_ns) recorded for `path` (exactly as recorded) if it was indexed without
-        error; None for a failed or unknown file."""
-        row = self.db.execute("SELECT size, mtime_ns FROM media WHERE path = ? AND status = 'ok'",
+    def indexed_stat(self, path: str) -> tuple[int, int, int | None, int | None] | None:
+        """(size, mtime_ns, dev, ino) recorded for `path` (exactly as recorded) if it was indexed
+        without error; None for a failed or unknown file. dev and ino are None in older rows."""
+        row = self.db.execute("SELECT size, mtime_ns, dev, ino FROM media WHERE path = ? AND status = 'ok'",
                               [os.fsencode(path)]).fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], _from_sqlite(row[2]), _from_sqlite(row[3]))
 
     def media_by_id(self, media_id: int) -> Media:
         _check_id(media_id, "media file", self.path)
@@ -492,7 +503,17 @@ def _check_id(value: int, what: str, path: Path) -> None:
 def _media(row: dict) -> Media:
     return Media(id=row["id"], path=os.fsdecode(row["path"]), size=row["size"], mtime_ns=row["mtime_ns"],
                  duration=row["duration"], has_video=bool(row["has_video"]), has_audio=bool(row["has_audio"]),
-                 status=row["status"], error=row["error"], indexed_at=row["indexed_at"])
+                 status=row["status"], error=row["error"], indexed_at=row["indexed_at"],
+                 dev=_from_sqlite(row.get("dev")), ino=_from_sqlite(row.get("ino")))
+
+
+def _to_sqlite(number: int | None) -> int | None:
+    """An unsigned 64-bit st_dev or st_ino as SQLite's signed INTEGER (some file systems use the top bit)."""
+    return number - 2**64 if number is not None and number > MAX_ID else number
+
+
+def _from_sqlite(number: int | None) -> int | None:
+    return number % 2**64 if number is not None else None
 
 
 def _window(row: tuple) -> Window:

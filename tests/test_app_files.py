@@ -1,5 +1,6 @@
 """app.files (the allow-list and the upload checks) and app.clips (the player's cuts)."""
 
+import os
 import wave
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from vlsa.media import probe
 def indexed(path: Path, error: str | None = None) -> FileRecord:
     """The record the indexer writes for a file it read (no windows: the guard does not look)."""
     stat = path.stat()
-    return FileRecord(str(path), stat.st_size, stat.st_mtime_ns, error=error)
+    return FileRecord(str(path), stat.st_size, stat.st_mtime_ns, error=error, dev=stat.st_dev, ino=stat.st_ino)
 
 
 @pytest.fixture
@@ -166,3 +167,50 @@ def test_clips_cut_real_video_keeps_its_timing(tmp_path, name):
     out = probe(cut)
     assert out.has_video and out.has_audio == info.has_audio and out.height <= clips.PLAYER_HEIGHT
     assert out.duration == pytest.approx(min(2.0 + clips.CONTEXT_AFTER, info.duration) - 1.0, abs=0.3)
+
+
+def twin(of: Path, at: Path) -> Path:
+    """A file that is not media with the size and modification time of `of`."""
+    at.write_bytes(b"x" * of.stat().st_size)
+    os.utime(at, ns=(of.stat().st_atime_ns, of.stat().st_mtime_ns))
+    return at
+
+
+def test_files_guard_refuses_a_same_size_same_time_replacement(library, guard):
+    """Catches (issue 30, item 2) a guard that compares name, size and time only: a catalogued
+    file replaced by a link to another file of the same size and time is another inode."""
+    a = library["lib"] / "a.mp4"
+    secret = twin(a, library["base"] / "twin.txt")
+    a.unlink()
+    a.symlink_to(secret)
+    assert not guard.allows(a)
+
+
+def test_files_open_reads_the_file_checked_whatever_the_name_leads_to_later(library, guard):
+    """Catches a reader that reopens the path after the check (issue 30, item 1): the pinned name
+    still reads the media after the catalogued name is pointed at a secret."""
+    link = library["lib"] / "sub" / "link.wav"
+    link.symlink_to(library["lib"] / "a.mp4")
+    with Catalog(library["db"]) as writer:
+        writer.write_files([indexed(link)])
+    with guard.open(link) as opened:
+        link.unlink()
+        link.symlink_to(twin(library["lib"] / "a.mp4", library["base"] / "twin.txt"))
+        assert Path(opened.pinned).read_bytes() == b"media"
+    with pytest.raises(FileRefused):
+        guard.open(link)
+
+
+def test_files_guard_on_a_row_without_identity_needs_the_path_itself(library, guard):
+    """A row from before schema 2 (no dev, ino): served only where the recorded path is the
+    opened file's own (no link on the way). Catches a fallback that trusts size and time through
+    a link: the same-size replacement above would be served."""
+    lib = library["lib"]
+    with Catalog(library["db"]) as writer:
+        writer.db.execute("UPDATE media SET dev = NULL, ino = NULL")
+    assert guard.allows(lib / "a.mp4") and guard.allows(lib / "sub" / "b.wav")
+    assert not guard.allows(lib / "linked" / "v.mp4")  # through a link: refused until re-indexed
+    secret = twin(lib / "a.mp4", library["base"] / "twin.txt")
+    (lib / "a.mp4").unlink()
+    (lib / "a.mp4").symlink_to(secret)
+    assert not guard.allows(lib / "a.mp4")

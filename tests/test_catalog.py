@@ -78,11 +78,32 @@ def rows(catalog: Catalog, table: str) -> list[tuple]:
 
 def test_store_creates_schema_in_wal_mode(tmp_path):
     with Catalog(tmp_path / "c.db") as catalog:
-        assert catalog.schema_version() == 1
+        assert catalog.schema_version() == store.SCHEMA_VERSION == 2
         assert catalog.db.journal_mode == "wal"
         assert set(catalog.db.table_names()) == {"meta", "media", "windows", "embeddings"}
     with Catalog(tmp_path / "c.db") as catalog:  # reopening migrates nothing
-        assert catalog.schema_version() == 1 and catalog.settings is None
+        assert catalog.schema_version() == 2 and catalog.settings is None
+
+
+def test_store_migrates_a_v1_catalog_keeping_its_rows_without_identity(tmp_path, monkeypatch):
+    """A catalog written before files had a device and inode (schema 1) opens for the indexer,
+    keeps its rows with no identity (dev, ino None), and records one for files written since; a
+    reader (the app) refuses it until the indexer has migrated it. Catches a migration step left
+    out of MIGRATIONS (the v1 file then has no dev column) and identities that do not round-trip."""
+    with monkeypatch.context() as m:  # the catalog an older vlsa made
+        m.setattr(store, "SCHEMA_VERSION", 1)
+        with Catalog(tmp_path / "old.db") as catalog:
+            catalog.bind(settings())
+            catalog.db.execute("INSERT INTO media (path, size, mtime_ns, status) VALUES (?, 5, 7, 'ok')",
+                               [b"/old.wav"])
+    with pytest.raises(SchemaError, match="run `vlsa index` on it"):
+        Catalog(tmp_path / "old.db", read_only=True)
+    with Catalog(tmp_path / "old.db") as catalog:
+        assert catalog.schema_version() == 2
+        assert catalog.indexed_stat("/old.wav") == (5, 7, None, None)
+        catalog.write_files([FileRecord("/new.wav", 1, 2, dev=3, ino=2**64 - 1)])  # the top bit set
+        assert catalog.indexed_stat("/new.wav") == (1, 2, 3, 2**64 - 1)
+        assert catalog.file_record("/new.wav").ino == 2**64 - 1
 
 
 def test_store_new_catalogs_have_16k_pages_and_old_ones_keep_theirs(tmp_path, monkeypatch):

@@ -13,24 +13,29 @@ The catalog is made by an untrained `tiny` model: these tests ask what is served
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import VLSA_BIN, _wait_until_up, free_port, stop_process
-from mediagen import make_audio, make_video
+from mediagen import make_audio, make_float_wav, make_video
 
 SECRET = "s3cret-not-for-the-browser"  # the contents of every file the app must not serve
 LOGIN = ("alice", "correct horse battery staple")
+UPLOAD_QUOTA_MB = 1  # the test server's upload space (--upload-quota-mb)
 ETC_HOSTNAME = Path("/etc/hostname")  # a file that is not media, given to the indexer by mistake
 
 
@@ -57,6 +62,10 @@ def library(tmp_path_factory) -> Library:
     make_video(outside / "v.mp4", 1.0)
     (root / "linked").symlink_to(outside)  # a library subfolder that is a link to elsewhere
     media.append(root / "linked" / "v.mp4")
+    # A catalogued name that is a link (to a sound outside), which the race test flips to a secret
+    # of the same size and time; and a file the identity test replaces by such a link.
+    (root / "flip.wav").symlink_to(make_audio(outside / "flip-media.wav", 0.5))
+    media += [root / "flip.wav", make_audio(root / "replaced.wav", 0.5)]
     secrets = [root / ".env", root / ".ssh" / "id_rsa", root / "notes.txt", root / "sub" / "b.wav.txt",
                outside / "secret.txt", elsewhere / "secret.txt", base / "beside.txt"]
     for secret in secrets:
@@ -64,6 +73,11 @@ def library(tmp_path_factory) -> Library:
     (root / "escape.mp4").symlink_to(base / "beside.txt")  # named like media, points at a secret
     (elsewhere / "broken.mp4").write_text(SECRET)  # fails to index
     secrets += [root / "escape.mp4", elsewhere / "broken.mp4"]
+    for media_file, twin in [(outside / "flip-media.wav", base / "flip-secret.txt"),
+                             (root / "replaced.wav", base / "replaced-secret.txt")]:
+        twin.write_text((SECRET * media_file.stat().st_size)[:media_file.stat().st_size])
+        os.utime(twin, ns=(media_file.stat().st_atime_ns, media_file.stat().st_mtime_ns))
+    secrets += [base / "flip-secret.txt", base / "replaced-secret.txt"]
     db = base / "library.db"
     roots = [str(root), str(elsewhere / "broken.mp4"), str(ETC_HOSTNAME)]
     with Catalog(db) as catalog:
@@ -94,7 +108,8 @@ def server(library, tmp_path_factory) -> Server:
     env = {**os.environ, "TMPDIR": str(tmp), "VLSA_APP_AUTH": ":".join(LOGIN),
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(VLSA_BIN), "app", "--db", str(library.db), "--port", str(port), "--no-browser"],
+        proc = subprocess.Popen([str(VLSA_BIN), "app", "--db", str(library.db), "--port", str(port), "--no-browser",
+                                 "--upload-quota-mb", str(UPLOAD_QUOTA_MB)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/", proc, log)
@@ -163,6 +178,59 @@ def test_security_file_routes_serve_the_catalogued_media(server, library):
             assert status == 200, (route, path)
     status, _ = request(server, "GET", FILE_ROUTES[0] + str(library.media[0]), headers={"Range": "bytes=0-9"})
     assert status == 206  # the player seeks
+
+
+def flip(link: Path, targets: list[Path], stop: threading.Event) -> int:
+    """Point `link` at each target in turn (an atomic rename of a new link over it) until `stop`;
+    returns how many times. Leaves it pointing at the first target."""
+    flips = 0
+    while not stop.is_set():
+        for target in targets[1:] + targets[:1]:
+            tmp = link.with_name(link.name + ".tmp")
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+            flips += 1
+    return flips
+
+
+FLIP_FETCHES = 400  # the route served the secret about 1 time in 10 before it sent the file it checked
+
+
+@pytest.mark.slow
+def test_security_a_link_flipped_while_fetched_never_serves_its_other_target(server, library):
+    """Catches (issue 30, item 1) a file route that checks a path, then opens it again: a
+    catalogued name that is a link, flipped between its media and a secret of the same size and
+    time while it is fetched, served the secret. Every answer must be the media or a refusal."""
+    link = library.root / "flip.wav"
+    media, secret = link.resolve(), library.base / "flip-secret.txt"
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        flips = pool.submit(flip, link, [media, secret], stop)
+        try:
+            answers = [request(server, "GET", FILE_ROUTES[0] + str(link)) for _ in range(FLIP_FETCHES)]
+        finally:
+            stop.set()
+        assert flips.result() > 0
+    assert link.resolve() == media
+    served = [(status, body[:80]) for status, body in answers if status not in (200, 403) or leaks(library, body)]
+    assert not served, f"{len(served)} of {FLIP_FETCHES}: {served[:3]}"
+
+
+@pytest.mark.slow
+def test_security_a_same_size_same_time_replacement_is_refused(server, library):
+    """Catches (issue 30, item 2) a check by name, size and time alone: a catalogued file replaced
+    by a link to a non-media file of the same size and modification time was served as audio/wav."""
+    original = library.root / "replaced.wav"
+    aside = library.base / "replaced-original.wav"
+    os.rename(original, aside)  # kept (same inode) to be put back
+    try:
+        original.symlink_to(library.base / "replaced-secret.txt")
+        status, body = request(server, "GET", FILE_ROUTES[0] + str(original))
+        assert status == 403 and not leaks(library, body), (status, body[:80])
+    finally:
+        original.unlink()
+        os.rename(aside, original)
+    assert request(server, "GET", FILE_ROUTES[0] + str(original))[0] == 200
 
 
 @pytest.mark.slow
@@ -346,6 +414,104 @@ def test_security_callbacks_say_no_such_result_in_words(library, tmp_path):
         ctx.service.catalog.close()
 
 
+def upload(server: Server, name: str, data: bytes, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(f"{server.url}/gradio_api/upload", files={"files": (name, data)},
+                      headers={"Cookie": server.cookie, **(headers or {})}, timeout=30)
+
+
+def uploads_kept(server: Server) -> list[Path]:
+    workdir = next(server.tmp.glob("vlsa-app-*"))
+    return [p for p in (workdir / "gradio").rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_security_requests_from_another_site_are_refused(server, library):
+    """Catches (issue 30, item 4) uploads and other POSTs taken from any website: a cross-site
+    multipart POST needs no preflight, so a page elsewhere could fill the disk. The app's own
+    page (its Origin is the app) and clients that send no Origin (gradio_client) still upload."""
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                    {"Referer": "http://evil.example/page"}, {"Origin": f"http://127.0.0.1.evil.example:{server.port}"}):
+        response = upload(server, "x.wav", b"RIFF" * 10, headers)
+        assert response.status_code == 403 and not leaks(library, response.text), headers
+        status, _ = request(server, "POST", "/login", b"username=a&password=b",
+                            {"Content-Type": "application/x-www-form-urlencoded", **headers})
+        assert status == 403, headers
+    assert upload(server, "own.wav", b"RIFF", {"Origin": server.url}).status_code == 200
+    assert upload(server, "client.wav", b"RIFF").status_code == 200
+
+
+@pytest.mark.slow
+def test_security_uploads_kept_stay_under_the_quota(server, library):
+    """Catches (item 4) uploads kept without bound until the app stops: each upload is taken, but
+    the oldest go once the total passes --upload-quota-mb; one request over it is refused."""
+    part = int(UPLOAD_QUOTA_MB * 2**20 * 0.4)
+    names = [f"quota-{i}.bin" for i in range(4)]
+    for name in names:
+        assert upload(server, name, b"\0" * part).status_code == 200
+    kept = uploads_kept(server)
+    assert sum(p.stat().st_size for p in kept) <= UPLOAD_QUOTA_MB * 2**20
+    kept_names = {p.name for p in kept}
+    assert names[-1] in kept_names and names[0] not in kept_names
+    big = upload(server, "big.bin", b"\0" * (UPLOAD_QUOTA_MB * 2**20 + 1))
+    assert big.status_code == 413 and not leaks(library, big.text)
+
+
+@pytest.mark.slow
+def test_security_an_uploaded_sound_is_deleted_once_searched(server, library):
+    """Catches (item 4) a query sound kept after its search, and (item 5) an error that names the
+    app's temporary folder: a sound that fails to decode is named by its own name only."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    sound = make_audio(server.tmp.parent / "searched-once.wav", 0.5)
+    client = Client(server.url, auth=LOGIN, verbose=False, download_files=False)
+    client.predict(handle_file(sound), api_name="/search_audio")
+    assert not [p for p in uploads_kept(server) if p.name == sound.name]
+    nan = make_float_wav(server.tmp.parent / "nan.wav", np.full(8000, np.nan, dtype=np.float32))
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(nan), api_name="/search_audio")
+    assert str(caught.value).startswith("nan.wav: non-finite samples"), str(caught.value)
+    assert str(server.tmp) not in str(caught.value) and "vlsa-app-" not in str(caught.value)
+    assert not [p for p in uploads_kept(server) if p.name == nan.name]  # refused: deleted too
+
+
+@pytest.mark.slow
+def test_security_a_users_mistake_is_one_line_in_the_log(server, library):
+    """Catches (item 10) gradio's 45-line traceback in the server's log for an empty query,
+    "find similar" with nothing selected and a sound that is not audio: one line each."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(server.url, auth=LOGIN, verbose=False, download_files=False)
+    text = server.tmp.parent / "not-a-sound.wav"
+    text.write_text("not a sound\n" * 100)
+    before = len(server.log.read_text())
+    for args, api in [(("  ",), "/search_text"), ((None,), "/find_similar"), ((handle_file(text),), "/search_audio")]:
+        with pytest.raises(AppError):
+            client.predict(*args, api_name=api)
+    added = server.log.read_text()[before:]
+    assert "Traceback" not in added, added[:2000]
+    for words in ("Type what you are looking for", "Select a result first", "not-a-sound.wav is not an audio file"):
+        assert len([line for line in added.splitlines() if words in line]) == 1, (words, added)
+
+
+@pytest.mark.slow
+def test_security_every_route_but_the_login_page_needs_the_login(server, library):
+    """Catches (item 11) routes gradio leaves open: /gradio_api/cancel and /gradio_api/app_id
+    answered without a login. The login page and its files stay open (else no one could log in)."""
+    for method, target, body in [("POST", "/gradio_api/cancel", b"{}"), ("GET", "/gradio_api/app_id", None),
+                                 ("GET", "/gradio_api/info", None), ("GET", "/gradio_api/heartbeat/x", None),
+                                 ("GET", "/gradio_api/queue/data?session_hash=x", None), ("GET", "/monitoring/x", None)]:
+        status, text = request(server, method, target, body, {"Content-Type": "application/json"}, logged_in=False)
+        assert status == 401 and not leaks(library, text), (target, status, text[:200])
+    status, page = request(server, "GET", "/", logged_in=False)
+    assert status == 200
+    files = set(re.findall(r'(?:src|href)="(?:\./|/)?((?:assets|static|svelte)/[^"]+|manifest\.json)"', page))
+    assert files
+    for name in files:
+        assert request(server, "GET", "/" + name, logged_in=False)[0] == 200, name
+
+
 # --- serving beyond this computer ----------------------------------------------------------------
 
 
@@ -404,3 +570,73 @@ def test_security_sigterm_removes_the_temporary_folder_with_the_uploads(server, 
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(timeout=60)
     assert not workdirs[0].exists(), sorted(p.name for p in workdirs[0].rglob("*"))
+
+
+# --- the middlewares in process ------------------------------------------------------------------
+
+
+def test_security_an_exception_inside_the_app_is_one_line_for_the_client(tmp_path, caplog):
+    """Catches (issue 30, must show) the one-line-error middleware (app/server.py: OneLineErrors)
+    left out: a route that raises inside gradio's app, with the app's own middlewares around it
+    (launch_options) and gradio's debug error page on, must answer one line in the product's words
+    with no Python path; the traceback goes to the log."""
+    from starlette.testclient import TestClient
+
+    from app.server import INTERNAL_ERROR, launch_options
+
+    with gr.Blocks() as blocks:
+        gr.Markdown("nothing")
+    options = launch_options(lambda path: pytest.fail("no file is asked for"), "127.0.0.1", tmp_path, None, 2**20)
+    app = gr.routes.App.create_app(blocks, app_kwargs=options["app_kwargs"], debug=True)
+
+    @app.get("/raises")
+    def raises():
+        raise RuntimeError(f"a bug, in {__file__}")
+
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        response = client.get("/raises")
+    assert response.status_code == 500 and response.text == INTERNAL_ERROR, response.text[:300]
+    assert "a bug, in" in caplog.text and "Traceback" in caplog.text
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_security_wrong_passwords_slow_down_the_logins_that_follow():
+    """Catches (item 6) logins with no limit (200 wrong passwords in 8 s, then the right one
+    worked): after FREE_LOGIN_TRIES wrong ones from an address every login waits (429, the right
+    password too) for a back-off that doubles; after it the right password gets in and clears the
+    count. Another address is not held up. Uses a clock the test moves, not sleeps."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from app.gates import FREE_LOGIN_TRIES, LoginThrottle
+
+    async def login(request):  # gradio's answers: 200 for the right password, 400 for a wrong one
+        form = await request.form()
+        return JSONResponse({}, status_code=200 if form["password"] == "right" else 400)
+
+    clock = FakeClock()
+    app = LoginThrottle(Starlette(routes=[Route("/login", login, methods=["POST"])]), clock=clock)
+    client, other = TestClient(app, client=("10.0.0.1", 1)), TestClient(app, client=("10.0.0.2", 1))
+
+    def attempt(who: TestClient, password: str) -> int:
+        return who.post("/login", data={"username": "alice", "password": password}).status_code
+
+    assert [attempt(client, "wrong") for _ in range(FREE_LOGIN_TRIES)] == [400] * FREE_LOGIN_TRIES
+    assert attempt(client, "wrong") == 429 and attempt(client, "right") == 429
+    assert attempt(other, "right") == 200
+    clock.now += 1.0  # the first back-off: 1 s
+    assert attempt(client, "wrong") == 400  # the sixth failure: 2 s now
+    clock.now += 1.0
+    assert attempt(client, "right") == 429
+    clock.now += 1.0
+    assert attempt(client, "right") == 200
+    assert attempt(client, "wrong") == 400  # cleared: free tries again
