@@ -11,7 +11,8 @@ scans the NPROBE lists nearest to it. docs/CATALOG.md has the measurements behin
 The SQLite catalog stays the source of truth; the index is derived from it and never trusted
 alone. Its file records the catalog generation and the highest window id (H) it was built from.
 Window ids are never reused (Catalog.max_window_id), so at search time:
-- a window above H is new since the build: the delta, loaded from the catalog and scanned exactly;
+- a window above H is new since the build: the delta, loaded from the catalog and scanned exactly,
+  and loaded again whenever the catalog's generation moves (a removal changes it, not only growth);
 - every candidate at or below H is looked up in the catalog and rescored with its stored vector:
   one that is gone (deleted, or its file re-indexed under new ids) is dropped, and the scores are
   exact, the same the exact scan gives.
@@ -115,6 +116,7 @@ class AnnIndex:
         self.index.nprobe = NPROBE
         self._files: tuple[np.ndarray, np.ndarray] | None = None
         self._selectors: dict[bytes, tuple[object, np.ndarray, int]] = {}  # allowed media -> _selector()
+        self.delta_generation: int | None = None  # Catalog.generation() the delta was loaded at
         self.refresh()
 
     @classmethod
@@ -135,8 +137,14 @@ class AnnIndex:
         return None
 
     def refresh(self) -> None:
-        """Load the windows written since the build (ids above max_window_id), to scan exactly."""
-        self.delta = MatrixIndex(*self.catalog.load_vectors(self.modality, after=self.info.max_window_id))
+        """Load the windows written since the build (ids above max_window_id), to scan exactly,
+        again whenever the catalog's generation moved. Any write, not only growth: a file added
+        since the build and then deleted leaves the highest id where it was, and a delta kept on
+        that would still offer its windows."""
+        generation = self.catalog.generation()  # read before the load: a write during it is seen next time
+        if generation != self.delta_generation:
+            self.delta = MatrixIndex(*self.catalog.load_vectors(self.modality, after=self.info.max_window_id))
+            self.delta_generation = generation
 
     def __len__(self) -> int:
         return self.info.count + len(self.delta)

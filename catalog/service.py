@@ -39,6 +39,9 @@ from vlsa.media import MediaError, probe, require_finite
 
 KINDS = ("any", *WINDOW_MODALITIES)
 MAX_QUERY_SECONDS = 30.0  # of a query sound, only windows starting this early: 30 s says enough
+# Tries of one modality's search when a hit's window is deleted before it is read (the deletion
+# moves the generation, so the next try searches the catalog as it is then).
+SEARCH_TRIES = 3
 FILTERS_KEPT = 8  # filters whose files are kept between queries (a few KB each at 100,000 files)
 
 
@@ -143,7 +146,24 @@ class SearchService:
     def _search_modality(self, modality: str, queries: np.ndarray, top: int, per_file: bool,
                          filters: tuple, exclude: Sequence[int]) -> list[Hit]:
         """The `top` best windows of one modality for the query rows (N, E), each window scored
-        by its best row."""
+        by its best row, as Hits read from the catalog.
+
+        The vectors searched (in memory, or the index and its delta) are the catalog as it was a
+        moment before the hits are looked up; a window deleted in between (an indexer writing
+        while we search) has no row to show. Such a search runs again on the catalog as it is
+        now, and a window still gone after SEARCH_TRIES is left out: never a crash, never a
+        deleted file among the results."""
+        for _ in range(SEARCH_TRIES):
+            found = self._best_windows(modality, queries, top, per_file, filters, exclude)
+            info = self.catalog.hits_info([window_id for _, window_id, _ in found])
+            if len(info) == len(found):
+                break
+        return [Hit(window_id, *info[window_id], modality, -negated)
+                for negated, window_id, _ in found if window_id in info]
+
+    def _best_windows(self, modality: str, queries: np.ndarray, top: int, per_file: bool,
+                      filters: tuple, exclude: Sequence[int]) -> list[tuple[float, int, int]]:
+        """(-score, window_id, media_id) of the `top` best windows of one modality, best first."""
         ann = self.ann(modality)
         index = ann if ann is not None else self.index(modality)
         if len(index) == 0:
@@ -160,13 +180,7 @@ class SearchService:
                                                else index.top_windows(query, top, media, excluded, per_file)):
                 key = media_id if per_file else window_id
                 best[key] = min(best.get(key, (np.inf, window_id, media_id)), (-score, window_id, media_id))
-        found = sorted(best.values())[:top]
-        info = self.catalog.hits_info([window_id for _, window_id, _ in found])
-        hits = []
-        for negated, window_id, _ in found:
-            media_id, path, start, end = info[window_id]
-            hits.append(Hit(window_id, media_id, path, start, end, modality, -negated))
-        return hits
+        return sorted(best.values())[:top]
 
     def all_scores(self, query: np.ndarray, modality: str) -> np.ndarray:
         """float32 (windows,): every window's score of one modality for a query (E,) or (N, E), as

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import serve_app
+from requires import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +26,11 @@ SHORT_SECONDS = 0.4  # under a second: gradio's player shows it as 0:00
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: run `make browser` (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        unavailable("no /usr/bin/chromium: run `make browser` (apt-get install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("no playwright: run `make setup` (the dev extra installs it)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser

@@ -7,7 +7,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from mediagen import SHARED_MEDIA, frame_index, make_audio, make_video
+from mediagen import frame_index, make_audio, make_video
+from requires import require_shared_media
 
 from app import clips
 from app.files import FileGuard, FileRefused, UploadLimits, UploadRejected, check_upload
@@ -157,11 +158,10 @@ def test_clips_span_stays_inside_the_file():
     assert clips.clip_span(10.0, 70.0, None) == (10.0, 10.0 + clips.MAX_CLIP_SECONDS)
 
 
-@pytest.mark.skipif(not (SHARED_MEDIA / "video").is_dir(), reason="no shared media on this machine")
 @pytest.mark.parametrize("name", ["bigbuckbunny.mp4", "tree.avi"])
 def test_clips_cut_real_video_keeps_its_timing(tmp_path, name):
     """HD H.264 with 5.1 sound, and an AVI that stores about 2 of its nominal 15 frames a second."""
-    source = SHARED_MEDIA / "video" / name
+    source = require_shared_media("video", name)
     info = probe(source)
     cut = clips.cut(str(source), info, 1.0, 2.0, tmp_path)
     out = probe(cut)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from requires import unavailable
 
 from app.cli import app as app_command
 from app.clips import write_wav
@@ -117,10 +118,13 @@ def test_app_refuses_files_outside_the_library(running_app, app_library, tmp_pat
         link.unlink()
 
 
+TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")  # Linux's tables of sockets, IPv4 and IPv6
+
+
 def listening(port: int) -> set[str]:
     """Local addresses (hex, as in /proc/net/tcp*) with a socket listening on `port`."""
     found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in TCP_TABLES:
         if not os.path.exists(table):
             continue
         for line in Path(table).read_text().splitlines()[1:]:
@@ -132,10 +136,12 @@ def listening(port: int) -> set[str]:
 
 
 def test_app_binds_localhost_only(running_app):
-    addresses = listening(running_app.port)
-    if not addresses:
-        pytest.skip("no /proc/net/tcp here")
-    assert addresses == {"0100007F"}  # 127.0.0.1, little-endian hex
+    """Catches the app listening anywhere but 127.0.0.1 (0.0.0.0: every address). Only a machine
+    without the tables (not Linux) skips: its listener missing from them is a failure (it was a
+    skip, which a broken read of the tables passed through)."""
+    if not any(os.path.exists(table) for table in TCP_TABLES):
+        unavailable("no /proc/net/tcp here (not Linux)")
+    assert listening(running_app.port) == {"0100007F"}  # 127.0.0.1, little-endian hex
 
 
 def test_app_cli_defaults_are_safe():

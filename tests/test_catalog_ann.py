@@ -185,3 +185,59 @@ def test_ann_filters_agree_with_exact_search(catalog, monkeypatch):
         assert_same_hits(catalog, queries, top=4, max_duration=float(WINDOWS + 7))  # files 0-7: 48 of 480 windows
     monkeypatch.setattr(ann, "NPROBE", 1)
     assert_same_hits(catalog, queries, top=10, max_duration=float(WINDOWS))  # file 0 only: 6 windows
+
+
+@pytest.mark.parametrize("update_index", [False, True], ids=["delta", "updated"])
+def test_ann_service_survives_a_file_added_then_deleted(catalog, update_index):
+    """One search service, on its own read-only connection like the app's, open throughout while
+    the indexer adds a file, a search finds it, the indexer deletes it, and the next search runs:
+    that search neither raises nor returns the deleted file, and gives the exact scan's hits.
+    `delta`: the index left as it was (the added file is in the delta only); `updated`: `vlsa
+    index` brings the index up to date after each write.
+
+    Catches: the delta reloaded only when the highest window id grows (a deletion leaves it
+    where it was, the stale delta offers the deleted window: KeyError, or without that a hit short
+    of the exact scan's)."""
+    reader = Catalog(catalog.path, read_only=True)
+    service = SearchService(reader, exact_below=0)
+    added = unit(np.random.default_rng(12), WINDOWS)
+    with Catalog(catalog.path) as writer:  # as `vlsa index` would, in another process
+        writer.write_files([record(100, added)])
+        if update_index:
+            assert ann.update(writer, "video", min_vectors=1) == "updated"
+        assert service.search_vector(added[0], kind="video", top=5)[0].path == "/lib/a/f100.mp4"
+        writer.remove_media(["/lib/a/f100.mp4"])  # one file of the folder's 41
+        if update_index:
+            assert ann.update(writer, "video", min_vectors=1) == "updated"
+    for query in added:
+        hits = service.search_vector(query, kind="video", top=5)
+        assert "/lib/a/f100.mp4" not in {h.path for h in hits}
+        assert hits == SearchService(catalog, exact_below=None).search_vector(query, kind="video", top=5)
+    reader.close()
+
+
+@pytest.mark.parametrize("exact_below", [0, None], ids=["approximate", "exact"])
+def test_search_survives_a_hit_deleted_mid_search(catalog, exact_below):
+    """A file deleted by the indexer after the search scored the vectors and before it read the
+    hits' rows (a live race: the two are separate reads of a catalog another process writes):
+    the search neither raises nor returns it, and gives the hits of the catalog as it is after.
+
+    Catches: a hit's row looked up as if it must exist (KeyError on today's window that went), and
+    the gone hit dropped without searching again (one hit short of the exact scan's)."""
+    reader = Catalog(catalog.path, read_only=True)
+    service = SearchService(reader, exact_below=exact_below)
+    victim = catalog.media()[5]
+    query = catalog.embedding(catalog.windows(victim.id)[0].id, "video")
+    assert service.search_vector(query, kind="video", top=5)[0].media_id == victim.id  # caches loaded
+    real_hits_info = service.catalog.hits_info
+
+    def deleted_first(window_ids):
+        with Catalog(catalog.path) as writer:
+            writer.remove_media([victim.path])
+        return real_hits_info(window_ids)
+
+    service.catalog.hits_info = deleted_first
+    hits = service.search_vector(query, kind="video", top=5)
+    assert victim.id not in {h.media_id for h in hits}
+    assert hits == SearchService(catalog, exact_below=None).search_vector(query, kind="video", top=5)
+    reader.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from mediagen import SHARED_MEDIA as SHARED
+from requires import require_shared_media
 
 from catalog.store import Catalog
 from vlsa.api import VLSA
@@ -49,8 +50,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, checkpoint):
     """A copy of the shared media plus a file with a non-UTF-8 name, indexed by `vlsa index`."""
-    if not SHARED.is_dir():
-        pytest.skip(f"no shared media at {SHARED} (set VLSA_SHARED_MEDIA)")
+    require_shared_media()
     root = tmp_path_factory.mktemp("shared")
     lib = copy_library(SHARED, root / "lib")
     shutil.copy2(SHARED / "sounds/scratch/Animal/Dog1.wav", lib / os.fsdecode(NON_UTF8))

@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from mediagen import SHARED_MEDIA as SHARED
+from requires import require_shared_media
 
 from catalog.indexer import Indexer
 from catalog.model import default_checkpoint, load_model
@@ -19,11 +19,10 @@ SUBSET = ["sounds/scratch/Animal", "sounds/lmms/effects", "sounds/lmms/bassloops
 @pytest.fixture(scope="module")
 def shipped_catalog(tmp_path_factory):
     """A copy of SUBSET of the shared media indexed with the shipped checkpoint."""
-    if not SHARED.is_dir():
-        pytest.skip(f"no shared media at {SHARED} (set VLSA_SHARED_MEDIA)")
+    shared = require_shared_media()
     lib = tmp_path_factory.mktemp("query") / "lib"
     for rel in SUBSET:
-        src, dst = SHARED / rel, lib / rel
+        src, dst = shared / rel, lib / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)
     model, checkpoint = load_model(default_checkpoint())

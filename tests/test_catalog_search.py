@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from mediagen import make_audio, make_video
+from requires import unavailable
 
 from catalog.indexer import Indexer
 from catalog.search import MatrixIndex, SqliteVecIndex, row_scores
@@ -16,7 +17,6 @@ from vlsa import sqlitevec
 from vlsa.api import VLSA
 
 E = 16
-needs_vec = pytest.mark.skipif(not sqlitevec.available(), reason="sqlite-vec does not load here")
 
 
 def unit(rng, n: int, dim: int = E) -> np.ndarray:
@@ -85,7 +85,6 @@ def test_search_of_several_vectors_is_exact_top_k_of_the_best_row(random_catalog
                 assert [h.score for h in hits] == pytest.approx([s for _, s in expected], abs=1e-6)
 
 
-@needs_vec
 @pytest.mark.parametrize("options", [
     {"kind": "video"}, {"kind": "audio", "top": 25}, {"kind": "any"}, {"kind": "any", "per_file": True},
     {"kind": "video", "per_file": True, "top": 40}, {"folder": "/lib/a"}, {"min_duration": 10.0, "top": 3},
@@ -93,6 +92,8 @@ def test_search_of_several_vectors_is_exact_top_k_of_the_best_row(random_catalog
 ])
 def test_search_backends_agree(random_catalog, options):
     """sqlite-vec and the matrix scan return the same windows with the same scores."""
+    if not sqlitevec.available():
+        unavailable("sqlite-vec does not load here")
     numpy_service = SearchService(random_catalog, backend="numpy")
     vec_service = SearchService(random_catalog, backend="sqlite-vec")
     assert isinstance(vec_service.index("video"), SqliteVecIndex)

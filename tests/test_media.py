@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from mediagen import SHARED_MEDIA, frame_index, make_audio, make_float_wav, make_truncated, make_video
+from requires import require_shared_media
 
 from vlsa import media
 from vlsa.api import VLSA
@@ -43,8 +44,7 @@ def video60(tmp_path_factory) -> Path:
 
 
 def test_load_clip_every_shared_file(tmp_path):
-    if not SHARED.is_dir():
-        pytest.skip("no shared media on this machine")
+    require_shared_media()
     files = shared_files()
     assert len(files) == 358  # 114 scratch + 240 lmms sounds, 4 videos
     failures = []
@@ -68,9 +68,7 @@ def test_load_clip_every_shared_file(tmp_path):
 def test_load_clip_vorbis_inside_wav_decodes():
     # lmms ships a few .ogg files that are really WAV files wrapping an Ogg Vorbis stream (format
     # tag 0x674f), which FFmpeg has no decoder for; media unwraps them.
-    path = SHARED / "sounds/lmms/drums/kick04.ogg"
-    if not path.exists():
-        pytest.skip("no shared media on this machine")
+    path = require_shared_media("sounds/lmms/drums/kick04.ogg")
     assert path.read_bytes()[:4] == b"RIFF"
     info = probe(path)
     assert info.has_audio and info.sample_rate == 44100 and 0.5 < info.duration < 0.8
