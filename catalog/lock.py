@@ -9,7 +9,8 @@ a catalog that another process serves.
         ...
 
 Two lock files beside the catalog, each locked with flock(2), which the OS drops when the
-process ends however it ends (a kill -9 leaves no stale lock; the files stay, empty of meaning):
+process ends however it ends (a kill -9 leaves no stale lock; forked children do not inherit it;
+the files stay, empty of meaning):
 
     <db>.lock          indexers: exclusive. SQLite would let two indexers both run for an hour
                        and then fail one of them with "database is locked" at its first write.
@@ -36,6 +37,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from catalog.records import CatalogBusy, CatalogError, CatalogReadOnly
+
+# The lock files this process holds open. A forked child (a decode worker) gets copies of them,
+# which would keep the lock held after the indexer is killed, until the last worker noticed:
+# each child closes its copies as it starts (the parent's lock is not touched by that).
+_HELD: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 INDEX_SUFFIX = ".lock"
 SERVE_SUFFIX = ".serve.lock"
@@ -82,8 +98,10 @@ def _locked(file: Path, exclusive: bool, who: str, db: str | os.PathLike, doing:
             raise CatalogBusy(f"{db}: {holders} is {doing} this catalog; wait for it to finish or stop it, "
                               "or use another catalog") from None
         _record(fd, who, exclusive)
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # drops the lock
 
 

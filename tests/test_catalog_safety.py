@@ -8,6 +8,7 @@ subprocess would run, at a fraction of the start-up cost.
 
 import ctypes
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -193,12 +194,17 @@ def test_indexer_removes_a_deleted_file_without_prune(tmp_path, model):
     assert paths(db) == {*(str(lib / f"{i}.wav") for i in range(1, 6)), str(lib / "two/r.wav"), str(lib / "two/s.wav")}
 
 
-# A process that holds a catalog's indexing lock until it is killed.
+# A process that holds a catalog's indexing lock until it is killed, with a forked child (as the
+# indexer's decode workers are) that outlives it for a while.
 HOLD_INDEX_LOCK = """
-import sys, time
+import os, sys, time
 from catalog.lock import indexing
 with indexing(sys.argv[1], "vlsa index"):
-    print("locked", flush=True)
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print("locked", child, flush=True)
     time.sleep(300)
 """
 
@@ -206,21 +212,28 @@ with indexing(sys.argv[1], "vlsa index"):
 def test_cli_index_refuses_a_second_indexer_until_the_first_is_killed(tmp_path, capsys, monkeypatch):
     """Catches two indexers running on one catalog (the first then dies "database is locked"
     after all its work): the second is refused at start in one line naming the first's pid, and
-    after a kill -9 of the first (no clean-up runs) a new one indexes: the lock is not stale."""
+    after a kill -9 of the first (no clean-up runs) a new one indexes: the lock is not stale, nor
+    held on by the killed indexer's forked children (its decode workers outlive it a while)."""
     tone(tmp_path / "lib" / "a.wav")
     db = tmp_path / "c.db"
     first = subprocess.Popen([sys.executable, "-c", HOLD_INDEX_LOCK, str(db)], stdout=subprocess.PIPE, text=True)
+    said, child = first.stdout.readline().split(), None
     try:
-        assert first.stdout.readline() == "locked\n"
+        assert said[0] == "locked"
+        child = int(said[1])
         code, _, err = vlsa(capsys, monkeypatch, "index", tmp_path / "lib", "--db", db, "--preset", "tiny", "-q")
         line = one_line_error(code, err)
         assert code == 1 and f"pid {first.pid} (vlsa index) is indexing" in line, line
+        first.kill()  # SIGKILL; its child lives on
+        first.wait()
+        code, _, err = vlsa(capsys, monkeypatch, "index", tmp_path / "lib", "--db", db, "--preset", "tiny", "-q")
+        assert code == 0 and "indexed 1 files" in err, err
     finally:
-        first.kill()  # SIGKILL
+        first.kill()
         first.wait()
         first.stdout.close()
-    code, _, err = vlsa(capsys, monkeypatch, "index", tmp_path / "lib", "--db", db, "--preset", "tiny", "-q")
-    assert code == 0 and "indexed 1 files" in err, err
+        if child:
+            os.kill(child, signal.SIGKILL)
 
 
 def test_indexer_takes_an_empty_new_root_refuses_a_missing_one(tmp_path, model):
