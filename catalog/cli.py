@@ -84,9 +84,9 @@ class Seconds(click.FloatRange):
               "there is a GPU; under torchrun each rank takes its LOCAL_RANK's GPU].")
 @click.option("--rebuild", is_flag=True, help="Re-index everything if the catalog was built with another "
               "checkpoint or window.")
-@click.option("--prune", is_flag=True, help="Take a LIBRARY folder that is missing or holds no media as "
-              "emptied: remove its files from the catalog (without it that is an error, as an unmounted "
-              "drive looks the same).")
+@click.option("--prune", is_flag=True, help="Take a LIBRARY folder, or a subfolder, that is missing or holds "
+              "no media as emptied, and allow removing more than half the catalog at once (without it those "
+              "are errors that change nothing, as an unmounted drive looks the same).")
 @click.option("--ann/--no-ann", default=None, help="Build (or skip) the approximate search index beside the "
               f"catalog [default: for a modality of at least {ANN_MIN_VECTORS:,} vectors].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
