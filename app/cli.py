@@ -38,6 +38,7 @@ from app.server import (
     launch_options,
     parse_login,
 )
+from catalog.lock import serving
 from vlsa.errors import UserError
 
 if TYPE_CHECKING:  # importing gradio reads its settings: only after make_workdir
@@ -122,22 +123,26 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 7860,
-          no_browser: bool = False, limits: UploadLimits | None = None, login: tuple[str, str] | None = None) -> None:
+          no_browser: bool = False, limits: UploadLimits | None = None, login: tuple[str, str] | None = None,
+          who: str = "vlsa app") -> None:
     """Open the catalog and serve the search page until interrupted (what `vlsa app` and
-    `vlsa demo` run). `login`: (user, password), required by parse_login beyond loopback."""
+    `vlsa demo` run). `login`: (user, password), required by parse_login beyond loopback.
+    Holds the catalog's serving lock throughout (catalog/lock.py: a `vlsa demo` will not
+    re-index it meanwhile; `vlsa index` may); `who` names this server to a refused one."""
     workdir = make_workdir()
     stop_on_sigterm()
     limits = limits or UploadLimits()
-    ctx, demo = open_app(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
-    files = ctx.run(lambda c: c.service.catalog.stats()["media_ok"])
-    click.echo(f"{db_path}: serving its {files} media files (nothing else in their folders) on "
-               f"{page_url(host, port)} to {audience(host, login)}", err=True)
-    try:
-        demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
-                    max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
-                    **launch_options(ctx.open_served, host, workdir, login, limits.quota_bytes))
-    finally:
-        ctx.close()
+    with serving(db_path, who):
+        ctx, demo = open_app(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
+        files = ctx.run(lambda c: c.service.catalog.stats()["media_ok"])
+        click.echo(f"{db_path}: serving its {files} media files (nothing else in their folders) on "
+                   f"{page_url(host, port)} to {audience(host, login)}", err=True)
+        try:
+            demo.launch(server_name=host, server_port=port, share=False, inbrowser=not no_browser,
+                        max_file_size=limits.max_bytes, ssr_mode=False, quiet=True,
+                        **launch_options(ctx.open_served, host, workdir, login, limits.quota_bytes))
+        finally:
+            ctx.close()
 
 
 def open_app(db_path: str, checkpoint: str | None = None, workdir: str | None = None,

@@ -43,6 +43,7 @@ from tqdm import tqdm
 import synth
 from app.server import AUTH_ENV, AUTH_HELP, parse_login
 from catalog.indexer import Indexer, IndexReport
+from catalog.lock import indexing, not_served
 from catalog.model import load_model
 from catalog.paths import is_under
 from catalog.store import Catalog, SchemaError
@@ -160,19 +161,30 @@ def _added_roots(add: Sequence[str | os.PathLike]) -> list[str]:
 
 def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequence[str | os.PathLike] = (),
                  rebuild: bool = False, progress: bool = False, real_media: bool = True,
-                 checkpoint: Path | None = None) -> Demo:
+                 checkpoint: Path | None = None, prune: bool = False) -> Demo:
     """Make sure `folder` holds the demo library (generated if missing) and its catalog, up to
     date with the shipped checkpoint, the library, the shipped real media (unless `real_media` is
     false) and the `add` folders, indexed with `checkpoint` (default: the shipped one; a benchmark
-    passes another). Returns what it did."""
+    passes another). `prune`: as `vlsa index --prune`, for the `add` folders. Returns what it did.
+
+    CatalogBusy if another process indexes the catalog or serves it (catalog/lock.py): this
+    changes the library and the catalog under it."""
     if not 1 <= clips <= MAX_CLIPS:
         raise DemoError(f"--clips must be between 1 and {MAX_CLIPS} (the generator's distinct captions), not {clips}")
     checkpoint = Path(checkpoint) if checkpoint else shipped()
     added = _added_roots(add)
     folder = Path(folder).expanduser().absolute()
     folder.mkdir(parents=True, exist_ok=True)
+    db = folder / CATALOG
+    with indexing(db, "vlsa demo"), not_served(db, "vlsa demo"):
+        return _prepare(folder, db, clips, added, rebuild, progress, real_media, checkpoint, prune)
+
+
+def _prepare(folder: Path, db: Path, clips: int, added: list[str], rebuild: bool, progress: bool,
+             real_media: bool, checkpoint: Path, prune: bool) -> Demo:
+    """prepare_demo's work, under its locks."""
     _remove_leftovers(folder)
-    library, db = folder / LIBRARY, folder / CATALOG
+    library = folder / LIBRARY
     if rebuild:
         _discard(library)
         for suffix in ("", "-wal", "-shm"):
@@ -194,10 +206,14 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
         settings = catalog.settings
         if settings is not None and settings.fingerprint != model.fingerprint():
             _say(f"the shipped checkpoint changed since {db} was built: re-indexing everything")
-        # The library is this run's folders: files from folders not given again leave the catalog.
-        outside = [p for p in catalog.known_files() if not any(is_under(p, r) for r in roots)]
+        # The library is this run's folders: files from folders not given again leave the catalog,
+        # and so do the clips of a library generated anew (every clip is a new file; through the
+        # indexer their going would look like a folder emptied, which it refuses without prune).
+        outside = [p for p in catalog.known_files()
+                   if not any(is_under(p, r) for r in roots) or (generated and is_under(p, str(library)))]
         removed = catalog.remove_media(outside)
-        report = Indexer(catalog, model, checkpoint=model_path, progress=progress).run(roots, rebuild=True)
+        report = Indexer(catalog, model, checkpoint=model_path, progress=progress).run(roots, rebuild=True,
+                                                                                        prune=prune)
         report.removed += removed
     _say(f"indexed {report.indexed} files ({report.windows} windows), {report.unchanged} unchanged, "
          f"{report.removed} removed, {len(report.failed)} failed")
@@ -219,8 +235,10 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
               help="How many synthetic clips the library has.")
 @click.option("--rebuild", is_flag=True, help="Generate the clips and index everything again.")
 @click.option("--no-real-media", is_flag=True, help="Leave out the real recordings shipped in the package.")
+@click.option("--prune", is_flag=True, help="As `vlsa index --prune`: remove the files of an --add folder that "
+              "is missing or emptied (without it that is an error, as an unmounted drive looks the same).")
 def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser: bool, add: tuple[str, ...],
-         clips: int, rebuild: bool, no_real_media: bool) -> None:
+         clips: int, rebuild: bool, no_real_media: bool, prune: bool) -> None:
     """Build a small demo library, index it with the shipped checkpoint and open the search app.
 
     The first run generates and indexes the library (a minute or so); later runs reuse it and
@@ -232,5 +250,6 @@ def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser
     check_port(host, port)
     _added_roots(add)  # a missing folder fails now, not after the clips are generated
     state = prepare_demo(folder or default_dir(), clips=clips, add=add, rebuild=rebuild, progress=True,
-                         real_media=not no_real_media)
-    serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser, login=login)
+                         real_media=not no_real_media, prune=prune)
+    serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser, login=login,
+          who="vlsa demo")

@@ -266,7 +266,7 @@ def bench_ann(windows: int, dim: int, queries: int, top: int, folder: Path, repo
                 stale.unlink()
     with Catalog(db) as catalog:
         if saved.exists():
-            truth = np.load(saved)
+            truth = np.load(saved, allow_pickle=False)  # a vector file never holds objects
             progress(f"reusing the catalog {db}")
         else:
             began = time.perf_counter()

@@ -31,11 +31,13 @@ from catalog.ann import ANN_MIN_VECTORS
 from catalog.decode import default_workers
 from catalog.distributed import index_distributed
 from catalog.indexer import BATCH_SIZE, Indexer
+from catalog.lock import indexing
 from catalog.model import load_model
 from catalog.paths import display_path
+from catalog.records import CatalogReadOnly
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, WINDOW_MODALITIES, Catalog, CatalogError
+from catalog.store import MAX_ID, WINDOW_MODALITIES, Catalog, CatalogError, is_read_only_error
 from vlsa.config import list_presets
 from vlsa.distributed import cleanup, init_distributed
 
@@ -82,9 +84,9 @@ class Seconds(click.FloatRange):
               "there is a GPU; under torchrun each rank takes its LOCAL_RANK's GPU].")
 @click.option("--rebuild", is_flag=True, help="Re-index everything if the catalog was built with another "
               "checkpoint or window.")
-@click.option("--prune", is_flag=True, help="Take a LIBRARY folder that is missing or holds no media as "
-              "emptied: remove its files from the catalog (without it that is an error, as an unmounted "
-              "drive looks the same).")
+@click.option("--prune", is_flag=True, help="Take a LIBRARY folder, or a subfolder, that is missing or holds "
+              "no media as emptied, and allow removing more than half the catalog at once (without it those "
+              "are errors that change nothing, as an unmounted drive looks the same).")
 @click.option("--ann/--no-ann", default=None, help="Build (or skip) the approximate search index beside the "
               f"catalog [default: for a modality of at least {ANN_MIN_VECTORS:,} vectors].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -110,7 +112,9 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
                "progress": not quiet, "workers": default_workers() if workers is None else workers}
     ranks = init_distributed(device)
     try:
-        with _sqlite_errors(db_path):
+        # One indexer a catalog (catalog/lock.py): rank 0 holds the lock for the job; if it is
+        # refused, rank 0 leaves with the one line and torchrun stops the other ranks.
+        with _sqlite_errors(db_path), indexing(db_path, "vlsa index") if ranks.main else contextlib.nullcontext():
             if ranks.world > 1:
                 report = index_distributed(db_path, model.to(ranks.device), library, rebuild, prune, **options)
             else:
@@ -202,6 +206,8 @@ def _sqlite_errors(db_path: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as e:
+        if is_read_only_error(e):
+            raise CatalogReadOnly(db_path) from None
         raise CatalogError(f"{db_path}: {e}") from None
 
 

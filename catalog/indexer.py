@@ -211,13 +211,23 @@ class Indexer:
         bar.set_postfix_str(f"{rate:.1f} media-s/s, {len(report.failed)} failed", refresh=False)
 
 
+# What a re-index may remove without --prune (rsync --max-delete is the model): an unmounted drive
+# or a moved folder looks like many files gone at once, a deleted file like one.
+MAX_REMOVED_SHARE = 0.5  # more of the catalog's files than this gone in one run is refused
+# A subfolder that held at least this many catalogued files and now holds no media is refused
+# as emptied (an unmounted drive's mount point); a folder of one file emptied is a file deleted.
+EMPTIED_FOLDER_MIN = 2
+
+
 def vanished(known: Iterable[str], found: ScanResult, roots: list[str], prune: bool = False) -> list[str]:
     """The catalogued files under `roots` that the scan saw gone: not found, and not under a
     folder or link it could not read (a file that could not be looked for is kept).
 
-    Raises CatalogError for a root that is missing, or that holds no media while files under it
-    are catalogued (an unmounted drive's mount point), unless `prune`.
+    Raises CatalogError, unless `prune`, for a root that is missing, or that holds no media while
+    files under it are catalogued (an unmounted drive's mount point); for a subfolder of a root
+    likewise emptied; and for a run that would remove more than MAX_REMOVED_SHARE of the catalog.
     """
+    known = list(known)
     present = {f.path for f in found.files}
     gone = [p for p in known if p not in present and any(is_under(p, r) for r in roots)
             and not any(is_under(p, u) for u in found.unread)]
@@ -232,5 +242,51 @@ def vanished(known: Iterable[str], found: ScanResult, roots: list[str], prune: b
             raise CatalogError(f"{name}: {'no media files' if exists else 'missing'}, and {lost} catalogued files "
                                "are under it (an unmounted drive looks like this); nothing was changed: pass "
                                "--prune to remove them from the catalog")
+    if not prune:
+        _refuse_mass_removal(gone, len(known), found, roots)
     return gone
 
+
+def _refuse_mass_removal(gone: list[str], total: int, found: ScanResult, roots: list[str]) -> None:
+    """CatalogError if `gone` empties a subfolder of a root or exceeds MAX_REMOVED_SHARE of the
+    `total` catalogued files; the message says what would go."""
+    emptied = emptied_folders(gone, found, roots)
+    if emptied:
+        folder, count = emptied[0]
+        more = f" (and {len(emptied) - 1} more folders like it)" if len(emptied) > 1 else ""
+        raise CatalogError(f"{display_path(folder)}: holds no media now, and its {count} catalogued files would be "
+                           f"removed{more} (an unmounted drive looks like this); nothing was changed: pass --prune "
+                           "to remove them from the catalog")
+    if len(gone) >= EMPTIED_FOLDER_MIN and len(gone) > MAX_REMOVED_SHARE * total:
+        raise CatalogError(f"this run would remove {len(gone)} of the catalog's {total} files (more than "
+                           f"{MAX_REMOVED_SHARE:.0%} at once), e.g. {display_path(gone[0])}; nothing was changed: "
+                           "pass --prune to remove them from the catalog")
+
+
+def emptied_folders(gone: list[str], found: ScanResult, roots: list[str]) -> list[tuple[str, int]]:
+    """(folder, files) for the topmost subfolders of `roots` (roots themselves are checked by
+    `vanished`) that hold no media now and from which at least EMPTIED_FOLDER_MIN catalogued
+    files are gone."""
+    tops = [os.path.abspath(r) for r in roots]
+    lost: dict[str, int] = {}
+    for path in gone:
+        for folder in _folders_below_root(path, tops):
+            lost[folder] = lost.get(folder, 0) + 1
+    candidates = {f for f, n in lost.items() if n >= EMPTIED_FOLDER_MIN}
+    for f in found.files if candidates else ():  # a candidate with any media under it now was not emptied
+        folder, parent = os.path.dirname(f.path), None
+        while folder != parent:  # up to "/": string operations only, this runs for every file found
+            candidates.discard(folder)
+            folder, parent = os.path.dirname(folder), folder
+    topmost = [f for f in sorted(candidates) if not any(f != o and is_under(f, o) for o in candidates)]
+    return [(f, lost[f]) for f in topmost]
+
+
+def _folders_below_root(path: str, roots: list[str]) -> list[str]:
+    """The folders holding `path`, from its own up to (not including) the root it is under."""
+    root = max((r for r in roots if is_under(path, r)), key=len, default=None)
+    folders, folder = [], os.path.dirname(path)
+    while root is not None and folder != root and is_under(folder, root):
+        folders.append(folder)
+        folder = os.path.dirname(folder)
+    return folders

@@ -19,6 +19,18 @@ class SchemaError(CatalogError):
     """The file is not a catalog, or one written by a newer version."""
 
 
+class CatalogBusy(CatalogError):
+    """Another process indexes (or serves) the catalog in a way this use cannot share (catalog/lock.py)."""
+
+
+class CatalogReadOnly(CatalogError):
+    """The catalog (or its folder) cannot be written by this process, and indexing must write it."""
+
+    def __init__(self, path):
+        super().__init__(f"{path}: read-only (the catalog or its folder cannot be written here); indexing needs "
+                         "to write it, while `vlsa search` and `vlsa app` can read it as it is")
+
+
 class CheckpointMismatch(CatalogError):
     """The catalog was built with another checkpoint or other window settings."""
 

@@ -44,6 +44,7 @@ import numpy as np
 from catalog.paths import is_under
 from catalog.records import (
     CatalogError,
+    CatalogReadOnly,
     CheckpointMismatch,
     FileRecord,
     Media,
@@ -139,6 +140,8 @@ def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     if not read_only:
         return connect(str(path))
     uri = "file:" + urllib.parse.quote(os.fsencode(path.absolute()))
+    if _unchangeable(path):  # read as is: SQLite would leave -shm and -wal files, as read-only, beside it
+        return connect(uri + "?mode=ro&immutable=1", uri=True)
     conn = connect(uri + "?mode=ro", uri=True)
     try:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -149,6 +152,22 @@ def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
         # immutable (no locks, no -shm).
         conn.close()
         return connect(uri + "?mode=ro&immutable=1", uri=True)
+
+
+def _unchangeable(path: Path) -> bool:
+    """Whether no one but root may write the catalog (no write bit in its mode: no indexer can be
+    changing it) and no WAL file beside it holds commits not yet in it: a reader then needs
+    nothing but the file itself."""
+    try:
+        return path.stat().st_mode & 0o222 == 0 and not Path(f"{path}-wal").exists()
+    except OSError:
+        return False
+
+
+def is_read_only_error(error: sqlite3.Error) -> bool:
+    """SQLite's "attempt to write a readonly database" (a file, folder or mount this process may
+    not write), whichever extended code it comes with."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY
 
 
 class Catalog:
@@ -181,8 +200,25 @@ class Catalog:
             # last commits) and spares an fsync per batch.
             self.db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
+            self._check_writable()
         except sqlite3.DatabaseError as e:
+            if is_read_only_error(e):
+                raise CatalogReadOnly(self.path) from None
             raise SchemaError(f"{self.path}: not a VLSA catalog ({e})") from None
+
+    def _check_writable(self) -> None:
+        """A file opened for writing that cannot be written (its mode, a read-only mount) fails only
+        at the first write, after the indexer's scan: take and give back the write lock now. A
+        writer holding it at this moment is not waited for (the first write will wait)."""
+        self.db.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+        except sqlite3.OperationalError as e:
+            if is_read_only_error(e):
+                raise
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def close(self) -> None:
         self.db.close()

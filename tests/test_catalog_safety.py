@@ -8,6 +8,7 @@ subprocess would run, at a fraction of the start-up cost.
 
 import ctypes
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -131,6 +132,108 @@ def test_indexer_refuses_an_empty_or_missing_root_unless_prune(tmp_path, model, 
     assert str(mount) in str(info.value) and "2 catalogued files" in str(info.value)
     assert len(paths(db)) == 2
     assert index(db, model, [mount], prune=True).removed == 2 and paths(db) == set()
+
+
+def test_cli_index_refuses_to_empty_a_subfolder_unless_prune(tmp_path, model, capsys, monkeypatch):
+    """A drive mounted below a library root, not mounted: its folder is there and empty. Catches
+    the re-index removing that folder's files ("2 removed", exit 0) because only roots were
+    protected: refused in one line naming the folder, the catalog unchanged; --prune removes."""
+    lib = tmp_path / "lib"
+    for name, hz in (("a.wav", 440.0), ("b.wav", 550.0), ("drive/c.wav", 660.0), ("drive/d.wav", 770.0)):
+        tone(lib / name, hz)
+    db = tmp_path / "c.db"
+    index(db, model, [lib])
+    with Catalog(db) as catalog:
+        before = (catalog.generation(), paths(db))
+    for name in ("c.wav", "d.wav"):
+        (lib / "drive" / name).unlink()
+    code, _, err = vlsa(capsys, monkeypatch, "index", lib, "--db", db, "--preset", "tiny", "-q")
+    line = one_line_error(code, err)
+    assert code == 1 and str(lib / "drive") in line and "--prune" in line, line
+    with Catalog(db) as catalog:
+        assert (catalog.generation(), paths(db)) == before
+    code, _, err = vlsa(capsys, monkeypatch, "index", lib, "--db", db, "--preset", "tiny", "-q", "--prune")
+    assert code == 0 and "2 removed" in err and paths(db) == {str(lib / "a.wav"), str(lib / "b.wav")}
+
+
+def test_indexer_refuses_to_remove_most_of_the_catalog_unless_prune(tmp_path, model):
+    """Catches a re-index removing more than MAX_REMOVED_SHARE of the catalog in one go (files
+    straight under a root, so no folder is emptied) without --prune, as rsync --max-delete
+    refuses."""
+    lib = tmp_path / "lib"
+    for i in range(5):
+        tone(lib / f"{i}.wav", 300.0 + 100 * i)
+    db = tmp_path / "c.db"
+    index(db, model, [lib])
+    for i in range(3):
+        (lib / f"{i}.wav").unlink()
+    with pytest.raises(CatalogError, match=r"would remove 3 of the catalog's 5 files.*--prune"):
+        index(db, model, [lib])
+    assert len(paths(db)) == 5
+    assert index(db, model, [lib], prune=True).removed == 3 and len(paths(db)) == 2
+
+
+def test_indexer_removes_a_deleted_file_without_prune(tmp_path, model):
+    """The guards above must not stop an ordinary re-index: a file deleted among others, the only
+    file of a subfolder, and a subfolder's files renamed leave the catalog without --prune.
+    Catches guards that refuse every removal, that take a folder of one file for an unmounted
+    drive, or a folder that still holds media for an emptied one."""
+    lib = tmp_path / "lib"
+    for i in range(6):
+        tone(lib / f"{i}.wav", 300.0 + 100 * i)
+    for name in ("one/x.wav", "two/p.wav", "two/q.wav"):
+        tone(lib / name, 900.0)
+    db = tmp_path / "c.db"
+    index(db, model, [lib])
+    (lib / "0.wav").unlink()
+    (lib / "one" / "x.wav").unlink()
+    for old, new in (("p", "r"), ("q", "s")):
+        (lib / "two" / f"{old}.wav").rename(lib / "two" / f"{new}.wav")
+    report = index(db, model, [lib])
+    assert (report.removed, report.indexed) == (4, 2)
+    assert paths(db) == {*(str(lib / f"{i}.wav") for i in range(1, 6)), str(lib / "two/r.wav"), str(lib / "two/s.wav")}
+
+
+# A process that holds a catalog's indexing lock until it is killed, with a forked child (as the
+# indexer's decode workers are) that outlives it for a while.
+HOLD_INDEX_LOCK = """
+import os, sys, time
+from catalog.lock import indexing
+with indexing(sys.argv[1], "vlsa index"):
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print("locked", child, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_cli_index_refuses_a_second_indexer_until_the_first_is_killed(tmp_path, capsys, monkeypatch):
+    """Catches two indexers running on one catalog (the first then dies "database is locked"
+    after all its work): the second is refused at start in one line naming the first's pid, and
+    after a kill -9 of the first (no clean-up runs) a new one indexes: the lock is not stale, nor
+    held on by the killed indexer's forked children (its decode workers outlive it a while)."""
+    tone(tmp_path / "lib" / "a.wav")
+    db = tmp_path / "c.db"
+    first = subprocess.Popen([sys.executable, "-c", HOLD_INDEX_LOCK, str(db)], stdout=subprocess.PIPE, text=True)
+    said, child = first.stdout.readline().split(), None
+    try:
+        assert said[0] == "locked"
+        child = int(said[1])
+        code, _, err = vlsa(capsys, monkeypatch, "index", tmp_path / "lib", "--db", db, "--preset", "tiny", "-q")
+        line = one_line_error(code, err)
+        assert code == 1 and f"pid {first.pid} (vlsa index) is indexing" in line, line
+        first.kill()  # SIGKILL; its child lives on
+        first.wait()
+        code, _, err = vlsa(capsys, monkeypatch, "index", tmp_path / "lib", "--db", db, "--preset", "tiny", "-q")
+        assert code == 0 and "indexed 1 files" in err, err
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()
+        if child:
+            os.kill(child, signal.SIGKILL)
 
 
 def test_indexer_takes_an_empty_new_root_refuses_a_missing_one(tmp_path, model):
@@ -345,6 +448,43 @@ def test_cli_search_on_a_read_only_folder(small_catalog, tmp_path):
         assert proc.stdout.count("\n") == 1 and sorted(p.name for p in folder.iterdir()) == ["c.db"]
     finally:
         folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_cli_index_into_a_read_only_catalog_says_so(small_catalog, tmp_path, what):
+    """Catches indexing into a catalog it may not write answering "not a VLSA catalog (attempt
+    to write a readonly database)" or a bare SQLite error: one line saying it is read-only, and
+    the catalog untouched. Run without root's powers (as in the test above), so the modes hold."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "c.db"
+    db.write_bytes(small_catalog.read_bytes())
+    tone(tmp_path / "lib" / "new.wav")
+    before = db.read_bytes()
+    db.chmod(0o444)
+    if what == "folder":
+        folder.chmod(0o555)
+    try:
+        proc = subprocess.run([str(VLSA_BIN), "index", str(tmp_path / "lib"), "--db", str(db), "--preset", "tiny",
+                               "-q"], capture_output=True, text=True,
+                              preexec_fn=without_root_powers if os.geteuid() == 0 else None)
+    finally:
+        folder.chmod(0o755)
+    line = one_line_error(proc.returncode, proc.stderr)
+    assert proc.returncode == 1 and f"{db}: read-only" in line and "not a VLSA catalog" not in line, line
+    assert db.read_bytes() == before
+
+
+def test_search_of_a_read_only_catalog_leaves_no_files_beside_it(small_catalog, tmp_path, capsys, monkeypatch):
+    """Catches a search of a catalog no one may write (mode 0444) leaving its WAL's -shm and -wal
+    files beside it, as read-only as the catalog (they then stand in a later indexer's way). Such
+    a file cannot be changing (only root could write it), so it is read as immutable."""
+    db = tmp_path / "c.db"
+    db.write_bytes(small_catalog.read_bytes())
+    db.chmod(0o444)
+    code, out, err = vlsa(capsys, monkeypatch, "search", "--like", "1", "--db", db, "--top", "1")
+    assert code == 0 and out.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.db"]
 
 
 def test_store_ids_past_sqlite_range_are_not_found(small_catalog):

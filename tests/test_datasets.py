@@ -320,3 +320,24 @@ def test_import_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
         errors.append(err[0])
     assert "needs --labels" in errors[0] and "no usable clips" in errors[1] and "missing file 1" in errors[1], errors
     assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_webdataset_scan_skips_captions_no_sample_may_have(tmp_path):
+    """A webdataset sample's caption is held to the manifest's rule: a .txt longer than
+    MAX_CAPTION_CHARS, or a json "caption" that is not a string, skips the sample (counted).
+    Catches the cap applying to manifests only (a 10 MB .txt reached the tokenizer) and a
+    numeric json caption reaching it as a number."""
+    from train.data import MAX_CAPTION_CHARS
+    from train.datasets.webdataset import scan_folder
+
+    samples = {"0": {"txt": b"a dog barks"}, "1": {"txt": b"x" * (MAX_CAPTION_CHARS + 1)},
+               "2": {"json": json.dumps({"caption": 12345}).encode()}, "3": {"json": b'{"caption": "fine"}'}}
+    with tarfile.open(tmp_path / "00000.tar", "w") as tar:
+        for key, members in samples.items():
+            for ext, data in {**members, "wav": b"RIFF"}.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    found, skipped = scan_folder(tmp_path)
+    assert [s.text for s in found] == ["a dog barks", "fine"]
+    assert skipped == {f"text is longer than {MAX_CAPTION_CHARS} characters": 1, "caption is not a string": 1}

@@ -31,6 +31,8 @@ from app.demo import (
     prepare_demo,
     shipped_media,
 )
+from catalog.lock import not_served, serving
+from catalog.records import CatalogBusy
 from catalog.store import Catalog
 from vlsa.checkpoint import CONFIG_NAME, WEIGHTS_NAME, shipped_checkpoint
 from vlsa.cli import main
@@ -215,6 +217,23 @@ def test_a_killed_first_run_and_a_damaged_catalog_are_recovered(tmp_path):
         prepare_demo(folder, clips=3, real_media=False)
     demo = prepare_demo(folder, clips=3, rebuild=True, real_media=False)
     assert demo.generated and demo.report.indexed == 3
+
+
+def test_prepare_demo_refuses_a_catalog_another_process_serves(tmp_path):
+    """Two servers on one demo folder: catches the second one's start (which may regenerate the
+    library and re-indexes the catalog) changing what the first one serves; it is refused before
+    anything is made, naming the server. And a server does not start on a catalog a demo is
+    re-indexing. (A lock held by another file descriptor conflicts as another process's does.)"""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    db = folder / "demo.db"
+    with serving(db, "vlsa demo"):
+        with pytest.raises(CatalogBusy, match=rf"pid {os.getpid()} \(vlsa demo\) is serving this catalog"):
+            prepare_demo(folder, clips=1, real_media=False)
+    assert not (folder / "library").exists() and not db.exists()
+    with not_served(db, "vlsa demo"), pytest.raises(CatalogBusy, match=r"\(vlsa demo\) is re-indexing"):
+        with serving(db, "vlsa app"):
+            pass
 
 
 def test_a_failed_generation_is_one_line_and_leaves_no_library(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from mediagen import make_audio, make_video
 
 from synth import generate
-from train.data import Row, load_row, parse_manifest, read_manifest
+from train.data import MAX_CAPTION_CHARS, MAX_CAPTIONS, Row, load_row, parse_manifest, read_manifest
 from train.shards import write_shards
 from vlsa.config import preset_config
 from vlsa.media import MediaError
@@ -38,6 +38,19 @@ LINES = [
     ('{"video": "k.mp4", "audio": ["x.wav"]}', "audio is not a path"),
     ('{"video": "l.mp4", "split": 7}', "split is not a string"),
     ('{"video": "m.mp4", "text": null, "start": null}', None),
+    # Numbers JSON allows that are no finite time once parsed (1e400 and a 401-digit integer are
+    # infinite as floats).
+    ('{"video": "n.mp4", "start": 1e400}', "start is not a finite number"),
+    ('{"video": "o.mp4", "start": 0, "end": -1e999}', "end is not a finite number"),
+    ('{"video": "p.mp4", "end": 1' + "0" * 400 + "}", "end is not a finite number"),
+    # Text a tokenizer would spend a training step on (a 10 MB caption took 55 s).
+    ('{"video": "q.mp4", "text": "' + "a" * (MAX_CAPTION_CHARS + 1) + '"}',
+     f"text is longer than {MAX_CAPTION_CHARS} characters"),
+    ('{"video": "r.mp4", "captions": ["fine", "' + "b" * (MAX_CAPTION_CHARS + 1) + '"]}',
+     f"captions is longer than {MAX_CAPTION_CHARS} characters"),
+    ('{"video": "s.mp4", "captions": ' + json.dumps(["c"] * (MAX_CAPTIONS + 1)) + "}",
+     f"captions holds more than {MAX_CAPTIONS}"),
+    ('{"video": "t.mp4", "text": "' + "d" * MAX_CAPTION_CHARS + '"}', None),
 ]
 
 
@@ -49,11 +62,12 @@ def write(path: Path, lines) -> Path:
 def test_parse_manifest_skips_bad_rows_with_their_line_numbers(tmp_path):
     """Catches any of these rows getting through to a sample (where `"text": 12345` crashed the
     tokenizer mid-run, NaN or Infinity times reached the decoder, start > end and negative times
-    were used silently), and a bad line ending the read."""
+    were used silently, a 10 MB caption cost a step 55 s), and a bad line ending the read. Seen
+    to fail with the finite check of a time removed (1e400 passed) and with no caption cap."""
     rows, rejected = parse_manifest(write(tmp_path / "m.jsonl", [line for line, _ in LINES]))
     expected = [(n, reason) for n, (_, reason) in enumerate(LINES, 1) if reason]
     assert rejected == expected
-    assert [r.video.name if r.video else r.audio.name for r in rows] == ["a.mp4", "h.wav", "m.mp4"]
+    assert [r.video.name if r.video else r.audio.name for r in rows] == ["a.mp4", "h.wav", "m.mp4", "t.mp4"]
     first = rows[0]
     assert (first.text, first.start, first.end, first.split) == ("a fine row", 1.0, 3.5, "test")
     assert rows[2].start == 0.0 and rows[2].text is None
@@ -65,9 +79,9 @@ def test_read_manifest_says_what_it_skipped_in_one_line(tmp_path, caplog):
     path = write(tmp_path / "m.jsonl", [line for line, _ in LINES])
     with caplog.at_level(logging.WARNING, logger="train.data"):
         rows = read_manifest(path, split="train")
-    assert len(rows) == 2
+    assert len(rows) == 3
     (message,) = [r.getMessage() for r in caplog.records]
-    assert message.startswith(f"manifest {path}: 13 rows skipped (line 2: text is not a string; ")
+    assert message.startswith(f"manifest {path}: 19 rows skipped (line 2: text is not a string; ")
     assert "line 9: not JSON" in message and "\n" not in message
 
 

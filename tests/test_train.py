@@ -74,6 +74,8 @@ def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
     same losses of a same-seed fresh run used to hide); a save that is not one unit (step 4's
     weights resumed with step 2's optimizer, RNG and data position: other losses); a data
     position or RNG state not restored."""
+    from train.state import read_trainer_state
+
     steps = ["--steps", "8", "--ckpt-every", "2"]
     full = subprocess.run(train_cmd(synth_manifest, tmp_path / "full", *steps), capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
@@ -82,7 +84,7 @@ def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
                             capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert logged_steps(run) == [1, 2, 3, 4]
-    saved = torch.load(run / "checkpoint" / "trainer.pt", weights_only=False)["state"]
+    saved = read_trainer_state(run / "checkpoint" / "trainer.pt")["state"]
     assert (saved["step"], saved["epoch"], saved["position"]) == (2, 0, 8)  # mid-epoch
     resumed = subprocess.run(train_cmd(synth_manifest, run, *steps, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -131,6 +133,32 @@ def test_train_resume_from_a_damaged_file_is_one_line(synth_manifest, saved_run,
     corrupt(run / "checkpoint" / name, kind)
     code, err = resume_error(synth_manifest, run, monkeypatch, capsys)
     assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and name in err[0], (code, err)
+
+
+class RunsCode:
+    """Unpickled, it creates `marker`: what a crafted trainer.pt does with `os.system` instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_train_resume_refuses_a_trainer_state_that_would_run_code(synth_manifest, saved_run, tmp_path,
+                                                                  monkeypatch, capsys):
+    """A trainer.pt whose state holds an object that runs code when unpickled: --resume refuses
+    it in one line naming the file, and the code never runs (the marker file is not created).
+    Catches `torch.load(..., weights_only=False)`, or any allow-list wide enough to admit
+    `builtins.open`, in the trainer's resume."""
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    shutil.copytree(saved_run, run)
+    trainer = run / "checkpoint" / "trainer.pt"
+    torch.save({"optimizer": {}, "schedule": {}, "state": {"step": 2, "evil": RunsCode(marker)}, "rng": {}},
+               trainer)
+    code, err = resume_error(synth_manifest, run, monkeypatch, capsys)
+    assert not marker.exists()
+    assert code == 1 and len(err) == 1 and "trainer.pt" in err[0] and "refused" in err[0], (code, err)
 
 
 def test_train_resume_refuses_weights_and_state_of_two_steps(synth_manifest, saved_run, tmp_path, monkeypatch,

@@ -99,7 +99,7 @@ def test_distributed_gives_joined_batch_gradients_for_every_term(tmp_path, monke
         torch.set_default_dtype(dtype)
     expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     mp.spawn(_rank_grads, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "g.pt")), nprocs=2, join=True)
-    got = torch.load(tmp_path / "g.pt")
+    got = torch.load(tmp_path / "g.pt", weights_only=True)
     assert got.keys() == expected.keys() and len(got) == len(list(model.parameters()))
     for name in expected:
         scale = expected[name].abs().max().clamp(min=1e-3)
@@ -127,4 +127,4 @@ def test_gather_hands_back_gradients_that_arrive_strided(tmp_path):
     einsum). Catches gloo reading a strided gradient as dense, which gave wrong gradients."""
     mp.spawn(_rank_gather_grad, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "g.pt")), nprocs=2, join=True)
     weights = torch.arange(2 * 24.0).view(2, 3, 8).transpose(0, 2)  # d loss / d joined
-    assert torch.equal(torch.load(tmp_path / "g.pt"), 2 * weights[:4])
+    assert torch.equal(torch.load(tmp_path / "g.pt", weights_only=True), 2 * weights[:4])

@@ -51,6 +51,11 @@ class BadRow(ValueError):
 
 
 MAX_NAMED = 10  # skipped rows named one by one in the summary line; the rest are counted by reason
+# The longest caption a row may have. The tokenizers read at most 77 tokens (a few hundred
+# characters of English); real captions (MSR-VTT, AudioCaps, subtitle cues) are far shorter,
+# while a 10 MB "caption" once passed and cost a training step 55 s of tokenizing.
+MAX_CAPTION_CHARS = 2000
+MAX_CAPTIONS = 100  # captions of one clip: the datasets here have at most 20 (MSR-VTT)
 _reported: set[tuple[str, int, int]] = set()  # (path, size, mtime) of manifests whose skips were said
 
 
@@ -60,8 +65,9 @@ def parse_manifest(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:
     Blank lines are not rows. A row is skipped when it is not a JSON object (NaN and Infinity,
     which Python's json accepts, are not JSON), names no video and no audio, has a path that is
     not a string, a text or split that is not a string, or a start or end that is not a finite
-    number of seconds, negative, or with end not after start. Times past the end of the file
-    are known only once it is opened: load_row skips those samples.
+    number of seconds, negative, or with end not after start, or a caption longer than
+    MAX_CAPTION_CHARS (or more than MAX_CAPTIONS of them). Times past the end of the file are
+    known only once it is opened: load_row skips those samples.
     """
     path = Path(path)
     if not path.is_file():
@@ -137,7 +143,17 @@ def _captions(d: dict) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
         raise BadRow("captions is not a list of strings")
+    if len(value) > MAX_CAPTIONS:
+        raise BadRow(f"captions holds more than {MAX_CAPTIONS}")
+    for caption in value:
+        check_caption(caption, "captions")
     return value
+
+
+def check_caption(text: str | None, key: str = "text") -> None:
+    """BadRow for a caption longer than MAX_CAPTION_CHARS (`key`: where it was read from)."""
+    if text is not None and len(text) > MAX_CAPTION_CHARS:
+        raise BadRow(f"{key} is longer than {MAX_CAPTION_CHARS} characters")
 
 
 def _seconds(d: dict, key: str) -> float | None:
@@ -164,6 +180,7 @@ def _row(d: object, base: Path) -> Row:
     if video is None and audio is None:
         raise BadRow("no video and no audio")
     text, split, captions = _string(d, "text"), _string(d, "split"), _captions(d)
+    check_caption(text)
     start, end = _seconds(d, "start") or 0.0, _seconds(d, "end")
     if end is not None and end <= start:
         raise BadRow("end is not after start")

@@ -4,6 +4,7 @@ schedule, step, data position, RNG states), and the SIGTERM flag."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 import signal
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ def load_run(model: VLSA, opt, sched, tc: TrainConfig) -> TrainState:
     if not (path / TRAINER_NAME).is_file():
         raise CheckpointError(f"{path}: nothing to resume (no {TRAINER_NAME})")
     weights_step = load_extra(path).get("step")
-    blob = _read_trainer_state(path / TRAINER_NAME)
+    blob = read_trainer_state(path / TRAINER_NAME)
     try:
         state = TrainState(**blob["state"])
     except TypeError as exc:
@@ -155,14 +156,39 @@ def load_run(model: VLSA, opt, sched, tc: TrainConfig) -> TrainState:
     return state
 
 
-def _read_trainer_state(file: Path) -> dict:
+# What trainer.pt holds besides tensors and plain Python values: numpy's RNG state, an array of
+# uint32 (np.random.get_state). Unpickling may build only these and torch's own tensor types
+# (weights_only=True): any other object, whose unpickling could run code, is refused.
+NUMPY_ARRAY_TYPES = (np.ndarray, np.dtype, np.dtypes.UInt32DType, np._core.multiarray._reconstruct)
+
+
+def read_trainer_state(file: Path) -> dict:
+    """trainer.pt's contents, or a CheckpointError naming the file: an unreadable file, one that
+    is not a trainer state, and one holding any other object (never unpickled)."""
     try:
-        blob = torch.load(file, weights_only=False)
+        with torch.serialization.safe_globals(list(NUMPY_ARRAY_TYPES)):
+            blob = torch.load(file, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(_refusal(file)) from None
     except Exception as exc:  # empty, truncated or not a torch file: the error types vary
         raise CheckpointError(f"{file}: unreadable trainer state ({type(exc).__name__})") from None
     if not isinstance(blob, dict) or not all(k in blob for k in TRAINER_KEYS) or not isinstance(blob["state"], dict):
         raise CheckpointError(f"{file}: not a trainer state")
     return blob
+
+
+def _refusal(file: Path) -> str:
+    """Why a file weights_only refused: the objects it names, if it is a torch file at all."""
+    try:
+        objects = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+    except Exception:  # not a zip of pickles: damaged, or not a torch file
+        objects = []
+    allowed = {f"{t.__module__}.{t.__qualname__}" for t in NUMPY_ARRAY_TYPES}
+    objects = [name for name in objects if name not in allowed]
+    if not objects:
+        return f"{file}: unreadable trainer state (not a torch file)"
+    return (f"{file}: refused: it holds Python objects a trainer state never holds ({', '.join(objects[:3])}), "
+            "whose loading could run code")
 
 
 class StopFlag:

@@ -103,7 +103,8 @@ class SentenceEncoder(nn.Module):
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # a bar for reading 103 tensors from disk is noise
-            bert = AutoModel.from_pretrained(pretrained_folder(self.name), local_files_only=True)
+            # safetensors only: the hash-checked file, never a pickle (pytorch_model.bin) beside it
+            bert = AutoModel.from_pretrained(pretrained_folder(self.name), local_files_only=True, use_safetensors=True)
             self._bert = bert.requires_grad_(False).eval()
         if self._bert.device != self.anchor.device:
             self._bert.to(self.anchor.device)

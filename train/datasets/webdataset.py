@@ -21,7 +21,7 @@ import torch
 from webdataset.tariterators import base_plus_ext
 
 from train.augment import augment_clip
-from train.data import Row, failure_reason, load_row, sample_generator
+from train.data import BadRow, Row, check_caption, failure_reason, load_row, sample_generator
 from train.shards import INDEX
 from vlsa.audio import build_frontend
 from vlsa.batch import make_sample
@@ -47,8 +47,16 @@ def is_tar_folder(path: str | Path) -> bool:
 
 
 def _caption(members: dict[str, bytes]) -> str | None:
+    """The .txt, else the json's "caption"; BadRow for one a manifest row could not have."""
     text = members.get(".txt", b"").decode("utf-8", errors="replace").strip()
-    return text or (members.get("meta", {}).get("caption") or None)
+    if not text:
+        key, text = "caption", members.get("meta", {}).get("caption") or None
+        if text is not None and not isinstance(text, str):
+            raise BadRow("caption is not a string")
+    else:
+        key = "text"
+    check_caption(text, key)
+    return text
 
 
 def scan_shard(shard: Path, skipped: Counter) -> list[TarSample]:
@@ -84,7 +92,12 @@ def scan_shard(shard: Path, skipped: Counter) -> list[TarSample]:
         group["meta"] = meta if isinstance(meta, dict) else {}
         m = group[".media"]
         split = group["meta"].get("split")
-        samples.append(TarSample(shard, m.name, m.offset_data, m.size, _caption(group),
+        try:
+            caption = _caption(group)
+        except BadRow as exc:
+            skipped[str(exc)] += 1
+            continue
+        samples.append(TarSample(shard, m.name, m.offset_data, m.size, caption,
                                  split if isinstance(split, str) else "train"))
     return samples
 
