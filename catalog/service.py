@@ -240,7 +240,7 @@ class SearchService:
         if isinstance(audio, torch.Tensor):
             require_finite(audio, "the query sound")
             audio = audio.float().reshape(-1)
-            spans = plan_windows(len(audio) / model.config.audio.sample_rate, settings.window, settings.stride)
+            spans = plan_windows(len(audio) / model.audio_rate, settings.window, settings.stride)
             if not spans:
                 raise MediaError("the query sound is empty")
         else:

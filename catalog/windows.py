@@ -8,7 +8,7 @@ window the decoder yields what `VLSA.prepare_video` / `prepare_audio` would load
 - frames: the model's frame count at vlsa.media.sample_times of [start, end), end clipped to the
   file's duration (as vlsa.media.load_clip samples them), all windows' times in a single
   `iter_frames_at` pass that holds one decoded frame at a time;
-- audio: the model's clip length, from the window's start (a window up to one clip long) or
+- audio: the model's clip length at its input rate (vlsa.audio_tower.input_rate), from the window's start (a window up to one clip long) or
   centred in it (a longer window), zero-padded past the end of the file; read in chunks of at
   most CHUNK_SECONDS, so a three-hour file never becomes one waveform in memory.
 
@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import torch
 
 from vlsa.audio import fit_length
+from vlsa.audio_tower import input_rate, input_samples
 from vlsa.config import VLSAConfig
 from vlsa.media import MediaError, MediaInfo, iter_frames_at, read_audio, sample_times
 
-Source = str | torch.Tensor  # a file, or a mono waveform at the model's sample rate (audio only)
+Source = str | torch.Tensor  # a file, or a mono waveform at the model's input rate (audio only)
 
 MIN_TAIL = 0.5  # seconds: a shorter last window is mostly padding and is dropped
 CHUNK_SECONDS = 180.0  # audio is read in pieces of at most this span: bounded memory, few seeks
@@ -44,7 +45,9 @@ class WindowData:
     start: float
     end: float  # clipped to the file's duration
     frames: torch.Tensor | None  # uint8 (T, 3, H, W); None for a file without video
-    wave: torch.Tensor | None  # float32 (audio.num_samples,); None for a file without audio
+    # float32 (input_samples,) at vlsa.audio_tower.input_rate: the front end's rate, or an audio
+    # tower's 44.1 kHz; None for a file without audio
+    wave: torch.Tensor | None
 
 
 def plan_windows(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
@@ -119,7 +122,7 @@ def _window_frames(path: str, spans: Sequence[tuple[float, float]], config: VLSA
 def _window_audio(source: Source, spans: Sequence[tuple[float, float]], config: VLSAConfig,
                   window: float) -> Iterator[torch.Tensor]:
     """float32 (num_samples,) per span, reading overlapping or touching spans in shared chunks."""
-    rate, size = config.audio.sample_rate, config.audio.num_samples
+    rate, size = input_rate(config), input_samples(config)
     wanted = [audio_span(s, e, window, config.clip_seconds) for s, e in spans]
     for chunk in _chunks(wanted):
         first, last = chunk[0][0], max(b for _, b in chunk)

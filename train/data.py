@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from train.augment import augment_clip
 from vlsa.audio import build_frontend
+from vlsa.audio_tower import tower_rate
 from vlsa.batch import collate, make_sample
 from vlsa.config import AudioConfig, VideoConfig, VLSAConfig
 from vlsa.media import Clip, MediaError, load_clip, read_frames
@@ -216,7 +217,8 @@ class ClipDataset(Dataset):
         row = self.rows[index]
         g = sample_generator(self.seed, self.epoch, index)
         try:
-            clip = load_row(row, self.config.video, self.config.audio, train=self.train, generator=g)
+            clip = load_row(row, self.config.video, self.config.audio, train=self.train, generator=g,
+                            tower_rate=tower_rate(self.config))
         except MediaError as exc:
             return {"skipped": str(exc)}
         text = self._caption(row, g)
@@ -245,9 +247,10 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 
 
 def load_row(row: Row, video_cfg: VideoConfig, audio_cfg: AudioConfig, train: bool = False,
-             generator: torch.Generator | None = None) -> Clip:
+             generator: torch.Generator | None = None, tower_rate: int | None = None) -> Clip:
     """Decode one manifest row: its video's frames and soundtrack, or, when the row names a
-    separate audio file, the video's frames and that file's sound (each decoded once)."""
+    separate audio file, the video's frames and that file's sound (each decoded once; the sound
+    again at `tower_rate` when given, for a pretrained audio tower: load_clip)."""
     source = row.video or row.audio
     if source is None:
         raise MediaError("row: no video and no audio")
@@ -256,13 +259,14 @@ def load_row(row: Row, video_cfg: VideoConfig, audio_cfg: AudioConfig, train: bo
             raise MediaError(f"{path}: missing file")
     end = row.end if row.end is not None else row.start + audio_cfg.clip_seconds
     if row.video is None or row.audio is None:
-        clip = load_clip(source, row.start, end, video_cfg, audio_cfg, train=train, generator=generator)
+        clip = load_clip(source, row.start, end, video_cfg, audio_cfg, train=train, generator=generator,
+                         tower_rate=tower_rate)
     else:
         frames = read_frames(row.video, row.start, end, video_cfg.frames, video_cfg.size,
                              "random" if train else "uniform", generator)
-        sound = load_clip(row.audio, row.start, end, video_cfg, audio_cfg)
+        sound = load_clip(row.audio, row.start, end, video_cfg, audio_cfg, tower_rate=tower_rate)
         clip = Clip(frames=frames, wave=sound.wave, has_audio=sound.has_audio, has_video=True,
-                    duration=sound.duration)
+                    duration=sound.duration, tower_wave=sound.tower_wave)
     if 0 < clip.duration <= row.start:  # decoding gave the last frame repeated and silence
         raise MediaError(f"{source}: starts past the end of the file ({row.start:g} s of {clip.duration:g} s)")
     return clip

@@ -60,7 +60,7 @@ def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) 
             continue
         batch = to_device(batch, model.device)
         out["video"].append(model.pool(model.encode_video(batch["video"]), "video").float().cpu())
-        out["audio"].append(model.pool(model.encode_audio(batch["audio"]), "audio").float().cpu())
+        out["audio"].append(model.embed_audio_input(model.audio_input(batch)).float().cpu())
         out["text"].append(model.embed_text_ids(batch["text"], batch["text_mask"]).float().cpu())
         for key in ("has_video", "has_audio", "has_text"):
             out[key].append(batch[key].cpu())

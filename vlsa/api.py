@@ -8,7 +8,8 @@
 
 An item is a path, a `(path, start_s, end_s)` tuple or an already-decoded tensor: video as uint8
 frames (T, 3, H, W) at the preset's size (float frames are taken as already normalised); audio as
-a mono waveform (S,) at the front end's rate or a normalised map (F, M).
+a mono waveform (S,) at `model.audio_rate` (the front end's, or a pretrained audio tower's 44.1 kHz)
+or, without an audio tower, a normalised map (F, M).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from vlsa import checkpoint
 from vlsa.audio import build_frontend
+from vlsa.audio_tower import input_rate, tower_input
 from vlsa.config import preset_config
 from vlsa.media import MediaError, load_clip, normalize_frames, require_finite
 from vlsa.model import VLSAModel
@@ -67,6 +69,15 @@ class VLSA(VLSAModel):
     def device(self) -> torch.device:
         return self.logit_scale.device
 
+    @property
+    def audio_rate(self) -> int:
+        """The rate waveforms given to the audio methods are read at (vlsa.audio_tower.input_rate)."""
+        return input_rate(self.config)
+
+    @property
+    def has_audio_tower(self) -> bool:
+        return self.config.audio.tower != "shared"
+
     @cached_property
     def tokenizer(self):
         return build_tokenizer(self.config.text)
@@ -83,7 +94,8 @@ class VLSA(VLSAModel):
         path, start, end = (item if isinstance(item, tuple) else (item, 0.0, None))
         if end is None:
             end = start + self.config.clip_seconds
-        return load_clip(path, start, end, self.config.video, self.config.audio)
+        return load_clip(path, start, end, self.config.video, self.config.audio,
+                         tower_rate=self.audio_rate if self.has_audio_tower else None)
 
     def prepare_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Decoded frames (..., T, 3, H, W) -> normalised float32; uint8 frames are normalised with
@@ -92,8 +104,11 @@ class VLSA(VLSAModel):
         return normalize_frames(frames, self.config.video) if frames.dtype == torch.uint8 else frames.float()
 
     def prepare_waves(self, waves: torch.Tensor) -> torch.Tensor:
-        """Mono waveforms (..., S) at the front end's rate -> normalised spectrograms (..., F, M)."""
+        """Mono waveforms (..., S) at audio_rate -> what the audio embedding reads: normalised
+        spectrograms (..., F, M), or with an audio tower its input (..., S'), one clip long."""
         require_finite(waves, "audio tensor")
+        if self.has_audio_tower:
+            return tower_input(waves, self.audio_rate, self.config)
         return self.frontend(waves.float())
 
     def prepare_video(self, item: Item) -> torch.Tensor:
@@ -106,16 +121,19 @@ class VLSA(VLSAModel):
         return self.prepare_frames(clip.frames)
 
     def prepare_audio(self, item: Item) -> torch.Tensor:
-        """An item -> normalised spectrogram (F, M) float32 on CPU."""
+        """An item -> what the audio embedding reads (prepare_waves), float32 on CPU."""
         if isinstance(item, torch.Tensor):
             if item.dim() == 1:
                 return self.prepare_waves(item)
+            if self.has_audio_tower:
+                raise ValueError(f"audio.tower={self.config.audio.tower} embeds waveforms (S,), not a map "
+                                 f"of shape {tuple(item.shape)}")
             require_finite(item, "audio tensor")
             return item.float()  # a spectrogram already
         clip = self._load(item)
         if not clip.has_audio:
             raise MediaError(f"{_name(item)}: no audio stream")
-        return self.prepare_waves(clip.wave)
+        return self.prepare_waves(clip.tower_wave if self.has_audio_tower else clip.wave)
 
     def prepare_text(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tokenizer(list(texts))
@@ -163,8 +181,9 @@ class VLSA(VLSAModel):
         """Embeddings of an already prepared batch: video (B, T, 3, H, W) or audio (B, F, M)."""
         with torch.inference_mode():
             self.eval()
-            encode = self.encode_video if modality == "video" else self.encode_audio
-            return self.pool(encode(x.to(self.device)), modality).float().cpu()
+            if modality == "audio":
+                return self.embed_audio_input(x.to(self.device)).float().cpu()
+            return self.pool(self.encode_video(x.to(self.device)), "video").float().cpu()
 
     # --- patch-level maps (heatmaps) ---
 
@@ -190,6 +209,9 @@ class VLSA(VLSAModel):
     @torch.inference_mode()
     def audio_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
         """Each spectrogram patch's share of the sound's cosine with a query embedding (E,): (f, t)."""
+        if self.has_audio_tower:
+            raise ValueError(f"audio.tower={self.config.audio.tower}: the sound's embedding is not made "
+                             "of spectrogram patches, so there is no patch map")
         self.eval()
         x = self.prepare_audio(item)[None].to(self.device)
         heat = self.patch_contributions(self.encode_audio(x), "audio", query)[0]

@@ -102,6 +102,7 @@ def doctor_report() -> dict[str, object]:
     for module, use in OPTIONAL.items():
         report[module] = f"{_piece(module)} · optional, for {use}"
     report["text_tower"] = _text_tower_status()
+    report["audio_tower"] = _audio_tower_status()
     report["sqlite_vec"] = _sqlite_vec_status()
     try:
         from vlsa.config import TextConfig
@@ -124,6 +125,19 @@ def _text_tower_status() -> str:
     try:
         pretrained_folder("all-minilm-l6-v2")
         return f"files found, weights as pinned · {use}"
+    except ValueError as exc:
+        return f"{one_line(exc)} · {use}"
+
+
+def _audio_tower_status() -> str:
+    """The pretrained sound encoder (audio.tower / audio.teacher): its package's checkpoint found
+    (never its code run) and the pinned file, else the one-line reason, which says how to install."""
+    from vlsa.audio_tower import checkpoint_file
+
+    use = "optional, for audio.tower=aisfx and audio.teacher=aisfx (the aisfx sound encoder)"
+    try:
+        checkpoint_file("aisfx")
+        return f"checkpoint found, as pinned · {use}"
     except ValueError as exc:
         return f"{one_line(exc)} · {use}"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlsa import __version__
+from vlsa.audio_tower import PRETRAINED as SOUND_MODELS
 from vlsa.text_tower import PRETRAINED
 
 
@@ -55,6 +56,13 @@ class AudioConfig:
     # typical maps land near zero mean, unit spread.
     norm_mean: float = -1.4
     norm_std: float = 2.6
+    # Where the global audio embedding comes from: "shared", the shared encoder's pass over this
+    # map (the paper), or a pretrained sound encoder ("aisfx", vlsa/audio_tower.py) kept frozen,
+    # reading the 44.1 kHz waveform, its embedding mapped into the joint space by a trained adapter.
+    tower: str = "shared"
+    # A pretrained sound encoder whose similarities between sounds the shared audio path is
+    # trained to reproduce (loss.distill_weight); None = no distillation.
+    teacher: str | None = None
 
     @property
     def clip_seconds(self) -> float:
@@ -108,7 +116,7 @@ class EncoderConfig:
 # Settings added after checkpoints were shipped, written only when they differ from these
 # defaults: a model that does not use one keeps its config file and its fingerprint, so the
 # catalogs it made stay valid (a changed fingerprint re-indexes a whole library).
-LATER_SETTINGS = {("encoder", "pre_norm"): False}
+LATER_SETTINGS = {("encoder", "pre_norm"): False, ("audio", "tower"): "shared", ("audio", "teacher"): None}
 
 
 @dataclass
@@ -151,7 +159,7 @@ class LossConfig:
     # each frame's and of the spectrogram's patches: cheaper passes, as FLIP. Inference uses all.
     global_tokens: str = "full"
     global_keep: float = 0.5
-    # Weight of the text distillation term (text.teacher), inside L_global.
+    # Weight of the distillation terms (text.teacher, audio.teacher), inside L_global.
     distill_weight: float = 1.0
     # Temperature of the teacher's and the student's similarity distributions in that term.
     distill_temperature: float = 0.05
@@ -205,6 +213,14 @@ class VLSAConfig:
              f"text.teacher {self.text.teacher!r} reads the model's token ids: set text.tokenizer={self.text.teacher}"),
             (self.text.teacher is None or self.text.tower == "shared",
              "text.teacher distils into the shared text path: it needs text.tower=shared"),
+            (a.tower in ("shared", *SOUND_MODELS),
+             f"audio.tower must be shared or one of {', '.join(SOUND_MODELS)}, not {a.tower!r}"),
+            (a.teacher in (None, *SOUND_MODELS),
+             f"audio.teacher must be one of {', '.join(SOUND_MODELS)}, not {a.teacher!r}"),
+            (a.teacher is None or a.tower == "shared",
+             "audio.teacher distils into the shared audio path: it needs audio.tower=shared"),
+            (a.teacher is None or self.loss.matching == "audio",
+             "audio.teacher teaches the audio embedding that loss.matching=audio trains: set it"),
         ]
         for ok, reason in checks:
             if not ok:

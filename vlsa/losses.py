@@ -1,5 +1,5 @@
 """Losses: masked reconstruction, masked-token prediction, symmetric InfoNCE, binary matching and
-the text distillation term.
+the distillation term (text and audio teachers).
 
 Each returns a scalar tensor. Rows that lack a modality are left out through `valid` masks, never
 by indexing with a data-dependent shape inside the caller (which would sync the host on CUDA).

@@ -68,6 +68,9 @@ class Clip:
     has_audio: bool
     has_video: bool
     duration: float = 0.0  # of the whole file, seconds, from headers; 0.0 when nothing says
+    # The same sound decoded again at a pretrained audio tower's rate (load_clip's tower_rate),
+    # float32 (samples,); None when not asked for or without audio (vlsa/audio_tower.py).
+    tower_wave: torch.Tensor | None = None
 
 
 # --- reading: the video stream to decode, and a read again from the start when a seek fails ---
@@ -369,17 +372,19 @@ def read_audio(path: PathLike, start: float = 0.0, end: float | None = None,
 
 def load_clip(path: PathLike, start: float, end: float | None, video_cfg: VideoConfig,
               audio_cfg: AudioConfig, *, train: bool = False,
-              generator: torch.Generator | None = None) -> Clip:
+              generator: torch.Generator | None = None, tower_rate: int | None = None) -> Clip:
     """The frames and soundtrack of [start, end) of `path`, shaped for the model.
 
     frames: uint8 (video_cfg.frames, 3, video_cfg.size, video_cfg.size), a random time per segment
     when `train`, segment centres otherwise; None for audio-only files.
     wave: float32 (audio_cfg.num_samples,) at audio_cfg.sample_rate, zero-padded; silent for
     files without an audio track. `end=None` means start + audio_cfg.clip_seconds.
+    tower_wave: with `tower_rate`, [start, end) decoded a second time at that rate (a pretrained
+    audio tower hears the band above the model's own Nyquist frequency).
     """
     end = start + audio_cfg.clip_seconds if end is None else end
     name = os.fspath(path)
-    frames, wave = None, torch.zeros(audio_cfg.num_samples)
+    frames, wave, tower_wave = None, torch.zeros(audio_cfg.num_samples), None
     with open_media(path) as container:  # probed, then read from while still fresh
         info = media_info(container, name)
         if not (info.has_video or info.has_audio):
@@ -394,8 +399,11 @@ def load_clip(path: PathLike, start: float, end: float | None, video_cfg: VideoC
             read = functools.partial(_read_audio, name=name, start=start, end=end, rate=audio_cfg.sample_rate)
             audio = _retrying(path, read, opened=None if info.has_video else container)
             wave = nn.functional.pad(audio, (0, audio_cfg.num_samples - len(audio)))[: audio_cfg.num_samples]
+            if tower_rate is not None:
+                tower_wave = _retrying(path, functools.partial(_read_audio, name=name, start=start, end=end,
+                                                               rate=tower_rate))
     return Clip(frames=frames, wave=wave, has_audio=info.has_audio, has_video=info.has_video,
-                duration=info.duration)
+                duration=info.duration, tower_wave=tower_wave)
 
 
 def require_finite(x: np.ndarray | torch.Tensor, name: str) -> None:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlsa.audio_tower import TOWER_WAVE, SoundEncoder
 from vlsa.config import VLSAConfig
 from vlsa.layers import (
     ConvStem,
@@ -119,6 +120,13 @@ class VLSAModel(nn.Module):
                 _init_weights(layer)
         if cfg.text.teacher is not None:
             self.text_teacher = SentenceEncoder(cfg.text.teacher)
+        if cfg.audio.tower != "shared":
+            self.audio_tower = SoundEncoder(cfg.audio.tower)
+            self.audio_adapter = nn.Sequential(nn.Linear(self.audio_tower.width, D), nn.GELU(), nn.Linear(D, D))
+            for layer in self.audio_adapter[::2]:
+                _init_weights(layer)
+        if cfg.audio.teacher is not None:
+            self.audio_teacher = SoundEncoder(cfg.audio.teacher)
 
     # --- tokens ---
 
@@ -196,6 +204,19 @@ class VLSAModel(nn.Module):
             return self.pool(self.encode_text(ids, attention_mask), "text", attention_mask, gather)
         return self.pool(self.text_adapter(self.text_tower(ids, attention_mask))[:, None], "text", gather=gather)
 
+    def audio_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the global audio embedding reads from a batch: the spectrograms, or with a
+        pretrained audio tower its waveforms (vlsa.audio_tower.tower_input)."""
+        return batch["audio"] if self.config.audio.tower == "shared" else batch[TOWER_WAVE]
+
+    def embed_audio_input(self, x: torch.Tensor, gather=None) -> torch.Tensor:
+        """Global audio embeddings (B, E) of what audio_input gives: the shared encoder's pass over
+        spectrograms (B, F, M) pooled, or, with a pretrained audio tower, its embedding of
+        waveforms (B, S) through the adapter. Unimodal either way."""
+        if self.config.audio.tower == "shared":
+            return self.pool(self.encode_audio(x), "audio", gather=gather)
+        return self.pool(self.audio_adapter(self.audio_tower(x))[:, None], "audio", gather=gather)
+
     def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None,
              gather=None) -> torch.Tensor:
         """Global embedding: mean of a modality's token outputs, projected, L2-normalised.
@@ -227,11 +248,12 @@ class VLSAModel(nn.Module):
             bn.momentum = None  # cumulative average over the batches
             bn.train()
         for batch in batches:
-            for modality, encode in (("video", lambda b: self.encode_video(b["video"])),
-                                     ("audio", lambda b: self.encode_audio(b["audio"]))):
-                rows = batch[f"has_{modality}"]
-                if rows.sum() > 1:
-                    self.pool(encode({modality: batch[modality][rows]}), modality)
+            rows = batch["has_video"]
+            if rows.sum() > 1:
+                self.pool(self.encode_video(batch["video"][rows]), "video")
+            rows = batch["has_audio"]
+            if rows.sum() > 1:
+                self.embed_audio_input(self.audio_input(batch)[rows])
             rows = batch["has_text"]
             if rows.sum() > 1:
                 self.embed_text_ids(batch["text"][rows], batch["text_mask"][rows])
@@ -368,7 +390,9 @@ class VLSAModel(nn.Module):
         }
         if keep_v is None:  # every patch's output: what a patch map reads (train/map_teacher.py)
             z["video_tokens"] = video
-        if self.config.loss.matching == "audio":
+        if self.config.loss.matching == "audio" and self.config.audio.tower != "shared":
+            z["audio"] = self.embed_audio_input(batch[TOWER_WAVE], gather)
+        elif self.config.loss.matching == "audio":
             z["audio"] = self.pool(self.encoder(_select_tokens(tokens["audio"], keep_a)), "audio", gather=gather)
         return z
 
@@ -401,6 +425,11 @@ class VLSAModel(nn.Module):
             teacher = self.text_teacher(batch["text"], batch["text_mask"])
             terms["text_distill"] = loss.distill_weight * similarity_distillation(
                 z["text"], teacher, has_t, loss.distill_temperature, gather)
+        if self.config.audio.teacher is not None:  # validate(): z["audio"] is the shared path's
+            loss = self.config.loss
+            teacher = self.audio_teacher(batch[TOWER_WAVE])
+            terms["audio_distill"] = loss.distill_weight * similarity_distillation(
+                z["audio"], teacher, has_a, loss.distill_temperature, gather)
         return terms
 
 

