@@ -139,3 +139,19 @@ def test_no_row_teaches_gives_zero(teacher):
     loss = map_distillation(student, batch, {"audio": torch.randn(4, student.config.embed_dim)},
                             torch.zeros(0, dtype=torch.long), torch.zeros(0, 0))
     assert loss.item() == 0.0
+
+
+def test_map_teacher_takes_a_student_whose_sound_embedding_comes_from_a_tower(teacher_folder):
+    """A student with a pretrained audio tower reads the same spectrogram as a shared-audio teacher,
+    so the teacher is accepted (it was refused, which blocked training a tower model with a map
+    teacher); a student whose spectrogram differs is still refused. Seen to fail with the full
+    AudioConfig compared again (the tower student refused)."""
+    import dataclasses
+
+    tower = preset_config("tiny")
+    tower.audio = dataclasses.replace(tower.audio, tower="aisfx")
+    MapTeacher(str(teacher_folder), VLSA(tower), torch.device("cpu"))
+    other = preset_config("tiny")
+    other.audio = dataclasses.replace(other.audio, bins=other.audio.bins // 2)
+    with pytest.raises(ValueError, match="audio input differs"):
+        MapTeacher(str(teacher_folder), VLSA(other), torch.device("cpu"))

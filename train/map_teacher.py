@@ -18,6 +18,8 @@ clip's patches, so the model's cosines keep their own scale.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from vlsa import VLSA
@@ -30,7 +32,7 @@ class MapTeacher:
     def __init__(self, checkpoint: str, student: VLSA, device: torch.device):
         self.model = VLSA.from_pretrained(checkpoint).to(device).eval().requires_grad_(False)
         for modality in ("video", "audio"):
-            mine, theirs = getattr(self.model.config, modality), getattr(student.config, modality)
+            mine, theirs = (_input_settings(getattr(m.config, modality)) for m in (self.model, student))
             if mine != theirs:
                 raise ValueError(f"map teacher {checkpoint}: its {modality} input differs from the model's "
                                  f"({mine} against {theirs})")
@@ -53,6 +55,15 @@ class MapTeacher:
         knows = (sounds @ videos.T).argmax(dim=1) == own
         patches = teacher.patch_embeddings(tokens[own[knows]], "video")
         return rows[knows], (patches @ sounds[knows, :, None]).squeeze(-1)
+
+
+def _input_settings(config):
+    """What decides the prepared input the teacher reads (batch["video"], batch["audio"]): not
+    where a model's global sound embedding comes from (audio.tower, audio.teacher), since the
+    teacher reads the spectrogram either way."""
+    if hasattr(config, "tower"):
+        return dataclasses.replace(config, tower="shared", teacher=None)
+    return config
 
 
 def map_distillation(model: VLSA, batch: dict[str, torch.Tensor], z: dict[str, torch.Tensor],
