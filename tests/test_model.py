@@ -412,3 +412,21 @@ def test_patch_contributions_average_to_the_global_cosine():
     assert shares.shape == (3, model.config.video.num_patches)
     assert torch.allclose(shares.mean(dim=1), cosine, atol=1e-5)
 
+
+
+def test_text_embedding_ignores_padding_and_its_length():
+    """The shared text path's global embedding of a caption is the same padded to 12 tokens or
+    to max_len, whatever ids the padding holds: the mean pools real tokens only and attention
+    never reads padding. Catches the mean counting padding (it then shrinks with the pad length)
+    and a text pass that attends to padding."""
+    model = VLSAModel(preset_config("tiny", **{"encoder.depth": 1})).eval()
+    L = model.config.text.max_len
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 49000, (2, L), generator=g)
+    mask = torch.zeros(2, L, dtype=torch.bool)
+    mask[:, :7] = True  # the same 7 real tokens in both rows; the padding after them differs
+    ids[1, :7] = ids[0, :7]
+    short = model.embed_text_ids(ids[:1, :12], mask[:1, :12])
+    full = model.embed_text_ids(ids, mask)
+    torch.testing.assert_close(full[1], full[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(short[0], full[0], atol=1e-6, rtol=0)
