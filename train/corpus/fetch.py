@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlsa.durable import replace_durably
+
 
 class FetchError(Exception):
     """A package that could not be downloaded or extracted; the message is one line."""
@@ -51,7 +53,7 @@ def download(name: str, cache: Path) -> Path:
         if not got:
             raise FetchError(f"apt-get download {name}: no .deb written")
         target = debs / got[0].name
-        got[0].rename(target)
+        replace_durably(got[0], target)
     return target
 
 
