@@ -36,7 +36,7 @@ def loader_rate(shards: Path, cfg, workers: int, batch: int, seconds: float, rep
     dataset.samples = dataset.samples * repeat  # cycle a small set instead of restarting workers
     loader = make_loader(dataset, ResumableSampler(len(dataset), 0), batch, workers)
     it = iter(loader)
-    next(it)  # workers started, first batch out
+    first = next(it)  # workers started, first batch out
     n, t0 = 0, time.perf_counter()
     for b in it:
         n += b["video"].shape[0]
@@ -44,7 +44,9 @@ def loader_rate(shards: Path, cfg, workers: int, batch: int, seconds: float, rep
             break
     sec = time.perf_counter() - t0
     del it, loader
-    return {"samples_per_s": round(n / sec, 1), "per_worker": round(n / sec / max(1, workers), 1), "samples": n}
+    shapes = {k: list(first[k].shape) for k in ("video", "audio", "text")}  # what was read, per batch
+    return {"samples_per_s": round(n / sec, 1), "per_worker": round(n / sec / max(1, workers), 1), "samples": n,
+            "batch_shapes": shapes}
 
 
 def gpu_jpeg_rate(shards: Path, cfg, batch: int, reps: int = 5) -> dict:

@@ -95,11 +95,20 @@ def test_attention_bench_times_masked_and_unmasked(tmp_path):
 
 
 def test_loader_bench_reads_shards_with_workers(tmp_path):
+    """The bench reads every cycled sample after the first batch, in the trainer's batch layout,
+    with and without workers: 4 clips cycled 8 times in batches of 2 are 15 batches after the
+    first, 30 samples (a time limit long enough never to stop it early). Catches the cycling
+    ignored (2 samples), batches counted as samples (15), and batches of another shape."""
     manifest = generate(tmp_path / "synth", n=4, seed=3, split="test")
     write_shards(manifest, tmp_path / "shards", preset_config("tiny"))
     r = run_bench("loader.py", str(tmp_path / "shards"), "--preset", "tiny", "--workers", "0", "1",
-                  "--batch", "2", "--seconds", "1", "--repeat", "8", tmp_path=tmp_path)
-    assert r["workers"]["0"]["samples"] > 0 and r["workers"]["1"]["samples_per_s"] > 0
+                  "--batch", "2", "--seconds", "600", "--repeat", "8", tmp_path=tmp_path)
+    v, a, t = (getattr(preset_config("tiny"), m) for m in ("video", "audio", "text"))
+    for workers in ("0", "1"):
+        assert r["workers"][workers]["samples"] == 4 * 8 - 2
+        assert r["workers"][workers]["batch_shapes"] == {"video": [2, v.frames, 3, v.size, v.size],
+                                                         "audio": [2, a.bins, a.frames], "text": [2, t.max_len]}
+        assert r["workers"][workers]["samples_per_s"] > 0
 
 
 def test_attribute_probe_names_what_wrong_hits_get_wrong(app_library):

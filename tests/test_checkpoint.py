@@ -173,3 +173,73 @@ def test_writing_folder_killed_between_its_renames_recovers_the_previous(tmp_pat
     with writing_folder(ckpt) as partial:  # and the next save goes through, leaving nothing beside it
         write(partial, "three")
     assert contents(ckpt) == {"a.txt": "three", "b.txt": "three"} and [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+@pytest.fixture
+def disk_events(monkeypatch) -> list[tuple]:
+    """os.fsync and os.replace, recorded in order as ("fsync", path) and ("replace", src, dst)
+    (a descriptor's path read from /proc at the call), then done for real."""
+    import os
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def assert_flushed_around_rename(events: list[tuple], partial, target) -> None:
+    """`partial` flushed before its rename to `target`, and target's folder flushed after it."""
+    rename = events.index(("replace", str(partial), str(target)))
+    assert ("fsync", str(partial)) in events[:rename], (partial, events)
+    assert ("fsync", str(target.parent)) in events[rename + 1:], (target.parent, events)
+
+
+def test_save_pretrained_flushes_each_file_before_its_rename(tmp_path, disk_events):
+    """Each file of a checkpoint is fsynced under its temporary name before os.replace gives it
+    the final one, and the folder after (the rename itself made durable). Catches a save that
+    only renames: after a power cut the name can point at an empty weights file."""
+    folder = tmp_path / "ckpt"
+    VLSA.from_preset("tiny", **{"encoder.depth": 1}).save_pretrained(folder)
+    for name in (vlsa.checkpoint.WEIGHTS_NAME, vlsa.checkpoint.CONFIG_NAME):
+        assert_flushed_around_rename(disk_events, folder / (name + ".tmp"), folder / name)
+
+
+def test_trainer_checkpoint_flushes_every_file_and_the_folder_before_the_swap(tmp_path, disk_events):
+    """save_run (train/state.py) writes checkpoint/ through writing_folder: every file of the new
+    folder and the folder itself are fsynced before the folder is renamed into place, and the run
+    folder after. Catches writing_folder's flush left out (a power cut could leave the swapped-in
+    folder with empty files, the previous one already gone)."""
+    from train.state import TrainConfig, TrainState, save_run
+    from train.trainer import build_model, build_optimizer, build_schedule
+    from vlsa.distributed import DistInfo
+
+    tc = TrainConfig(manifest="unused.jsonl", out=str(tmp_path / "run"), overrides={"encoder.depth": 1})
+    model = build_model(tc, torch.device("cpu"))
+    opt = build_optimizer(model, tc, fused=False)
+    path = save_run(model, opt, build_schedule(opt, tc), TrainState(step=1), tc, DistInfo())
+    partial = path.with_name(path.name + vlsa.checkpoint.PARTIAL_SUFFIX)
+    swap = disk_events.index(("replace", str(partial), str(path)))
+    files = sorted(p.name for p in path.iterdir())
+    assert files == ["config.json", "model.safetensors", "trainer.pt"]
+    flushed = {e[1] for e in disk_events[:swap] if e[0] == "fsync"}
+    assert {str(partial / name) for name in files} | {str(partial)} <= flushed, disk_events
+    assert ("fsync", str(path.parent)) in disk_events[swap + 1:]
+
+
+def test_write_manifest_flushes_before_its_rename(tmp_path, disk_events):
+    """The manifests the data commands write (and `vlsa data merge`) are flushed before their
+    rename, as checkpoints are. Catches a plain rename."""
+    from train.datasets.common import write_manifest
+
+    out = tmp_path / "m" / "manifest.jsonl"
+    write_manifest([{"video": "a.mp4", "text": "x"}], out)
+    assert_flushed_around_rename(disk_events, out.with_name(out.name + ".partial"), out)

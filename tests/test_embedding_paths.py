@@ -61,3 +61,43 @@ def test_a_window_has_one_vector_by_every_route(tmp_path, model):
             query = model.embed_video([(media.path, w.start, w.end) for w in windows]).numpy()
             np.testing.assert_allclose(query, stored, atol=TOLERANCE)
     assert checked == {"video", "audio"}
+
+
+CAPTIONS = ["a dog barks", "someone plays a slow tune on the piano while rain falls outside", "red",
+            "a bell rings twice in the hall"]
+
+
+def training_batch(model: VLSA) -> dict[str, torch.Tensor]:
+    """Captions of different lengths (so each row has its own padding) with random clips, as
+    vlsa/batch.py's collate lays out a training batch."""
+    g = torch.Generator().manual_seed(1)
+    cfg, B = model.config, len(CAPTIONS)
+    ids, mask = model.prepare_text(CAPTIONS)
+    ones = torch.ones(B, dtype=torch.bool)
+    return {"video": torch.randn(B, cfg.video.frames, 3, cfg.video.size, cfg.video.size, generator=g),
+            "audio": torch.randn(B, cfg.audio.bins, cfg.audio.frames, generator=g),
+            "text": ids, "text_mask": mask, "text_maskable": mask.clone(),
+            "has_video": ones, "has_audio": ones.clone(), "has_text": ones.clone()}
+
+
+@pytest.mark.parametrize("pool_norm", [False, True])
+def test_a_query_alone_is_what_a_training_forward_embeds(pool_norm):
+    """A search-time query (the API's embed_text of one caption, embed_prepared of one clip or
+    sound) equals its row's global embedding in a training forward of a batch holding captions of
+    other lengths: "a search-time query sees what training saw". Without pool_norm the forward
+    runs in training mode (nothing else differs between the modes); with it, in eval mode, since
+    training standardises with the batch's statistics on purpose. Catches a training text pass
+    that attends to padding (0.03 off) or pools over it, and any other input a training pass
+    reads that a query alone does not."""
+    torch.manual_seed(0)
+    model = VLSA.from_preset("tiny", **{"encoder.depth": 1, "pool_norm": pool_norm})
+    batch = training_batch(model)
+    assert len(set(batch["text_mask"].sum(1).tolist())) == len(CAPTIONS)
+    model.train(not pool_norm)
+    with torch.no_grad():
+        _, z = model(batch, return_embeddings=True)
+    tight = dict(atol=1e-6, rtol=0)
+    for i, caption in enumerate(CAPTIONS):
+        torch.testing.assert_close(model.embed_text([caption])[0], z["text"][i], **tight)
+        torch.testing.assert_close(model.embed_prepared("video", batch["video"][i:i + 1])[0], z["video"][i], **tight)
+        torch.testing.assert_close(model.embed_prepared("audio", batch["audio"][i:i + 1])[0], z["audio"][i], **tight)

@@ -364,13 +364,19 @@ def test_low_precision_residual_keeps_the_stream_in_the_autocast_dtype():
         assert low[k] == pytest.approx(reference[k], rel=2e-2), k
 
 
-def test_no_leak_holds_with_pool_norm_in_training_mode():
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_no_leak_holds_with_pool_norm_in_training_mode(modality):
     """pool_norm standardises pooled features with batch statistics: it couples the samples of
-    one modality in a training batch, never one modality to another."""
+    one modality in a training batch, never one modality to another. Each modality replaced in
+    turn, as the eval-mode test does: catches a leak that exists only in training passes (text
+    tokens added to the video pass when `self.training`), which replacing audio alone let through."""
     model = VLSAModel(preset_config("tiny", pool_norm=True)).train()
     batch = random_batch(model.config)
-    (_, z_a), (_, z_b) = forward_with_replaced(model, batch, "audio", row=3)
-    assert torch.equal(z_a["video"], z_b["video"]) and torch.equal(z_a["text"], z_b["text"])
+    (_, z_a), (_, z_b) = forward_with_replaced(model, batch, modality, row=3)
+    for other in MODALITIES:
+        if other != modality:
+            assert torch.equal(z_a[other], z_b[other]), f"{modality} leaks into the {other} embedding"
+    assert not torch.equal(z_a[modality][3], z_b[modality][3])
     model.eval()  # inference uses the running statistics: one sample's embedding is its own
     x = batch["video"][:2]
     alone = model.pool(model.encode_video(x[:1]), "video")
@@ -412,3 +418,21 @@ def test_patch_contributions_average_to_the_global_cosine():
     assert shares.shape == (3, model.config.video.num_patches)
     assert torch.allclose(shares.mean(dim=1), cosine, atol=1e-5)
 
+
+
+def test_text_embedding_ignores_padding_and_its_length():
+    """The shared text path's global embedding of a caption is the same padded to 12 tokens or
+    to max_len, whatever ids the padding holds: the mean pools real tokens only and attention
+    never reads padding. Catches the mean counting padding (it then shrinks with the pad length)
+    and a text pass that attends to padding."""
+    model = VLSAModel(preset_config("tiny", **{"encoder.depth": 1})).eval()
+    L = model.config.text.max_len
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 49000, (2, L), generator=g)
+    mask = torch.zeros(2, L, dtype=torch.bool)
+    mask[:, :7] = True  # the same 7 real tokens in both rows; the padding after them differs
+    ids[1, :7] = ids[0, :7]
+    short = model.embed_text_ids(ids[:1, :12], mask[:1, :12])
+    full = model.embed_text_ids(ids, mask)
+    torch.testing.assert_close(full[1], full[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(short[0], full[0], atol=1e-6, rtol=0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from train.data import GroupedSampler, ResumableSampler, caption_keys, read_manifest
-from train.evaluate import ranks_of_truth, retrieval_metrics
+from train.evaluate import metrics_from_embeddings, ranks_of_truth, retrieval_metrics
 
 
 def test_sampler_shards_ranks_and_resumes():
@@ -88,6 +88,33 @@ def test_retrieval_metrics_without_ties_are_unchanged():
     for k in (1, 5, 10, 50):
         assert m[f"R@{k}"] == pytest.approx(100.0 * (plain <= k).float().mean().item()), k
     assert m["MedR"] == plain.float().median().item() and m["MeanR"] == pytest.approx(plain.float().mean().item())
+
+
+def test_metrics_from_embeddings_scores_each_direction_from_its_own_side():
+    """Six directions, six different answers worked out by hand: text is the identity, so
+    text->video scores column i of `video` for caption i and video->text scores row j for clip
+    j. Catches a direction scored the wrong way round (text->video reporting video->text's
+    numbers) or under another direction's name, which symmetric test embeddings cannot see."""
+    video = torch.tensor([[5.0, 3, 6], [0, 9, 3], [2, 6, 1]])
+    audio = torch.tensor([[4.0, 7, 3], [8, 0, 6], [7, 9, 0]])
+    # audio . video: a0 -> (59, 72, 53), a1 -> (76, 18, 22), a2 -> (62, 81, 68)
+    ones = torch.ones(3, dtype=torch.bool)
+    emb = {"text": torch.eye(3), "video": video, "audio": audio,
+           "has_text": ones, "has_video": ones, "has_audio": ones}
+    ranks = {  # each query's rank of its own candidate
+        "text->video": [1, 1, 3],   # columns (5, 0, 2), (3, 9, 6), (6, 3, 1)
+        "video->text": [2, 1, 3],   # rows (5, 3, 6), (0, 9, 3), (2, 6, 1)
+        "text->audio": [3, 3, 3],   # columns (4, 8, 7), (7, 0, 9), (3, 6, 0)
+        "audio->text": [2, 3, 3],   # rows (4, 7, 3), (8, 0, 6), (7, 9, 0)
+        "audio->video": [2, 3, 2],  # 59 < 72; 18 < 76, 22; 68 < 81
+        "video->audio": [3, 3, 1],  # (59, 76, 62), (72, 18, 81), (53, 22, 68)
+    }
+    results = metrics_from_embeddings(emb)
+    assert set(results) == set(ranks)
+    for direction, r in ranks.items():
+        got = results[direction]
+        expected = (100.0 * sum(x == 1 for x in r) / 3, sum(r) / 3, sorted(r)[1])
+        assert (got["R@1"], got["MeanR"], got["MedR"]) == pytest.approx(expected), direction
 
 
 def test_read_manifest_resolves_paths(tmp_path):

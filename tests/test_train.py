@@ -95,6 +95,32 @@ def test_train_killed_during_a_save_resumes_exactly(synth_manifest, tmp_path):
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
 
 
+def test_train_resume_continues_exactly_fast(synth_manifest, tmp_path):
+    """The fast set's resume check (the kill -9 one above is slow): a run of 1 step, resumed to 2,
+    logs step 2 with the loss of an uninterrupted 2-step run and ends with its weights, to float
+    rounding. Step 2's loss needs the weights, the RNG (its masks) and the data position of step
+    1; its weights need the optimizer's moments and the schedule too. Catches --resume skipped (a
+    fresh run logs step 1 again), and any of those states not restored. The warm-up of 2 steps
+    covers both runs, so the 1-step run's schedule gives step 1 the same rate."""
+    from safetensors.torch import load_file
+
+    from train.state import TrainConfig
+    from train.trainer import train
+
+    common = dict(manifest=str(synth_manifest), batch_size=4, workers=0, lr=1e-3, warmup=2, log_every=1, seed=3,
+                  progress=False, overrides={"encoder.depth": 1, "decoder.depth": 1, "pool_norm": False})
+    train(TrainConfig(out=str(tmp_path / "full"), steps=2, **common))  # pool_norm off: no statistics pass
+    train(TrainConfig(out=str(tmp_path / "resumed"), steps=1, **common))
+    train(TrainConfig(out=str(tmp_path / "resumed"), steps=2, resume=True, **common))
+    assert logged_steps(tmp_path / "resumed") == [1, 2]
+    full, resumed = losses_by_step(tmp_path / "full"), losses_by_step(tmp_path / "resumed")
+    assert resumed[2] == pytest.approx(full[2], abs=1e-6)
+    a, b = (load_file(tmp_path / run / "checkpoint" / "model.safetensors") for run in ("full", "resumed"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
 @pytest.fixture(scope="module")
 def saved_run(synth_manifest, tmp_path_factory) -> Path:
     """A run folder whose checkpoint/ is of step 2, as `train_cmd` would resume it."""
@@ -225,14 +251,48 @@ def test_train_evaluation_failure_fails_the_run_after_saving(synth_manifest, tmp
     assert (tmp_path / "run" / "checkpoint" / "trainer.pt").is_file()
 
 
-def test_train_ablations_run(synth_manifest, tmp_path):
-    for flags in (["--no-masked-modelling"], ["--matching", "none"], ["--matching", "video_text"]):
-        result = subprocess.run(train_cmd(synth_manifest, tmp_path / flags[-1], "--steps", "2", *flags),
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-        logged = json.loads((tmp_path / flags[-1] / "metrics.jsonl").read_text().splitlines()[-1])
-        assert ("nce_vt" in logged) == (flags == ["--matching", "video_text"])
-        assert ("video_mse" in logged) == (flags != ["--no-masked-modelling"])
+DECODER = ("decoder", "decoder_embed", "mask_token", "decoder_positions", "decoder_modality", "video_head",
+           "audio_head", "text_head", "text_bias")  # what only masked modelling reads
+
+
+@pytest.mark.parametrize("flags, terms, unused", [
+    (["--no-masked-modelling"], {"nce_av", "nce_at", "match_av", "match_at"}, DECODER),
+    (["--matching", "none"], {"video_mse", "audio_mse", "text_mlm"}, ("proj", "match_head", "logit_scale")),
+    (["--matching", "video_text"], {"video_mse", "audio_mse", "text_mlm", "nce_vt", "match_vt"}, ("proj.audio",)),
+    (["--no-matching-head"], {"video_mse", "audio_mse", "text_mlm", "nce_av", "nce_at"}, ("match_head",)),
+])
+def test_train_ablation_flags_switch_their_terms_off_to_zero_gradient(synth_manifest, monkeypatch, flags, terms,
+                                                                       unused):
+    """Each ablation flag of `vlsa train` reaches the model the trainer builds: the switched-off
+    terms are gone from the step, the loss is exactly the terms left, and every parameter that
+    only a switched-off term reads gets exactly zero gradient, while the rest get some. Catches a flag
+    parsed but not passed on, and a term that is still computed (and still trains its part of
+    the network) while no longer logged, which the old check of the logged names let through."""
+    from click.testing import CliRunner
+    from test_model import random_batch
+
+    import train.trainer
+    from vlsa.cli import cli
+
+    seen = []
+    monkeypatch.setattr(train.trainer, "train", lambda tc: seen.append(tc) or {"step": 0, "stopped_by": "done",
+                                                                                 "skipped": {}})
+    result = CliRunner().invoke(cli, ["train", "--manifest", str(synth_manifest), *SMALL, *flags])
+    assert result.exit_code == 0, result.output
+    torch.manual_seed(0)
+    model = train.trainer.build_model(seen[0], torch.device("cpu"))
+    out = model(random_batch(model.config, B=4))
+    assert set(out) - {"local", "global", "loss"} == terms
+    loss = model.config.loss
+    local = sum(getattr(loss, f"{k}_weight") * out[k] for k in ("video_mse", "audio_mse", "text_mlm") if k in terms)
+    global_ = sum(out[k] for k in terms if k.startswith(("nce", "match")))
+    torch.testing.assert_close(out["loss"], local + loss.global_weight * global_, atol=0, rtol=1e-6)
+    out["loss"].backward()
+    for name, p in model.named_parameters():
+        if name.startswith(unused):
+            assert p.grad is None or not p.grad.any(), f"{flags}: {name} still trained"
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{flags}: {name} not trained"
 
 
 @pytest.mark.slow
@@ -352,14 +412,38 @@ def test_train_config_reads_the_old_compile_switch():
         TrainConfig("m", compile="everything")
 
 
-def test_train_with_hard_negative_groups(synth_manifest, tmp_path):
-    result = subprocess.run(train_cmd(synth_manifest, tmp_path / "grouped", "--steps", "3", "--group-size", "2"),
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    keyed = int(result.stderr.split("hard-negative groups of 2: ")[1].split()[0])
-    assert 0 < keyed <= 12  # the 12 synthetic captions share colour words
-    assert len((tmp_path / "grouped" / "metrics.jsonl").read_text().splitlines()) == 3
+def test_train_with_hard_negative_groups_draws_clips_that_share_a_word(synth_manifest, tmp_path, monkeypatch,
+                                                                       caplog):
+    """`vlsa train --group-size 2` changes which clips make each batch: the clips the trainer
+    reads for its 3 steps (the whole epoch) come in pairs sharing their caption key
+    (train.data.caption_keys), every full group first, where the plain shuffle of the same seed
+    (ResumableSampler, what a run without the flag reads) pairs fewer. Catches --group-size
+    parsed and logged but the plain sampler used, which the old check (it ran, it logged 3
+    steps) let through."""
+    import logging
 
+    from train.data import ClipDataset, ResumableSampler, caption_keys
+    from vlsa.cli import main
+
+    real, drawn = ClipDataset.__getitem__, []
+    monkeypatch.setattr(ClipDataset, "__getitem__", lambda self, i: drawn.append(i) or real(self, i))
+    monkeypatch.setattr(sys, "argv", train_cmd(synth_manifest, tmp_path / "run", "--steps", "3", "--group-size", "2",
+                                               "--set", "pool_norm=false"))  # no statistics pass: only the steps read
+    with caplog.at_level(logging.INFO, logger="train.trainer"):
+        main()
+    captions = [json.loads(line)["text"] for line in synth_manifest.read_text().splitlines()]
+    keys = caption_keys(captions, 2)
+    full_groups = sum(sum(k == key for k in keys) // 2 for key in set(keys) - {None})
+    assert full_groups >= 3, keys  # the synthetic captions share colour words
+    assert f"hard-negative groups of 2: {sum(k is not None for k in keys)} of 12 clips" in caplog.text
+
+    def paired(order):
+        return sum(keys[a] is not None and keys[a] == keys[b] for a, b in zip(order[::2], order[1::2], strict=True))
+
+    assert sorted(drawn) == list(range(12))
+    assert paired(drawn) == min(full_groups, 6), (drawn, keys)
+    plain = list(ResumableSampler(12, seed=3))  # train_cmd's --seed
+    assert paired(plain) < paired(drawn), (plain, keys)
 
 
 def test_finetune_from_checkpoint_uses_video_text_loss(synth_manifest, tmp_path):
@@ -470,7 +554,7 @@ def test_train_keeps_a_map_teachers_heatmaps_without_storing_the_teacher(synth_m
     from vlsa.api import VLSA
     from vlsa.cli import main
 
-    def every_row_teaches(self, batch):
+    def every_row_teaches(self, batch, gather=None):
         rows = (batch["has_video"] & batch["has_audio"] & batch["has_text"]).nonzero()[:, 0]
         return rows, torch.randn(len(rows), self.model.config.video.num_patches,
                                  generator=torch.Generator().manual_seed(0))

@@ -340,13 +340,11 @@ def demo_media(corpus: Path, out: Path) -> None:
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def merge(out: Path, manifests: tuple[Path, ...]) -> None:
     """One manifest OUT from several (e.g. the corpus and the synthetic set), paths made absolute."""
+    from train.datasets.common import write_manifest
     from train.manifest import merge_manifests
 
     rows, skipped = merge_manifests(list(manifests))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(out)
+    write_manifest(rows, out)
     click.echo(f"wrote {len(rows)} rows from {len(manifests)} manifests to {out}"
                + (f"; skipped {skipped} bad rows" if skipped else ""))
 

@@ -158,9 +158,10 @@ def _forward_backward(run: Run, batch: dict, micro: int) -> dict[str, torch.Tens
     # DDP: reduce gradients only on the last micro-batch of an accumulation
     sync = contextlib.nullcontext() if micro == tc.accum - 1 or dist.world == 1 else run.wrapped.no_sync()
     with sync, torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cuda):
-        out, z = run.wrapped(batch, gather=gather_with_grad if dist.world > 1 else None, return_embeddings=True)
+        gather = gather_with_grad if dist.world > 1 else None
+        out, z = run.wrapped(batch, gather=gather, return_embeddings=True)
         if run.map_teacher is not None:
-            out["map_distill"] = map_distillation(run.model, batch, z, *run.map_teacher.targets(batch))
+            out["map_distill"] = map_distillation(run.model, batch, z, *run.map_teacher.targets(batch, gather), gather)
             out["loss"] = out["loss"] + tc.map_teacher_weight * out["map_distill"]
         (out["loss"] / tc.accum).backward()
     return out

@@ -23,6 +23,7 @@ import dataclasses
 import torch
 
 from vlsa import VLSA
+from vlsa.losses import Gather, masked_mean, no_gather
 
 
 class MapTeacher:
@@ -38,23 +39,23 @@ class MapTeacher:
                                  f"({mine} against {theirs})")
 
     @torch.no_grad()
-    def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(self, batch: dict[str, torch.Tensor], gather: Gather | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows that teach and the teacher's map of each: (rows (R,) indices into the batch,
-        maps (R, N) over the video patches, against the row's own sound)."""
-        has_video = batch["has_video"]
-        candidates = has_video & batch["has_audio"] & batch["has_text"]
-        if candidates.sum() == 0 or has_video.sum() < 2:  # no choice of videos: nothing to know
-            return candidates.nonzero()[:0, 0], batch["video"].new_zeros(0, 0)
-        teacher = self.model
-        video_rows = has_video.nonzero()[:, 0]
-        tokens = teacher.encode_video(batch["video"][video_rows])
-        videos = teacher.pool(tokens, "video")
-        rows = candidates.nonzero()[:, 0]
-        sounds = teacher.pool(teacher.encode_audio(batch["audio"][rows]), "audio")
-        own = torch.searchsorted(video_rows, rows)  # each row's place among the videos
-        knows = (sounds @ videos.T).argmax(dim=1) == own
-        patches = teacher.patch_embeddings(tokens[own[knows]], "video")
-        return rows[knows], (patches @ sounds[knows, :, None]).squeeze(-1)
+        maps (R, N) over the video patches, against the row's own sound). With `gather` (DDP), a
+        sound picks its video among every rank's, as one process on the joined batch would."""
+        teacher, gather = self.model, gather or no_gather
+        tokens = teacher.encode_video(batch["video"])
+        videos, offset = gather(teacher.pool(tokens, "video"))
+        has_video = gather(batch["has_video"].to(videos.dtype))[0] > 0.5
+        sounds = teacher.pool(teacher.encode_audio(batch["audio"]), "audio")
+        picked = (sounds @ videos.T).masked_fill(~has_video, float("-inf")).argmax(dim=1)
+        own = torch.arange(len(sounds), device=picked.device) + offset
+        # a lone video leaves its sound no choice: nothing to know
+        knows = batch["has_video"] & batch["has_audio"] & batch["has_text"] & (picked == own) & (has_video.sum() > 1)
+        rows = knows.nonzero()[:, 0]
+        patches = teacher.patch_embeddings(tokens[rows], "video")
+        return rows, (patches @ sounds[rows, :, None]).squeeze(-1)
 
 
 def _input_settings(config):
@@ -67,21 +68,19 @@ def _input_settings(config):
 
 
 def map_distillation(model: VLSA, batch: dict[str, torch.Tensor], z: dict[str, torch.Tensor],
-                     rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+                     rows: torch.Tensor, targets: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
     """1 - Pearson correlation between the model's patch maps of `rows` and the teacher's, the
     model's maps drawn against each row's sound and caption embeddings `z` (from the same
-    training forward, whose video pass over every patch is reused when it ran one), averaged.
-    Zero when no row teaches."""
-    if len(rows) == 0:
-        return batch["audio"].new_zeros(())
-    tokens = z["video_tokens"][rows] if "video_tokens" in z else model.encode_video(batch["video"][rows])
-    patches = model.patch_embeddings(tokens, "video")  # (R, N, E)
-    loss = batch["audio"].new_zeros(())
-    queries = [z[m][rows] for m in ("audio", "text") if m in z]
-    for query in queries:
-        maps = (patches @ query[..., None]).squeeze(-1)
-        loss = loss + (1 - _pearson(maps, targets)).mean()
-    return loss / len(queries)
+    training forward, whose video pass over every patch is reused when it ran one), averaged
+    over the rows of every rank (`gather`). Zero when no row teaches."""
+    per_row = batch["audio"].new_zeros(len(rows))
+    if len(rows):
+        tokens = z["video_tokens"][rows] if "video_tokens" in z else model.encode_video(batch["video"][rows])
+        patches = model.patch_embeddings(tokens, "video")  # (R, N, E)
+        queries = [z[m][rows] for m in ("audio", "text") if m in z]
+        per_row = sum(1 - _pearson((patches @ query[..., None]).squeeze(-1), targets) for query in queries) / len(queries)
+    # every rank gathers its count, rows or not: a collective skipped by one rank would hang the others
+    return masked_mean(per_row, torch.ones_like(per_row, dtype=torch.bool), gather)
 
 
 def _pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

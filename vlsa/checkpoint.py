@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlsa.config import VLSAConfig
+from vlsa.durable import fsync_path, replace_durably
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -36,18 +37,18 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(state_dict: dict[str, torch.Tensor], config: VLSAConfig, path: str | os.PathLike,
                     extra: dict | None = None) -> Path:
-    """Write the folder atomically enough that a killed process never leaves a half weights file
-    under the final name (write to a temporary name, then rename)."""
+    """Write the folder atomically enough that a killed process or a power cut never leaves a half
+    weights file under the final name (write to a temporary name, flush, then rename)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     tmp = path / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path / WEIGHTS_NAME)
+    replace_durably(tmp, path / WEIGHTS_NAME)
     payload = {**config.to_dict(), **({"extra": extra} if extra else {})}
     tmp = path / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path / CONFIG_NAME)
+    replace_durably(tmp, path / CONFIG_NAME)
     return path
 
 
@@ -177,7 +178,7 @@ def writing_folder(path: str | os.PathLike) -> Iterator[Path]:
     if path.exists():
         os.replace(path, previous)
     os.replace(partial, path)
-    _sync_dir(path.parent)
+    fsync_path(path.parent)
     shutil.rmtree(previous, ignore_errors=True)
 
 
@@ -197,14 +198,5 @@ def _sync(folder: Path) -> None:
     """Flush the folder's files to disk before it is renamed into place, so that after a power
     cut too the name points at complete files."""
     for file in folder.iterdir():
-        with open(file, "rb") as f:
-            os.fsync(f.fileno())
-    _sync_dir(folder)
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_path(file)
+    fsync_path(folder)

@@ -24,25 +24,25 @@ IGNORE = -100  # label of tokens not chosen for masked-token prediction (PyTorch
 Gather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]
 
 
-def _no_gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+def no_gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x, 0
 
 
-def _masked_mean(values: torch.Tensor, weights: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, weights: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
     """Mean of `values` under 0/1 `weights`; 0 (with a gradient path) when no weight is set. With
     `gather`, this rank's share of the mean over every rank's weights: its sum over the ranks'
     mean count, so that DDP's average over ranks is the joined batch's mean even when the ranks
     hold different numbers of valid rows or chosen tokens."""
     # where, not multiply: a left-out row may hold inf (its own pair was blocked), and 0 * inf is nan
     kept = torch.where(weights, values, torch.zeros_like(values))
-    counts, _ = (gather or _no_gather)(weights.sum().float().reshape(1))
+    counts, _ = (gather or no_gather)(weights.sum().float().reshape(1))
     return kept.sum() / (counts.sum().clamp(min=1) / counts.shape[0])
 
 
 def _gather_pairs(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, gather: Gather | None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Every rank's rows of x, y and valid (bool), and the offset of this rank's rows in them."""
-    gather = gather or _no_gather
+    gather = gather or no_gather
     all_x, offset = gather(x)
     all_y, _ = gather(y)
     all_valid, _ = gather(valid.to(x.dtype))
@@ -67,7 +67,7 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, removed: torch
     weights = removed.clone()
     if row_valid is not None:
         weights &= row_valid[:, None]
-    return _masked_mean(per_patch, weights, gather)
+    return masked_mean(per_patch, weights, gather)
 
 
 def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, gather: Gather | None = None) -> torch.Tensor:
@@ -75,7 +75,7 @@ def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, gather: Gather
     chosen = labels != IGNORE
     per_token = F.cross_entropy(logits.float().flatten(0, 1), labels.clamp(min=0).flatten(),
                                 reduction="none").view_as(labels)
-    return _masked_mean(per_token, chosen, gather)
+    return masked_mean(per_token, chosen, gather)
 
 
 def contrastive_loss(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor,
@@ -95,7 +95,7 @@ def contrastive_loss(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor
         logits_yx = (logit_scale * y.float() @ all_x.float().T).masked_fill(~all_valid[None, :], blocked)
     loss_xy = F.cross_entropy(logits_xy, labels, reduction="none")
     loss_yx = F.cross_entropy(logits_yx, labels, reduction="none")
-    return _masked_mean((loss_xy + loss_yx) / 2, valid, gather)
+    return masked_mean((loss_xy + loss_yx) / 2, valid, gather)
 
 
 def draw_negatives(valid: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -121,7 +121,7 @@ def matching_loss(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x:
     """BCE of the binary matching head on the true pairs (x_i, y_i) and drawn pairs (x_i, y_j),
     j drawn from the whole (gathered) batch: each rank draws the noise of its own rows, and the
     gathered noise is the same draw on every rank."""
-    gather = gather or _no_gather
+    gather = gather or no_gather
     all_y, offset = gather(y)
     all_valid = gather(valid.to(y.dtype))[0] > 0.5
     noise, _ = gather(torch.rand(x.shape[0], device=x.device))
@@ -130,7 +130,7 @@ def matching_loss(head: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x:
     neg = head(x, all_y[partner])
     loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
             + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")) / 2
-    return _masked_mean(loss, valid & (all_valid.sum() > 1), gather)
+    return masked_mean(loss, valid & (all_valid.sum() > 1), gather)
 
 
 def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor,
@@ -156,4 +156,4 @@ def similarity_distillation(student: torch.Tensor, teacher: torch.Tensor, valid:
     p_teacher = F.softmax(t, dim=-1)
     per_row = (p_teacher * (torch.log(p_teacher.clamp(min=1e-12)) - log_p_student)).where(
         pair_valid, torch.zeros_like(s)).sum(-1)
-    return _masked_mean(per_row, valid & (pair_valid.sum(-1) > 0), gather)
+    return masked_mean(per_row, valid & (pair_valid.sum(-1) > 0), gather)

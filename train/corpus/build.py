@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
-import os
 import re
 import zlib
 from collections import Counter
@@ -53,6 +52,7 @@ from train.corpus.sources import (
     shared_media_items,
     sound_items,
 )
+from vlsa.durable import replace_durably
 
 MAX_SECONDS = 3.0  # a sound is cut to this from its onset: the tiny preset hears 2 s, small 5 s
 READ_SECONDS = 20.0  # at most this much of a file is decoded to find its onset
@@ -398,7 +398,7 @@ def _render(job: Job, out: Path) -> str | None:
         from vlsa.media import MediaError
 
         return str(e).split(": ")[-1][:60] if isinstance(e, (MediaError, ValueError)) else type(e).__name__
-    os.replace(partial, target)
+    replace_durably(partial, target)  # a power cut leaves no empty file under the final name
     return None
 
 

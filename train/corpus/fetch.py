@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from train.corpus import archives
+from vlsa.durable import replace_durably
 
 
 class FetchError(Exception):
@@ -57,7 +58,7 @@ def download(name: str, cache: Path) -> Path:
         if not got:
             raise FetchError(f"apt-get download {name}: no .deb written")
         target = debs / got[0].name
-        got[0].rename(target)
+        replace_durably(got[0], target)
     return target
 
 

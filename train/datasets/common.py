@@ -19,6 +19,7 @@ from pathlib import Path
 
 from train.data import failure_reason
 from train.datasets.files import MediaIndex
+from vlsa.durable import replace_durably
 from vlsa.media import VIDEO_EXTENSIONS, MediaError, probe
 
 # seconds a file may fall short of a segment's end and still count as the whole source video
@@ -133,7 +134,7 @@ def write_manifest(rows: list[dict], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    partial.replace(out)
+    replace_durably(partial, out)
 
 
 def csv_rows(path: Path, delimiter: str = ",") -> Iterator[list[str]]:
