@@ -244,12 +244,35 @@ def spectrogram_heatmap(spec: np.ndarray, heat: np.ndarray, height: int = TILE, 
 
 
 def spectrogram_figure(spec: np.ndarray, heat: np.ndarray, seconds: tuple[float, float], hz: Sequence[float],
-                       height: int = TILE, width: int = 2 * TILE) -> np.ndarray:
+                       height: int = TILE, width: int = 2 * TILE, title: Sequence[str] = (),
+                       legend: tuple[str, str] = LEGEND) -> np.ndarray:
     """spectrogram_heatmap with a time axis (`seconds`: the file's times at its first and last
-    column), a frequency axis (`hz`: each row's centre frequency) and the colour legend."""
+    column), a frequency axis (`hz`: each row's centre frequency), the colour legend, and the
+    `title` lines above it (what the colours mean, where that differs from the patch map's)."""
     picture = spectrogram_heatmap(spec, heat, height, width)
     framed = with_axes(picture, x_ticks=time_ticks(*seconds, width, most=4), y_ticks=frequency_ticks(hz, height))
-    return vstack([framed, colour_legend(framed.shape[1])])
+    heading = [text_lines(title, framed.shape[1])] if title else []
+    return vstack([*heading, framed, colour_legend(framed.shape[1], legend)])
+
+
+def time_map(spans: np.ndarray, scores: np.ndarray, columns: int, seconds: float) -> np.ndarray:
+    """float32 (1, columns): a heat row over a map of `columns` time columns spanning `seconds`,
+    from scores of overlapping time blocks (`spans`: (n, 2) seconds). Each score is placed at its
+    block's middle and the row interpolates between them (flat past the first and last): blocks
+    overlap, and a block's score says most about its middle, so a block that matches best peaks
+    there. One row: spectrogram_heatmap stretches it over every frequency alike."""
+    spans, scores = np.asarray(spans, np.float64).reshape(-1, 2), np.asarray(scores, np.float64)
+    times = np.arange(columns) * seconds / columns
+    return np.interp(times, spans.mean(axis=1), scores).astype(np.float32)[None]
+
+
+def text_lines(lines: Sequence[str], width: int) -> np.ndarray:
+    """uint8 (h, width, 3): lines of text on the margin colour (a figure's title)."""
+    canvas = Image.new("RGB", (width, len(lines) * (FONT_SIZE + 4) + 2), MARGIN)
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((0, 1 + i * (FONT_SIZE + 4)), line, fill=INK, font=font())
+    return np.asarray(canvas)
 
 
 # --- thumbnails --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def thumbnail(model: VLSA, window: float, path: str, start: float, end: float, h
         frame = next(iter_frames_at(path, [(start + end) / 2], size=heatmaps.TILE))
         return heatmaps.video_thumbnail(frames_hwc(frame[None])[0])
     data = window_data(model, window, path, start, end, False, True)
-    spec = model.frontend(data.wave).numpy()
+    spec = model.wave_frontend(data.wave).numpy()
     heard = heard_span(model, window, start, end, duration)
     return heatmaps.audio_thumbnail(crop_columns(spec, heard, model.config.audio.clip_seconds))
 
@@ -71,13 +71,33 @@ def spatial(model: VLSA, data: WindowData, path: str, query: np.ndarray) -> np.n
 
 
 def spectrogram(model: VLSA, data: WindowData, query: np.ndarray, window: float, duration: float | None) -> np.ndarray:
-    """The window's spectrogram (over the sound's own length) under the query's similarity to each
-    spectrogram patch, with axes in seconds and Hz."""
-    heat = model.audio_patch_map(torch.as_tensor(query), data.wave).numpy()  # (f, t)
+    """The window's spectrogram (over the sound's own length) under the query's similarity, with
+    axes in seconds and Hz: to each spectrogram patch, or with an audio tower to each block it
+    hears (sound_time_map). The spectrogram is the front end's at the rate the wave was decoded
+    at (VLSA.wave_frontend: the tower's 44.1 kHz draws up to 22 kHz)."""
     heard, clip = heard_span(model, window, data.start, data.end, duration), model.config.audio.clip_seconds
-    spec = model.frontend(data.wave).numpy()
+    spec = model.wave_frontend(data.wave).numpy()
+    if model.has_audio_tower:
+        heat, blocks = sound_time_map(model, data.wave, query, spec.shape[-1])
+        words = {"title": (f"When the sound is like the query, per {blocks:.1f}-s block:",
+                           "this model hears each block whole, not which frequencies."),
+                 "legend": ("blocks less like the query", "more like the query")}
+    else:
+        heat, words = model.audio_patch_map(torch.as_tensor(query), data.wave).numpy(), {}  # (f, t)
     return heatmaps.spectrogram_figure(crop_columns(spec, heard, clip), crop_columns(heat, heard, clip), heard,
-                                       row_frequencies(model.config.audio).tolist())
+                                       row_frequencies(model.wave_audio_config).tolist(), **words)
+
+
+def sound_time_map(model: VLSA, wave: torch.Tensor, query: np.ndarray, columns: int) -> tuple[np.ndarray, float]:
+    """(float32 (1, columns) heat over the spectrogram's time columns, seconds per block) for a
+    model with an audio tower: its embedding is the mean of what the tower makes of each 2-s
+    block, so the one thing a map can show is which blocks match, in time only. Blocks of
+    silence (a short sound's padding) are left out, as the embedding leaves them out."""
+    blocks = model.audio_block_map(torch.as_tensor(query), wave)
+    keep = blocks.sounding if bool(blocks.sounding.any()) else torch.ones_like(blocks.sounding)
+    heat = heatmaps.time_map(blocks.spans[keep].numpy(), blocks.similarity[keep].numpy(), columns,
+                             model.config.audio.clip_seconds)
+    return heat, float(blocks.spans[0, 1] - blocks.spans[0, 0])
 
 
 def temporal(service: SearchService, media_id: int, modality: str, query: np.ndarray,

@@ -5,6 +5,8 @@
     text = model.embed_text(["a red circle bounces"])     # (1, E), L2-normalised, on CPU
     clips = model.embed_video(["a.mp4", ("b.mp4", 10.0, 12.0)])
     heat = model.video_patch_map(text[0], "a.mp4")      # (frames, h, w) each patch's share of the match
+    sound = model.audio_patch_map(text[0], "a.wav")     # (f, t); with an audio tower audio_block_map:
+                                                        # the match of each 2-s block, in time only
 
 An item is a path, a `(path, start_s, end_s)` tuple or an already-decoded tensor: video as uint8
 frames (T, 3, H, W) at the preset's size (float frames are taken as already normalised); audio as
@@ -20,19 +22,28 @@ import os
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from vlsa import checkpoint
-from vlsa.audio import build_frontend
-from vlsa.audio_tower import input_rate, tower_input
-from vlsa.config import preset_config
+from vlsa.audio import at_rate, build_frontend
+from vlsa.audio_tower import block_spans, input_rate, tower_input
+from vlsa.config import AudioConfig, preset_config
 from vlsa.media import MediaError, load_clip, normalize_frames, require_finite
 from vlsa.model import VLSAModel
 from vlsa.tokenizer import build_tokenizer
 
 Item = str | os.PathLike | tuple | torch.Tensor
+
+
+class BlockMap(NamedTuple):
+    """A query's match with each block an audio tower hears (VLSA.audio_block_map)."""
+
+    similarity: torch.Tensor  # (n,) cosine of the query with the block heard alone
+    spans: torch.Tensor  # (n, 2) float64: each block's (start, end) seconds from the clip's start
+    sounding: torch.Tensor  # (n,) bool: blocks holding sound; the sound's embedding leaves the rest out
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -87,6 +98,20 @@ class VLSA(VLSAModel):
         """The spectrogram module, on CPU beside the decoding (it has no learned weights, so it
         stays out of the state dict)."""
         return build_frontend(self.config.audio)
+
+    @cached_property
+    def wave_audio_config(self) -> AudioConfig:
+        """The front end's settings for waveforms at audio_rate: the model's own, or with an audio
+        tower the same map (rows, columns, seconds) at the tower's 44.1 kHz (vlsa.audio.at_rate)."""
+        return at_rate(self.config.audio, self.audio_rate)
+
+    @cached_property
+    def wave_frontend(self) -> torch.nn.Module:
+        """The front end for waveforms at audio_rate (what the app draws a sound with); the
+        model's `frontend` itself without an audio tower."""
+        if not self.has_audio_tower:
+            return self.frontend
+        return build_frontend(self.wave_audio_config)
 
     # --- preparing inputs ---
 
@@ -211,11 +236,28 @@ class VLSA(VLSAModel):
         """Each spectrogram patch's share of the sound's cosine with a query embedding (E,): (f, t)."""
         if self.has_audio_tower:
             raise ValueError(f"audio.tower={self.config.audio.tower}: the sound's embedding is not made "
-                             "of spectrogram patches, so there is no patch map")
+                             "of spectrogram patches, so there is no patch map (see audio_block_map)")
         self.eval()
         x = self.prepare_audio(item)[None].to(self.device)
         heat = self.patch_contributions(self.encode_audio(x), "audio", query)[0]
         return heat.view(*self.config.audio.grid).float().cpu()
+
+    @torch.inference_mode()
+    def audio_block_map(self, query: torch.Tensor, item: Item) -> BlockMap:
+        """With a pretrained audio tower: the cosine of a query embedding (E,) with each of the
+        sound's blocks (2.3 s every 1.16 s for aisfx) heard alone, through the adapter into the
+        joint space. The sound's own embedding is made of the mean of its blocks, so this says
+        when the sound is like the query, never at which frequencies: the tower hears each block
+        whole. A sound of one block embeds as that block."""
+        if not self.has_audio_tower:
+            raise ValueError("audio.tower=shared: the sound's embedding is made of spectrogram patches "
+                             "(see audio_patch_map)")
+        self.eval()
+        x = self.prepare_audio(item)[None].to(self.device)
+        blocks, sounding = self.audio_tower.embed_blocks(x)
+        joint = self.join_tower_audio(F.normalize(blocks[0], dim=-1))  # (n, E), each as a whole sound
+        similarity = (joint @ F.normalize(query.to(joint), dim=-1)).float().cpu()
+        return BlockMap(similarity, block_spans(self.audio_tower.spec, len(similarity)), sounding[0].cpu())
 
 
 def _name(item: Item) -> str:

@@ -11,6 +11,7 @@ normalisation"). The mel map is log power, the log-frequency map log magnitude (
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable
@@ -109,6 +110,17 @@ def row_frequencies(cfg: AudioConfig) -> torch.Tensor:
         edges = torch.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.sample_rate / 2), cfg.bins + 2, dtype=torch.float64)
         return 700.0 * (10 ** (edges[1:-1] / 2595.0) - 1)
     raise ValueError(f"audio.frontend must be logfreq or mel, not {cfg.frontend!r}")
+
+
+def at_rate(cfg: AudioConfig, rate: int) -> AudioConfig:
+    """The same map for sound at another rate: the STFT window and hop scaled with the rate, so
+    the map keeps its rows, columns and seconds (to a rounding of the hop) and reaches the new
+    Nyquist frequency. What the app draws a waveform decoded at an audio tower's 44.1 kHz with
+    (VLSA.wave_frontend): the front end's own map, not a second spectrogram."""
+    if rate == cfg.sample_rate:
+        return cfg
+    scale = rate / cfg.sample_rate
+    return dataclasses.replace(cfg, sample_rate=rate, n_fft=round(cfg.n_fft * scale), hop=round(cfg.hop * scale))
 
 
 def _hz_to_mel(hz: float) -> float:

@@ -209,6 +209,15 @@ def split_blocks(maps: torch.Tensor, block: int, hop: int) -> tuple[torch.Tensor
     return blocks, blocks.flatten(2).amax(dim=2) > 0
 
 
+def block_spans(spec: SoundModel, n: int) -> torch.Tensor:
+    """float64 (n, 2): (start, end) seconds from the waveform's start of the first n blocks
+    split_blocks makes: block k is map frames [k * block_hop, k * block_hop + block), and frame j
+    of the centred STFT is centred on sample j * hop."""
+    first = torch.arange(n, dtype=torch.float64)[:, None] * spec.block_hop
+    frames = torch.cat([first, first + spec.block], dim=1)
+    return frames * spec.hop / spec.sample_rate
+
+
 class SoundEncoder(nn.Module):
     """A frozen pretrained sound encoder: waveforms (B, S) at its rate -> (B, width) unit vectors,
     the mean of its 2-s blocks' embeddings. Always in eval mode and without gradients.
@@ -241,11 +250,17 @@ class SoundEncoder(nn.Module):
             super().__setattr__(name, value)
 
     @torch.no_grad()
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def embed_blocks(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms (B, S) -> each block's trunk embedding (B, n, width), not normalised, and
+        (B, n) bool: blocks holding any sound (split_blocks). Block k's seconds: block_spans."""
         maps = self.spectrogram(wave) / self.spec.map_max
         blocks, sounding = split_blocks(maps, self.spec.block, self.spec.block_hop)
         B, n = sounding.shape
-        embeddings = self.trunk(blocks.flatten(0, 1)).view(B, n, -1).float()
+        return self.trunk(blocks.flatten(0, 1)).view(B, n, -1).float(), sounding
+
+    @torch.no_grad()
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        embeddings, sounding = self.embed_blocks(wave)
         weights = (sounding | ~sounding.any(dim=1, keepdim=True)).float()  # all silent: all blocks
         pooled = (embeddings * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
         return F.normalize(pooled, dim=-1)

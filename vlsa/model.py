@@ -215,7 +215,12 @@ class VLSAModel(nn.Module):
         waveforms (B, S) through the adapter. Unimodal either way."""
         if self.config.audio.tower == "shared":
             return self.pool(self.encode_audio(x), "audio", gather=gather)
-        return self.pool(self.audio_adapter(self.audio_tower(x))[:, None], "audio", gather=gather)
+        return self.join_tower_audio(self.audio_tower(x), gather)
+
+    def join_tower_audio(self, z: torch.Tensor, gather=None) -> torch.Tensor:
+        """A pretrained audio tower's unit embeddings (B, width) -> joint embeddings (B, E):
+        the adapter, then pooling's statistics and projection (a one-token mean)."""
+        return self.pool(self.audio_adapter(z)[:, None], "audio", gather=gather)
 
     def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None,
              gather=None) -> torch.Tensor:
