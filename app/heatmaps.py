@@ -3,6 +3,7 @@
     strip = spatial_figure(frames, model.video_patch_map(query, frames_tensor).numpy(), times)
     bar = temporal_strip(spans, scores, duration, selected=3)
     spec = spectrogram_figure(spectrogram, model.audio_patch_map(query, wave).numpy(), (start, end), hz)
+    when = time_map(blocks.spans, blocks.similarity, columns, seconds)  # an audio tower's (1, columns)
 
 The *_figure functions and temporal_strip are what the page shows: the picture with its axes (seconds,
 Hz) and a colour legend in margins around it, never text over it.
