@@ -28,6 +28,7 @@ import torch
 
 from catalog import ann as ann_index
 from catalog.ann import ANN_MIN_VECTORS
+from catalog.connection import is_read_only_error
 from catalog.decode import default_workers
 from catalog.distributed import index_distributed
 from catalog.indexer import BATCH_SIZE, Indexer
@@ -37,7 +38,7 @@ from catalog.paths import display_path
 from catalog.records import CatalogReadOnly
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, WINDOW_MODALITIES, Catalog, CatalogError, is_read_only_error
+from catalog.store import MAX_ID, WINDOW_MODALITIES, Catalog, CatalogError
 from vlsa.config import list_presets
 from vlsa.distributed import cleanup, init_distributed
 

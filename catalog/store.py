@@ -33,14 +33,13 @@ import json
 import logging
 import os
 import sqlite3
-import sys
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from catalog.connection import BUSY_TIMEOUT_MS, Database, connect, is_read_only_error
 from catalog.paths import is_under
 from catalog.records import (
     CatalogError,
@@ -54,29 +53,10 @@ from catalog.records import (
     Window,
 )
 
-
-def _import_sqlite_utils_without_pandas():
-    """sqlite_utils imports pandas whenever it is installed (gradio brings it), for DataFrame
-    values the catalog never stores: 0.4 s of every `vlsa search` (docs/CATALOG.md). It is
-    imported with pandas hidden, unless pandas is loaded already; later imports of pandas work."""
-    hide = "pandas" not in sys.modules
-    if hide:
-        sys.modules["pandas"] = None  # makes `import pandas` raise ImportError, which sqlite_utils expects
-    try:
-        import sqlite_utils
-    finally:
-        if hide:
-            del sys.modules["pandas"]
-    return sqlite_utils
-
-
-Database = _import_sqlite_utils_without_pandas().Database
-
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 WINDOW_MODALITIES = ("video", "audio")
-BUSY_TIMEOUT_MS = 10_000  # a reader waits this long for the indexer's write lock instead of failing
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
 # SQLite's page cache a connection, in KiB. Its default (2 MB) is 125 of the 16 KB pages: one
 # approximate query's 40 candidate vectors and the index pages that lead to them evicted each
@@ -128,48 +108,6 @@ def _migrate_to_2(db: Database) -> None:
 MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
-def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
-    # The stdlib sqlite3 on purpose: the file must stay readable and writable wherever extensions
-    # cannot load, so nothing in it needs one (the sqlite-vec index lives in memory, see search.py).
-    # sqlite3's thread check stays on: it enforces the threading rule (see Catalog).
-    def connect(target: str, uri: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        return conn
-
-    if not read_only:
-        return connect(str(path))
-    uri = "file:" + urllib.parse.quote(os.fsencode(path.absolute()))
-    if _unchangeable(path):  # read as is: SQLite would leave -shm and -wal files, as read-only, beside it
-        return connect(uri + "?mode=ro&immutable=1", uri=True)
-    conn = connect(uri + "?mode=ro", uri=True)
-    try:
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError:
-        # A reader of a WAL database needs the -shm file beside it; where that cannot be made (a
-        # read-only mount, a full disk) no indexer can be writing either, so the file is read as
-        # immutable (no locks, no -shm).
-        conn.close()
-        return connect(uri + "?mode=ro&immutable=1", uri=True)
-
-
-def _unchangeable(path: Path) -> bool:
-    """Whether no one but root may write the catalog (no write bit in its mode: no indexer can be
-    changing it) and no WAL file beside it holds commits not yet in it: a reader then needs
-    nothing but the file itself."""
-    try:
-        return path.stat().st_mode & 0o222 == 0 and not Path(f"{path}-wal").exists()
-    except OSError:
-        return False
-
-
-def is_read_only_error(error: sqlite3.Error) -> bool:
-    """SQLite's "attempt to write a readonly database" (a file, folder or mount this process may
-    not write), whichever extended code it comes with."""
-    return getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY
-
-
 class Catalog:
     """One catalog file: media files, their windows and one vector per window and modality.
 
@@ -187,7 +125,7 @@ class Catalog:
         if (read_only or not create) and not self.path.is_file():
             raise CatalogError(f"{self.path}: no catalog there (build one with `vlsa index`)")
         try:
-            self.db = Database(_connect(self.path, read_only))
+            self.db = Database(connect(self.path, read_only))
             self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # reads the schema: after the read-only fallback
             if read_only:
                 self._check_version()
