@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import stat
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -201,7 +202,8 @@ class UploadQuota:
         except ValueError:
             paths = []
         self.kept.extend(os.path.realpath(p) for p in paths if isinstance(p, str) and is_under(os.path.realpath(p), self.cache))
-        present = deque((p, os.path.getsize(p)) for p in self.kept if os.path.isfile(p))  # searched ones are gone
+        sizes = ((p, _size(p)) for p in self.kept)  # searched ones are gone, perhaps since the last line
+        present = deque((p, size) for p, size in sizes if size is not None)
         total = sum(size for _, size in present)
         while total > self.quota and present:
             oldest, size = present.popleft()
@@ -210,3 +212,13 @@ class UploadQuota:
                 os.remove(oldest)
             log.info("upload space over %d MB: removed the oldest upload", self.quota // 2**20)
         self.kept = deque(p for p, _ in present)
+
+
+def _size(path: str) -> int | None:
+    """The size of the regular file at `path`; None once it is gone (a search deletes its upload
+    at any time, so a test for the file and a read of its size may see two different states)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
