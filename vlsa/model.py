@@ -115,16 +115,12 @@ class VLSAModel(nn.Module):
         # pretrained text models come last: the initialisation above must not touch their weights
         if cfg.text.tower != "shared":
             self.text_tower = SentenceEncoder(cfg.text.tower)
-            self.text_adapter = nn.Sequential(nn.Linear(self.text_tower.width, D), nn.GELU(), nn.Linear(D, D))
-            for layer in self.text_adapter[::2]:
-                _init_weights(layer)
+            self.text_adapter = tower_adapter(self.text_tower.width, D)
         if cfg.text.teacher is not None:
             self.text_teacher = SentenceEncoder(cfg.text.teacher)
         if cfg.audio.tower != "shared":
             self.audio_tower = SoundEncoder(cfg.audio.tower)
-            self.audio_adapter = nn.Sequential(nn.Linear(self.audio_tower.width, D), nn.GELU(), nn.Linear(D, D))
-            for layer in self.audio_adapter[::2]:
-                _init_weights(layer)
+            self.audio_adapter = tower_adapter(self.audio_tower.width, D)
         if cfg.audio.teacher is not None:
             self.audio_teacher = SoundEncoder(cfg.audio.teacher)
 
@@ -451,6 +447,15 @@ def _key_valid(present: list[torch.Tensor], sizes: list[int], text_mask: torch.T
 def _removed_from_keep(ids_keep: torch.Tensor, n: int) -> torch.Tensor:
     removed = torch.ones(ids_keep.shape[0], n, dtype=torch.bool, device=ids_keep.device)
     return removed.scatter(1, ids_keep, False)
+
+
+def tower_adapter(width: int, dim: int) -> nn.Sequential:
+    """The small MLP from a pretrained tower's `width` into the model's `dim`, initialised as the
+    model's own layers are."""
+    adapter = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim))
+    for layer in adapter[::2]:
+        _init_weights(layer)
+    return adapter
 
 
 def _init_weights(m: nn.Module) -> None:
