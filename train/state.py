@@ -159,7 +159,9 @@ def load_run(model: VLSA, opt, sched, tc: TrainConfig) -> TrainState:
 # What trainer.pt holds besides tensors and plain Python values: numpy's RNG state, an array of
 # uint32 (np.random.get_state). Unpickling may build only these and torch's own tensor types
 # (weights_only=True): any other object, whose unpickling could run code, is refused.
-NUMPY_ARRAY_TYPES = (np.ndarray, np.dtype, np.dtypes.UInt32DType, np._core.multiarray._reconstruct)
+# numpy 2 moved numpy.core to numpy._core (pyproject allows numpy 1.24 on); np.dtypes is 1.25+.
+_MULTIARRAY = (np._core if hasattr(np, "_core") else np.core).multiarray
+NUMPY_ARRAY_TYPES = (np.ndarray, np.dtype, type(np.dtype(np.uint32)), _MULTIARRAY._reconstruct)
 
 
 def read_trainer_state(file: Path) -> dict:
