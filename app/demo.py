@@ -48,7 +48,8 @@ from app.server import AUTH_ENV, AUTH_HELP, parse_login
 from catalog.indexer import Indexer, IndexReport
 from catalog.lock import indexing, not_served
 from catalog.model import load_model
-from catalog.paths import is_under
+from catalog.paths import DEMO_CATALOG, is_under
+from catalog.paths import demo_dir as default_dir
 from catalog.store import Catalog, SchemaError
 from vlsa.durable import replace_durably
 from vlsa.errors import one_line
@@ -57,7 +58,7 @@ DEMO_SEED = 20261126  # the generator's seed for the demo clips; the shipped che
 DEMO_CLIPS = 64
 # The test split gives every clip its own caption, so a caption names exactly one clip.
 MAX_CLIPS = synth.DISTINCT_CAPTIONS
-LIBRARY, CATALOG, STAMP = "library", "demo.db", "demo.json"
+LIBRARY, CATALOG, STAMP = "library", DEMO_CATALOG, "demo.json"
 ADDED = "added.json"  # in the demo folder: {"folders": [absolute paths given with --add]}
 TEMP_PREFIX = ".library-"  # generation in progress, or an old library being removed
 
@@ -76,14 +77,6 @@ class Demo:
     missing: list[str]  # added folders absent at start, whose files were kept
     generated: bool  # whether this call generated the clips
     report: IndexReport  # what this call's indexing did
-
-
-def default_dir() -> Path:
-    """$VLSA_DEMO_DIR, else the user's cache folder: ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo."""
-    if os.environ.get("VLSA_DEMO_DIR"):
-        return Path(os.environ["VLSA_DEMO_DIR"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "vlsa" / "demo"
 
 
 def shipped() -> Path:
