@@ -2,7 +2,8 @@
 checkpoint shipped in the package and opens the search app.
 
     vlsa demo                                   # http://127.0.0.1:7860; library in ~/.cache/vlsa/demo
-    vlsa demo --add ~/Videos --no-browser --port 8080
+    vlsa demo --add ~/Videos --no-browser --port 8080   # ~/Videos is indexed on every later run too
+    vlsa demo --remove ~/Videos                 # forget it, and drop its files from the catalog
     vlsa demo --rebuild                         # generate and index everything again
 
 The demo folder (--dir, else $VLSA_DEMO_DIR, else ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo) holds:
@@ -10,6 +11,7 @@ The demo folder (--dir, else $VLSA_DEMO_DIR, else ${XDG_CACHE_HOME:-~/.cache}/vl
     library/        the generated clips (clips/NNNNN.mp4, with sound), manifest.jsonl (captions, the
                     sounding object's box per frame) and demo.json (how many clips, which seed)
     demo.db         the catalog
+    added.json      the folders given with --add, re-added on every run until --remove
 
 Beside the synthetic clips the catalog holds the real media shipped in the package
 (vlsa/assets/media: 49 held-out sounds, picture-with-sound clips and spoken words, credited in
@@ -21,8 +23,9 @@ killed first run never leaves half a library: the next run removes the leftover 
 again. Later runs find the library, index incrementally (no
 file changed: nothing is embedded) and start in seconds. A catalog made with another checkpoint
 (a new release shipped a new one) is rebuilt. Folders given with --add are indexed in place beside
-the clips; the library of a run is the clips plus that run's --add folders, so files from a folder
-not given again leave the catalog.
+the clips and remembered: every later run indexes them again, until `--remove FOLDER` forgets one
+and drops its files from the catalog. A remembered folder missing at start (an unmounted drive) is
+said in one line and its files stay in the catalog, unless --prune.
 """
 
 from __future__ import annotations
@@ -45,15 +48,18 @@ from app.server import AUTH_ENV, AUTH_HELP, parse_login
 from catalog.indexer import Indexer, IndexReport
 from catalog.lock import indexing, not_served
 from catalog.model import load_model
-from catalog.paths import is_under
+from catalog.paths import DEMO_CATALOG, is_under
+from catalog.paths import demo_dir as default_dir
 from catalog.store import Catalog, SchemaError
+from vlsa.durable import replace_durably
 from vlsa.errors import one_line
 
 DEMO_SEED = 20261126  # the generator's seed for the demo clips; the shipped checkpoint trains on seeds 0 and 1
 DEMO_CLIPS = 64
 # The test split gives every clip its own caption, so a caption names exactly one clip.
 MAX_CLIPS = synth.DISTINCT_CAPTIONS
-LIBRARY, CATALOG, STAMP = "library", "demo.db", "demo.json"
+LIBRARY, CATALOG, STAMP = "library", DEMO_CATALOG, "demo.json"
+ADDED = "added.json"  # in the demo folder: {"folders": [absolute paths given with --add]}
 TEMP_PREFIX = ".library-"  # generation in progress, or an old library being removed
 
 
@@ -67,17 +73,10 @@ class Demo:
     library: Path  # the generated clips and their manifest
     db: Path  # the catalog
     checkpoint: Path  # the shipped checkpoint the catalog was built with
-    roots: list[str]  # what was indexed: the library and the --add folders
+    roots: list[str]  # what was indexed: the library and the added folders present now
+    missing: list[str]  # added folders absent at start, whose files were kept
     generated: bool  # whether this call generated the clips
     report: IndexReport  # what this call's indexing did
-
-
-def default_dir() -> Path:
-    """$VLSA_DEMO_DIR, else the user's cache folder: ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo."""
-    if os.environ.get("VLSA_DEMO_DIR"):
-        return Path(os.environ["VLSA_DEMO_DIR"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "vlsa" / "demo"
 
 
 def shipped() -> Path:
@@ -159,13 +158,56 @@ def _added_roots(add: Sequence[str | os.PathLike]) -> list[str]:
     return roots
 
 
+def added_folders(folder: Path) -> list[str]:
+    """The folders remembered in `folder`/added.json (none if there is no such file)."""
+    path = folder / ADDED
+    try:
+        folders = json.loads(path.read_text()).get("folders")
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, AttributeError) as e:
+        raise DemoError(f"{path}: unreadable ({one_line(e)}); delete it and --add the folders again") from None
+    if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+        raise DemoError(f"{path}: not a list of folders; delete it and --add the folders again")
+    return folders
+
+
+def _remember(folder: Path, folders: list[str]) -> None:
+    """Write added.json whole or not at all: a kill half-way leaves the previous list."""
+    partial = folder / (ADDED + ".partial")
+    partial.write_text(json.dumps({"folders": folders}, indent=1) + "\n")
+    replace_durably(partial, folder / ADDED)
+
+
+def _check_removals(known: list[str], added: list[str], removed: list[str]) -> None:
+    """DemoError for a --remove of a folder that is not remembered, or one also given to --add."""
+    for path in removed:
+        if path in added:
+            raise DemoError(f"--remove {path}: also given to --add")
+        if path not in known:
+            raise DemoError(f"--remove {path}: not an added folder (added: {', '.join(known) or 'none'})")
+
+
+def _updated_folders(folder: Path, added: list[str], removed: list[str]) -> list[str]:
+    """The remembered folders with `added` appended and `removed` dropped, saved if they changed."""
+    known = added_folders(folder)
+    _check_removals(known, added, removed)
+    folders = [f for f in dict.fromkeys([*known, *added]) if f not in removed]
+    if folders != known:
+        _remember(folder, folders)
+    return folders
+
+
 def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequence[str | os.PathLike] = (),
                  rebuild: bool = False, progress: bool = False, real_media: bool = True,
-                 checkpoint: Path | None = None, prune: bool = False) -> Demo:
+                 checkpoint: Path | None = None, prune: bool = False,
+                 remove: Sequence[str | os.PathLike] = ()) -> Demo:
     """Make sure `folder` holds the demo library (generated if missing) and its catalog, up to
     date with the shipped checkpoint, the library, the shipped real media (unless `real_media` is
-    false) and the `add` folders, indexed with `checkpoint` (default: the shipped one; a benchmark
-    passes another). `prune`: as `vlsa index --prune`, for the `add` folders. Returns what it did.
+    false) and the added folders, indexed with `checkpoint` (default: the shipped one; a benchmark
+    passes another). The added folders are those of earlier runs (added.json) and `add`, less
+    `remove`, whose files leave the catalog. `prune`: as `vlsa index --prune`, for the added
+    folders; without it a missing one keeps its files. Returns what it did.
 
     CatalogBusy if another process indexes the catalog or serves it (catalog/lock.py): this
     changes the library and the catalog under it."""
@@ -173,10 +215,12 @@ def prepare_demo(folder: str | os.PathLike, clips: int = DEMO_CLIPS, add: Sequen
         raise DemoError(f"--clips must be between 1 and {MAX_CLIPS} (the generator's distinct captions), not {clips}")
     checkpoint = Path(checkpoint) if checkpoint else shipped()
     added = _added_roots(add)
+    removed = [os.path.abspath(f) for f in remove]
     folder = Path(folder).expanduser().absolute()
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / CATALOG
     with indexing(db, "vlsa demo"), not_served(db, "vlsa demo"):
+        added = _updated_folders(folder, added, removed)
         return _prepare(folder, db, clips, added, rebuild, progress, real_media, checkpoint, prune)
 
 
@@ -195,7 +239,10 @@ def _prepare(folder: Path, db: Path, clips: int, added: list[str], rebuild: bool
         generate_library(folder, clips, progress=progress)
 
     media = shipped_media() if real_media else None
-    roots = [str(library), *([str(media)] if media else []), *added]
+    # A remembered folder that is gone now may be a drive not mounted: its files are kept (left
+    # out of the roots, and out of the removal below), unless --prune has the indexer drop them.
+    missing = [] if prune else [f for f in added if not os.path.isdir(f)]
+    roots = [str(library), *([str(media)] if media else []), *(f for f in added if f not in missing)]
     _say(f"indexing {', '.join(roots)} ...")
     model, model_path = load_model(str(checkpoint))
     try:
@@ -206,18 +253,23 @@ def _prepare(folder: Path, db: Path, clips: int, added: list[str], rebuild: bool
         settings = catalog.settings
         if settings is not None and settings.fingerprint != model.fingerprint():
             _say(f"the shipped checkpoint changed since {db} was built: re-indexing everything")
-        # The library is this run's folders: files from folders not given again leave the catalog,
-        # and so do the clips of a library generated anew (every clip is a new file; through the
+        known = catalog.known_files()
+        for absent in missing:
+            kept = sum(is_under(p, absent) for p in known)
+            _say(f"{absent}: missing (an unmounted drive?); its {kept} catalogued files are kept "
+                 "(--remove it to drop them)")
+        # Files under no folder of the library leave the catalog (a folder given to --remove), and
+        # so do the clips of a library generated anew (every clip is a new file; through the
         # indexer their going would look like a folder emptied, which it refuses without prune).
-        outside = [p for p in catalog.known_files()
-                   if not any(is_under(p, r) for r in roots) or (generated and is_under(p, str(library)))]
+        outside = [p for p in known if not any(is_under(p, r) for r in [*roots, *missing])
+                   or (generated and is_under(p, str(library)))]
         removed = catalog.remove_media(outside)
         report = Indexer(catalog, model, checkpoint=model_path, progress=progress).run(roots, rebuild=True,
                                                                                         prune=prune)
         report.removed += removed
     _say(f"indexed {report.indexed} files ({report.windows} windows), {report.unchanged} unchanged, "
          f"{report.removed} removed, {len(report.failed)} failed")
-    return Demo(folder, library, db, checkpoint, roots, generated, report)
+    return Demo(folder, library, db, checkpoint, roots, missing, generated, report)
 
 
 @click.command()
@@ -230,15 +282,19 @@ def _prepare(folder: Path, db: Path, clips: int, added: list[str], rebuild: bool
 @click.option("--auth", envvar=AUTH_ENV, show_envvar=True, metavar="USER:PASSWORD", help=AUTH_HELP)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @click.option("--add", "add", multiple=True, type=click.Path(path_type=str), metavar="FOLDER",
-              help="Also index the media in FOLDER, in place (repeatable), e.g. ~/Videos.")
+              help="Also index the media in FOLDER, in place, on this run and every later one (repeatable), "
+                   "e.g. ~/Videos.")
+@click.option("--remove", "remove", multiple=True, type=click.Path(path_type=str), metavar="FOLDER",
+              help="Forget a folder given to --add before, and drop its files from the catalog (repeatable).")
 @click.option("--clips", default=DEMO_CLIPS, show_default=True, type=click.IntRange(1, MAX_CLIPS),
               help="How many synthetic clips the library has.")
 @click.option("--rebuild", is_flag=True, help="Generate the clips and index everything again.")
 @click.option("--no-real-media", is_flag=True, help="Leave out the real recordings shipped in the package.")
-@click.option("--prune", is_flag=True, help="As `vlsa index --prune`: remove the files of an --add folder that "
-              "is missing or emptied (without it that is an error, as an unmounted drive looks the same).")
+@click.option("--prune", is_flag=True, help="As `vlsa index --prune`: remove the files of an added folder that "
+              "is missing or emptied (without it a missing one keeps its files and an emptied one is an error, "
+              "as an unmounted drive looks the same).")
 def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser: bool, add: tuple[str, ...],
-         clips: int, rebuild: bool, no_real_media: bool, prune: bool) -> None:
+         remove: tuple[str, ...], clips: int, rebuild: bool, no_real_media: bool, prune: bool) -> None:
     """Build a small demo library, index it with the shipped checkpoint and open the search app.
 
     The first run generates and indexes the library (a minute or so); later runs reuse it and
@@ -248,8 +304,10 @@ def demo(folder: Path | None, port: int, host: str, auth: str | None, no_browser
 
     login = parse_login(host, auth)  # before the minute of generating and indexing
     check_port(host, port)
-    _added_roots(add)  # a missing folder fails now, not after the clips are generated
-    state = prepare_demo(folder or default_dir(), clips=clips, add=add, rebuild=rebuild, progress=True,
-                         real_media=not no_real_media, prune=prune)
+    folder = (folder or default_dir()).expanduser()
+    # A missing --add folder or a wrong --remove fails now, not after the clips are generated.
+    _check_removals(added_folders(folder), _added_roots(add), [os.path.abspath(f) for f in remove])
+    state = prepare_demo(folder, clips=clips, add=add, rebuild=rebuild, progress=True,
+                         real_media=not no_real_media, prune=prune, remove=remove)
     serve(str(state.db), checkpoint=str(state.checkpoint), host=host, port=port, no_browser=no_browser, login=login,
           who="vlsa demo")

@@ -33,6 +33,10 @@ EXAMPLES = (
     "a voice says a letter",
     "a soft low whistle clicks at each bounce as a small red circle bounces",
 )
+# The query box's placeholder: a query the default checkpoint answers from the demo library (the
+# spoken numbers shipped in vlsa/assets/media), as tests/test_demo.py checks; not one it cannot,
+# such as "a dog barks" (docs/REAL_MEDIA.md, everyday queries).
+PLACEHOLDER = "someone says a number"
 MODEL = "model"  # the concurrency group of every event that runs the model or reads the catalog
 # System fonts only: the default theme fetches Google fonts, and the app must work offline.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -101,6 +105,8 @@ def in_browser(*updates: str) -> str:
 
 UNSELECTED = "{__type__: 'update', selected_index: null}"  # the gallery, its value left as it is
 HIDDEN = "{__type__: 'update', value: null, visible: false}"  # a player or heatmap
+ENABLED = "{__type__: 'update', interactive: true}"  # a button
+DISABLED = "{__type__: 'update', interactive: false}"
 
 
 @contextlib.contextmanager
@@ -128,7 +134,7 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                 with gr.Column(scale=3):
                     with gr.Tab("By words"):
                         text = gr.Textbox(label="Describe what you are looking for", elem_id="query-text",
-                                          placeholder="a dog barks in the rain")
+                                          placeholder=PLACEHOLDER)
                         text_button = gr.Button("Search", variant="primary", elem_id="search-text")
                         gr.Examples([[e] for e in examples], inputs=[text], label="Examples")
                     with gr.Tab("By sound"):
@@ -154,7 +160,9 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                     audio = gr.Audio(label="Clip", autoplay=True, interactive=False, visible=False,
                                      elem_id="player-audio")
                     about = gr.Markdown(elem_id="details")
-                    similar_button = gr.Button("Find similar", elem_id="find-similar")
+                    # Enabled by a selection (the page's own doing, below): pressed with nothing
+                    # selected it could only answer with an error.
+                    similar_button = gr.Button("Find similar", elem_id="find-similar", interactive=False)
                     gr.Markdown("*Find similar* searches with the selected moment itself: its picture "
                                 "and its sound.", elem_classes=["hint"])
                     window_id = gr.Number(visible=False, precision=0)
@@ -190,13 +198,14 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
         # click on the tile at that index would then send no select event. Done in the page: a
         # request here raced the gallery's pictures for the server (docs/PERFORMANCE.md).
         for event in searches[:2]:  # the old selection belongs to the old results
-            event.success(None, None, [gallery, *selection], api_name=False,
-                          js=in_browser(UNSELECTED, *[HIDDEN] * 5, "''", "null"))
+            event.success(None, None, [gallery, *selection, similar_button], api_name=False,
+                          js=in_browser(UNSELECTED, *[HIDDEN] * 5, "''", "null", DISABLED))
         # Find similar keeps the clip it started from; its heatmaps were drawn for the old search.
         searches[2].success(None, None, [gallery, *heatmap_images], api_name=False,
                             js=in_browser(UNSELECTED, *[HIDDEN] * 3))
         sound.change(handlers.describe_sound, sound, sound, api_name=False, queue=False)
-        gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL)
+        gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL).success(
+            None, None, [similar_button], api_name=False, js=in_browser(ENABLED))
         demo.load(handlers.library, None, [library_text, failures], api_name="library", concurrency_id=MODEL)
         refresh.click(handlers.library, None, [library_text, failures], api_name=False, concurrency_id=MODEL)
     return demo.queue(default_concurrency_limit=1)

@@ -19,12 +19,14 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 
 import click
 import torch
+from click.core import ParameterSource
 
 from catalog import ann as ann_index
 from catalog.ann import ANN_MIN_VECTORS
@@ -34,7 +36,7 @@ from catalog.distributed import index_distributed
 from catalog.indexer import BATCH_SIZE, Indexer
 from catalog.lock import indexing
 from catalog.model import load_model
-from catalog.paths import display_path
+from catalog.paths import DEMO_CATALOG, demo_dir, display_path
 from catalog.records import CatalogReadOnly
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
@@ -45,6 +47,7 @@ from vlsa.distributed import cleanup, init_distributed
 log = logging.getLogger(__name__)
 
 DB_HELP = "The catalog file (SQLite)."
+DB_ENV = "VLSA_DB"  # `vlsa search`'s catalog when --db is not given
 MIN_SECONDS = 0.1  # shortest window or stride: a few hops of the audio front end; shorter only multiplies windows
 
 
@@ -143,8 +146,9 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
 
 @click.command()
 @click.argument("query", required=False)
-@click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=str),
-              help=DB_HELP)
+@click.option("--db", "db_path", envvar=DB_ENV, show_envvar=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help=f"{DB_HELP} [default: ${DB_ENV}, else the catalog `vlsa demo` made, if any]")
 @click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="Search with a sound file instead of words.")
 @click.option("--like", "like", type=click.IntRange(min=1, max=MAX_ID),
@@ -161,7 +165,7 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
 @click.option("--exact/--approximate", default=None, help="Never use the approximate index, or use it "
               f"whatever the size [default: from {ANN_MIN_VECTORS:,} vectors, where `vlsa index` built one].")
 @click.option("--json", "as_json", is_flag=True, help="Results as a JSON array.")
-def search(query: str | None, db_path: str, audio: str | None, like: int | None, kind: str, top: int,
+def search(query: str | None, db_path: str | None, audio: str | None, like: int | None, kind: str, top: int,
            per_file: bool, folder: str | None, checkpoint: str | None, backend: str, exact: bool | None,
            as_json: bool) -> None:
     """Find the windows of a catalog that match QUERY (words), --audio FILE or --like ID.
@@ -172,12 +176,29 @@ def search(query: str | None, db_path: str, audio: str | None, like: int | None,
     if len(given) != 1:
         raise click.UsageError("give exactly one of QUERY, --audio FILE, --like ID"
                                + (f" (got {', '.join(given)})" if given else ""))
+    db_path = _catalog_to_search(db_path)
     with _sqlite_errors(db_path):
         exact_below = {None: ANN_MIN_VECTORS, True: None, False: 0}[exact]
         service = SearchService.open(db_path, checkpoint=checkpoint, backend=backend, exact_below=exact_below)
         hits = _search(service, query, audio, like,
                        {"kind": kind, "top": top, "per_file": per_file, "folder": folder})
     _print_hits(hits, as_json)
+
+
+def _catalog_to_search(db_path: str | None) -> str:
+    """--db, else $VLSA_DB (click reads both), else the demo's catalog; a UsageError without any.
+    Says on stderr which catalog, unless it was named on the command line."""
+    if db_path is None:
+        demo = demo_dir() / DEMO_CATALOG
+        if not demo.is_file():
+            raise click.UsageError(f"no catalog to search: pass --db FILE or set ${DB_ENV} "
+                                   f"(`vlsa demo` makes one, in {display_path(str(demo.parent))})")
+        db_path, source = str(demo), "the demo's catalog"
+    else:
+        source = f"${DB_ENV}"
+    if click.get_current_context().get_parameter_source("db_path") != ParameterSource.COMMANDLINE:
+        click.echo(f"searching {display_path(os.path.abspath(db_path))} ({source}; --db to name another)", err=True)
+    return db_path
 
 
 def _update_ann(catalog: Catalog, min_vectors: int) -> None:

@@ -4,7 +4,18 @@ under), and `str` with surrogate escapes where a name is not UTF-8, which opens 
 from __future__ import annotations
 
 import os
-from pathlib import PurePath
+from pathlib import Path, PurePath
+
+DEMO_CATALOG = "demo.db"  # the catalog's name in the demo folder
+
+
+def demo_dir() -> Path:
+    """Where `vlsa demo` keeps its library and catalog (app/demo.py), which `vlsa search` searches
+    when no catalog is named: $VLSA_DEMO_DIR, else ${XDG_CACHE_HOME:-~/.cache}/vlsa/demo."""
+    if os.environ.get("VLSA_DEMO_DIR"):
+        return Path(os.environ["VLSA_DEMO_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vlsa" / "demo"
 
 
 def display_path(path: str | bytes) -> str:

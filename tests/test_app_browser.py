@@ -138,14 +138,24 @@ def test_browser_reselect_after_search_find_similar_and_short_sounds(page, app_l
     1. after a new search, a click on the tile at the previously selected position did nothing
        (the gallery kept its selected index, so the click sent no select event);
     4. "Find similar" cleared the player and titled the results "for window #N";
+    (issue 33, 6.) "Find similar" could be pressed with nothing selected (an error toast): it is
+       disabled until a result is selected, and again after a new search;
     2. a sound under a second showed 0:00 / 0:00 in the query's player and in the clip's (gradio
        rounds to whole seconds)."""
+    from app.ui import PLACEHOLDER
+
     bugs: list[str] = []
+    assert page.get_by_label("Describe what you are looking for").get_attribute("placeholder") == PLACEHOLDER
+    similar = page.locator("#find-similar")
     search(page, app_library.captions[0])
+    if similar.is_enabled():
+        bugs.append("issue 33, 6: Find similar can be pressed with no result selected")
     page.locator("#results .thumbnail-item").nth(1).click()
     page.locator("#details", has_text=tile_name(page, 1)).wait_for(timeout=TIMEOUT_MS)
 
     search(page, app_library.captions[2])
+    if similar.is_enabled():
+        bugs.append("issue 33, 6: Find similar still enabled after a new search, with nothing selected")
     second = tile_name(page, 1)
     page.locator("#results .thumbnail-item").nth(1).click()
     if not shows(page.locator("#details", has_text=second)):

@@ -128,3 +128,15 @@ def test_attribute_probe_names_what_wrong_hits_get_wrong(app_library):
     out = subprocess.run([sys.executable, str(BENCH / "attribute_probe.py"), str(app_library.checkpoint),
                           str(app_library.root / "manifest.jsonl")], check=True, capture_output=True, text=True)
     assert out.stdout.startswith("text->video: ") and "motion" in out.stdout.splitlines()[-1]
+
+
+def test_bench_commands_in_the_docs_run_with_the_venv_python():
+    """`python bench/app_latency.py` fails with the system python (no torch, no gradio): catches
+    a README or docs/ command that runs a bench script with a bare `python`, wrapped or not."""
+    import re
+
+    root = BENCH.parent
+    bare = re.compile(r"(^|[^/.\w-])python3?\s+bench/")
+    found = [f"{doc.name}: {m.group(0).strip()}" for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+             for m in bare.finditer(doc.read_text())]
+    assert not found, found

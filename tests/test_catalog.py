@@ -10,6 +10,7 @@ import pytest
 import torch
 from mediagen import make_audio, make_truncated, make_video
 
+import catalog.indexer
 from catalog import store
 from catalog.indexer import Indexer
 from catalog.model import load_model, model_for_catalog
@@ -264,6 +265,33 @@ def test_indexer_embeds_the_tracks_each_file_has(tmp_path, model, sources):
                                                                    for mod in w.modalities}) for m in catalog.media()}
     assert tracks == {"av.mp4": (True, True, {"video", "audio"}), "silent.mp4": (True, False, {"video"}),
                       "tone.wav": (False, True, {"audio"})}
+
+
+def test_indexer_warms_the_model_before_its_progress_bar(tmp_path, model, sources, monkeypatch):
+    """The first bar of `vlsa demo` said `1/113 [00:07<13:49]` for a 30-second job: catches the
+    model's first (slow) call made inside the bar, where it counts as the first file's time, and
+    files written together counted one update each (tqdm draws the first of a burst alone)."""
+    events = []
+
+    class Bar(catalog.indexer.tqdm):
+        def __init__(self, *args, **kwargs):
+            events.append("bar")
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            events.append(("update", n))
+            return super().update(n)
+
+    def embed_decoded(modality, x, batch_size=None):
+        events.append(("embed", modality))
+        return VLSA.embed_decoded(model, modality, x, batch_size)
+
+    monkeypatch.setattr(catalog.indexer, "tqdm", Bar)
+    monkeypatch.setattr(model, "embed_decoded", embed_decoded)
+    with Catalog(tmp_path / "c.db") as cat:
+        run(cat, model, [library(tmp_path / "lib", sources)], progress=True)
+    assert events[:3] == [("embed", "video"), ("embed", "audio"), "bar"], events
+    assert [e for e in events if e[0] == "update"] == [("update", 3)]  # 6 windows: one batch for all 3 files
 
 
 def test_indexer_is_incremental(tmp_path, model, sources):

@@ -129,6 +129,23 @@ print("loaded:", *sorted({m.split(".")[0] for m in sys.modules} & set(NOT_FOR_SE
 """
 
 
+def test_cli_search_without_db_searches_vlsa_db_else_the_demo_catalog(shared, tmp_path):
+    """`vlsa search "..."` with no --db: catches it refusing ("Missing option '--db'") where
+    $VLSA_DB names a catalog or `vlsa demo` made one, searching without saying which catalog, and
+    a missing catalog reported otherwise than as one usage line."""
+    _, db, _, _ = shared
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    shutil.copy(db, demo / "demo.db")
+    env = {k: v for k, v in os.environ.items() if k not in ("VLSA_DB", "VLSA_DEMO_DIR")}
+    for extra, expected in (({"VLSA_DEMO_DIR": str(demo)}, f"searching {demo / 'demo.db'} (the demo's catalog"),
+                            ({"VLSA_DB": str(db), "VLSA_DEMO_DIR": str(tmp_path / "none")}, f"searching {db} ($VLSA_DB")):
+        proc = vlsa("search", "a dog barks", "--top", "2", "--json", env={**env, **extra})
+        assert len(json.loads(proc.stdout)) == 2 and proc.stderr.decode().startswith(expected), proc.stderr
+    proc = vlsa("search", "a dog barks", check=False, env={**env, "VLSA_DEMO_DIR": str(tmp_path / "none")})
+    assert proc.returncode == 2 and "no catalog to search: pass --db FILE or set $VLSA_DB" in proc.stderr.decode()
+
+
 def test_cli_search_imports_nothing_a_search_does_not_need(shared):
     """A text and a sound search in one process import none of NOT_FOR_SEARCH.
 

@@ -144,23 +144,26 @@ def test_prepare_demo_builds_the_library_and_its_catalog(built):
 
 # the page's example queries about the shipped recordings -> a word their captions hold
 EXAMPLE_WORDS = {"someone plays the piano": "piano", "a crowd cheers": "crowd", "a voice says a letter": "letter"}
+PLACEHOLDER_WORD = {"someone says a number": "number"}  # the query box's placeholder, likewise
 
 
 def test_the_pages_example_queries_find_what_they_name(built):
-    """Each example button about real media finds a shipped recording that its words name among
-    the top 3 files of the demo library, with the default checkpoint. Catches an example the
-    default model cannot answer (the synthetic-only checkpoint finds none of these three), and
-    an example changed without this test (the words are listed here)."""
-    from app.ui import EXAMPLES
+    """Each example button about real media, and the query box's placeholder, finds a shipped
+    recording that its words name among the top 3 files of the demo library, with the default
+    checkpoint. Catches an example the default model cannot answer (the synthetic-only checkpoint
+    finds none of these three), a placeholder it cannot ("a dog barks in the rain" found a sheep,
+    an organ and an accordion), and either changed without this test (the words are listed here)."""
+    from app.ui import EXAMPLES, PLACEHOLDER
     from catalog.service import SearchService
 
     assert set(EXAMPLE_WORDS) == set(EXAMPLES[:-1])  # the last is a synthetic clip's own caption
+    assert set(PLACEHOLDER_WORD) == {PLACEHOLDER}
     captions = {str(MEDIA / (r.get("video") or r["audio"])): r["text"] for r in manifest_rows(MEDIA)}
     folder, demo = built
     model, _ = catalog.model.load_model()
     with Catalog(demo.db) as cat:
         service = SearchService(cat, model)
-        for query, word in EXAMPLE_WORDS.items():
+        for query, word in {**EXAMPLE_WORDS, **PLACEHOLDER_WORD}.items():
             found = [captions.get(hit.path, "a synthetic clip") for hit in service.search_text(query, top=3, per_file=True)]
             assert any(word in caption for caption in found), (query, found)
 
@@ -178,20 +181,54 @@ def test_prepare_demo_again_regenerates_and_reindexes_nothing(built):
         assert cat.generation() == generation  # not one write to the catalog
 
 
-def test_prepare_demo_indexes_added_folders_in_place(built, tmp_path):
+def catalogued(db: Path) -> set[str]:
+    with Catalog(db) as cat:
+        return {m.path for m in cat.media(status="ok")}
+
+
+def test_prepare_demo_indexes_added_folders_in_place_until_removed(built, tmp_path):
+    """`make demo` after `vlsa demo --add DIR`: catches the next run without --add dropping the
+    added folder's files ("1 removed"), and --remove not dropping them or not forgetting the
+    folder."""
     folder, _ = built
     extra = tmp_path / "sounds"
     extra.mkdir()
     make_audio(extra / "tone.wav", 3.0)
+    tone = str(extra / "tone.wav")
     demo = prepare_demo(folder, clips=SMALL, add=[extra])
     assert demo.report.indexed == 1 and demo.report.unchanged == SMALL + REAL and not demo.generated
-    with Catalog(demo.db) as cat:
-        assert str(extra / "tone.wav") in {m.path for m in cat.media(status="ok")}
-    # A later run without --add: the library is the clips alone again.
+    assert tone in catalogued(demo.db)
+    # A later run without --add (as `make demo` runs it): the folder is remembered, nothing changes.
     demo = prepare_demo(folder, clips=SMALL)
-    assert demo.report.removed == 1 and demo.report.indexed == 0
+    assert (demo.report.removed, demo.report.indexed, demo.report.unchanged) == (0, 0, SMALL + REAL + 1)
+    assert tone in catalogued(demo.db) and str(extra) in demo.roots
+    with pytest.raises(DemoError, match="--remove .*elsewhere: not an added folder"):
+        prepare_demo(folder, clips=SMALL, remove=[tmp_path / "elsewhere"])
+    demo = prepare_demo(folder, clips=SMALL, remove=[extra])
+    assert demo.report.removed == 1 and tone not in catalogued(demo.db)
+    demo = prepare_demo(folder, clips=SMALL)  # forgotten: not indexed again
+    assert (demo.report.indexed, demo.report.unchanged) == (0, SMALL + REAL)
     with pytest.raises(DemoError, match="--add .*nowhere: no such folder"):
         prepare_demo(folder, clips=SMALL, add=[tmp_path / "nowhere"])
+
+
+def test_prepare_demo_keeps_the_files_of_a_missing_added_folder(tmp_path, capsys):
+    """A remembered folder missing at start (an unmounted drive): catches its files leaving the
+    catalog, or a run refused over it, or no word of it; --prune does drop them."""
+    folder, extra = tmp_path / "demo", tmp_path / "drive"
+    extra.mkdir()
+    make_audio(extra / "tone.wav", 3.0)
+    make_audio(extra / "hum.wav", 2.0)
+    prepare_demo(folder, clips=1, real_media=False, add=[extra])
+    extra.rename(tmp_path / "unmounted")
+    capsys.readouterr()
+    demo = prepare_demo(folder, clips=1, real_media=False)
+    said = [line for line in capsys.readouterr().err.splitlines() if "missing" in line]
+    assert said == [f"{extra}: missing (an unmounted drive?); its 2 catalogued files are kept (--remove it to drop them)"]
+    assert demo.missing == [str(extra)] and demo.report.removed == 0
+    assert {str(extra / "tone.wav"), str(extra / "hum.wav")} <= catalogued(demo.db)
+    demo = prepare_demo(folder, clips=1, real_media=False, prune=True)
+    assert demo.report.removed == 2 and not any(p.startswith(str(extra)) for p in catalogued(demo.db))
 
 
 def test_a_killed_first_run_and_a_damaged_catalog_are_recovered(tmp_path):
@@ -267,7 +304,8 @@ def test_demo_errors_are_one_line(monkeypatch, capsys, tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         for args, expected in ((["--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
-                               (["--add", str(tmp_path / "nowhere")], "no such folder")):
+                               (["--add", str(tmp_path / "nowhere")], "no such folder"),
+                               (["--remove", str(tmp_path / "never")], "never: not an added folder")):
             argv = ["vlsa", "demo", "--no-browser", "--dir", str(tmp_path / "demo"), *args]
             if "--port" not in args:
                 argv += ["--port", str(free_port())]

@@ -11,6 +11,7 @@ exit code 1; `VLSA_DEBUG=1` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -65,9 +66,33 @@ OPTIONAL = {
 }
 
 
-def _piece(module: str) -> str:
-    """The version of an importable module, else 'not installed' or why it does not load: one line,
-    in words (no exception class names)."""
+# Where a module's distribution (its name on PyPI) is not the module's name.
+DISTRIBUTIONS = {"open_clip": "open_clip_torch"}
+
+
+def _piece(module: str, load: bool = False) -> str:
+    """The installed version of a module, else 'not installed' or why it does not load: one line,
+    in words (no exception class names).
+
+    Read from the package's metadata without importing it unless `load`: importing them all
+    (gradio, transformers, open_clip with torchvision, tensorboard) was most of the 8-19 s that
+    `vlsa doctor` took (docs/PERFORMANCE.md); `vlsa doctor --load` still imports each."""
+    if load:
+        return _loaded_piece(module)
+    try:
+        found = importlib.util.find_spec(module)  # locates the files without running its code
+    except (ImportError, ValueError) as exc:
+        return f"does not load: {one_line(exc)}"
+    if found is None:
+        return "not installed"
+    try:
+        return metadata.version(DISTRIBUTIONS.get(module, module))
+    except metadata.PackageNotFoundError:
+        return "installed"
+
+
+def _loaded_piece(module: str) -> str:
+    """_piece by importing the module: also finds one that is installed but fails to load."""
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -77,13 +102,14 @@ def _piece(module: str) -> str:
     except Exception as exc:  # doctor reports any import failure, whatever its type
         return f"does not load: {one_line(exc)}"
     try:
-        return str(getattr(mod, "__version__", None) or metadata.version(module))
+        return str(getattr(mod, "__version__", None) or metadata.version(DISTRIBUTIONS.get(module, module)))
     except metadata.PackageNotFoundError:
         return "installed"
 
 
-def doctor_report() -> dict[str, object]:
-    """What is installed and usable: versions, device, required and optional pieces."""
+def doctor_report(load: bool = False) -> dict[str, object]:
+    """What is installed and usable: versions, device, required and optional pieces (imported
+    to see that they load when `load`, else found from their metadata)."""
     import torch
 
     report: dict[str, object] = {
@@ -96,11 +122,11 @@ def doctor_report() -> dict[str, object]:
         "cpu_threads": torch.get_num_threads(),
     }
     for module, use in REQUIRED.items():
-        status = _piece(module)
+        status = _piece(module, load)
         loaded = not status.startswith(("not installed", "does not load"))
         report[module] = status if loaded else f"{status} · required, for {use}: pip install -e ."
     for module, use in OPTIONAL.items():
-        report[module] = f"{_piece(module)} · optional, for {use}"
+        report[module] = f"{_piece(module, load)} · optional, for {use}"
     report["text_tower"] = _text_tower_status()
     report["audio_tower"] = _audio_tower_status()
     report["sqlite_vec"] = _sqlite_vec_status()
@@ -159,9 +185,11 @@ def _sqlite_vec_status() -> str:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def doctor(as_json: bool) -> None:
-    """Versions, device, and which optional pieces load."""
-    report = doctor_report()
+@click.option("--load", is_flag=True, help="Import each piece to see that it loads, as a command would "
+              "(seconds more; without it their versions are read from the installed metadata).")
+def doctor(as_json: bool, load: bool) -> None:
+    """Versions, device, and which optional pieces are installed (--load: that they load)."""
+    report = doctor_report(load)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
