@@ -47,7 +47,8 @@ CSS = """
 #results .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
 #results .thumbnail-item > img { aspect-ratio: 1; height: auto; flex: none; }
 #results .caption-label { position: static; max-width: none; border: none; border-radius: 0;
-  background: none; padding: 4px 6px; white-space: pre-line; font-size: var(--text-md); line-height: 1.35; }
+  background: none; padding: 4px 6px; white-space: pre-line; font-size: var(--text-md); line-height: 1.35;
+  overflow: visible; text-overflow: clip; overflow-wrap: anywhere; }  /* a long name wraps, never cut */
 #results .caption-label::first-line { font-weight: 600; }
 #results .thumbnail-lg:hover .caption-label { opacity: 1; }
 .short-sound #time, .short-sound #duration { display: none; }
@@ -97,16 +98,26 @@ class Handlers:
         return self.run(callbacks.folder_choices)
 
 
-def in_browser(*updates: str) -> str:
+def in_browser(*updates: str, also: str = "") -> str:
     """An event's `js` returning these updates (JavaScript objects, one per output): the page
-    applies them itself, with no request to the server."""
-    return f"() => [{', '.join(updates)}]"
+    applies them itself, with no request to the server. `also`: a statement run first."""
+    return f"() => {{ {also}; return [{', '.join(updates)}]; }}"
 
 
 UNSELECTED = "{__type__: 'update', selected_index: null}"  # the gallery, its value left as it is
 HIDDEN = "{__type__: 'update', value: null, visible: false}"  # a player or heatmap
 ENABLED = "{__type__: 'update', interactive: true}"  # a button
 DISABLED = "{__type__: 'update', interactive: false}"
+# After a selection: scroll the clip's player into view (below the results, it was under the fold
+# at 1400x1000), its top near the window's top: a video grows once its metadata loads, so aligning
+# its bottom would leave it cut. Gradio shows the player a frame or so after the answer: this waits.
+SHOW_PLAYER = """(function show(frames) {
+  const player = [...document.querySelectorAll('#player-video, #player-audio')].find(e => e.offsetParent);
+  if (!player) { if (frames > 0) requestAnimationFrame(() => show(frames - 1)); return; }
+  const top = player.getBoundingClientRect().top;
+  if (top < 0 || top > innerHeight / 3) player.scrollIntoView({block: 'start'});
+})(60)"""
+NO_BUTTONS: list = []  # a heatmap without gradio's download, share and fullscreen buttons on its corner
 
 
 @contextlib.contextmanager
@@ -168,11 +179,11 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                     window_id = gr.Number(visible=False, precision=0)
                 with gr.Column(scale=3):
                     spatial = gr.Image(label="Where in the picture: the frames of this moment", interactive=False,
-                                       visible=False, elem_classes=["heatmap"], elem_id="heatmap-spatial")
+                                       visible=False, buttons=NO_BUTTONS, elem_classes=["heatmap"], elem_id="heatmap-spatial")
                     temporal = gr.Image(label="When in the file: each moment, for this search", interactive=False,
-                                        visible=False, elem_classes=["heatmap"], elem_id="heatmap-temporal")
+                                        visible=False, buttons=NO_BUTTONS, elem_classes=["heatmap"], elem_id="heatmap-temporal")
                     spectrogram = gr.Image(label="Where in the sound: its spectrogram", interactive=False,
-                                           visible=False, elem_classes=["heatmap"], elem_id="heatmap-audio")
+                                           visible=False, buttons=NO_BUTTONS, elem_classes=["heatmap"], elem_id="heatmap-audio")
             with gr.Accordion("Results as JSON", open=False):
                 results = gr.JSON(label="Results (JSON)")
         with gr.Tab("Library"):
@@ -205,7 +216,7 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                             js=in_browser(UNSELECTED, *[HIDDEN] * 3))
         sound.change(handlers.describe_sound, sound, sound, api_name=False, queue=False)
         gallery.select(handlers.select, [hits, query], selection, api_name=False, concurrency_id=MODEL).success(
-            None, None, [similar_button], api_name=False, js=in_browser(ENABLED))
+            None, None, [similar_button], api_name=False, js=in_browser(ENABLED, also=SHOW_PLAYER))
         demo.load(handlers.library, None, [library_text, failures], api_name="library", concurrency_id=MODEL)
         refresh.click(handlers.library, None, [library_text, failures], api_name=False, concurrency_id=MODEL)
     return demo.queue(default_concurrency_limit=1)

@@ -39,11 +39,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def short_sound(app_library, tmp_path_factory) -> Path:
-    """The first SHORT_SECONDS of clip 1's sound as a wav, in a folder of its own."""
+    """The first SHORT_SECONDS of clip 1's sound as a wav, in a folder of its own; its name is
+    longer than a result tile is wide (a caption must wrap it, not cut it)."""
     from app.clips import write_wav
     from vlsa.media import read_audio
 
-    path = tmp_path_factory.mktemp("sounds") / "short.wav"
+    path = tmp_path_factory.mktemp("sounds") / "short_sound_from_the_start_of_clip_one.wav"
     write_wav(read_audio(app_library.clips[1], 0.0, SHORT_SECONDS, 16000).numpy(), 16000, path)
     return path
 
@@ -187,3 +188,40 @@ def test_browser_reselect_after_search_find_similar_and_short_sounds(page, app_l
         if f"{SHORT_SECONDS:.1f} s" not in text or "0:00" in text:
             bugs.append(f"bug 2: the {name}'s player should show its length, not 0:00: {text!r}")
     assert not bugs, "\n".join(bugs)
+
+
+PLAYER_IN_VIEW = """() => [...document.querySelectorAll('#player-video, #player-audio')].some(e => {
+    const r = e.getBoundingClientRect();
+    return e.offsetParent && r.height > 0 && r.top >= 0 && r.bottom <= innerHeight; })"""
+CUT_CAPTIONS = """() => [...document.querySelectorAll('#results .caption-label')]
+    .filter(e => e.scrollWidth > e.clientWidth).map(e => e.innerText)"""
+HEATMAP_BUTTONS = """() => [...document.querySelectorAll('.heatmap button')]
+    .map(b => b.getAttribute('aria-label') || b.title).filter(Boolean)"""
+
+
+def test_browser_layout_player_in_view_captions_whole_heatmaps_bare(page, app_library):
+    """Issue 33, 6, at 1400x1000, each reported: a click on a result left the player below the
+    fold (the page now scrolls it into view); result captions were cut off with an ellipsis (the
+    name, the "found by ..." line: each now fits its tile); gradio's corner buttons (download,
+    share, fullscreen) sat on the heatmaps (none are drawn there)."""
+    bugs: list[str] = []
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    search(page, app_library.captions[0])
+    if cut := page.evaluate(CUT_CAPTIONS):
+        bugs.append(f"captions cut off: {cut}")
+    page.locator("#results .thumbnail-item").first.click()
+    page.locator("#heatmap-audio img").wait_for(timeout=TIMEOUT_MS)
+    if not shows_by(page, PLAYER_IN_VIEW):
+        bugs.append("the player is not in view after a click on a result")
+    if buttons := page.evaluate(HEATMAP_BUTTONS):
+        bugs.append(f"buttons on the heatmaps: {buttons}")
+    assert not bugs, "\n".join(bugs)
+
+
+def shows_by(page, predicate: str, timeout_ms: int = TIMEOUT_MS // 4) -> bool:
+    """Whether the JavaScript `predicate` becomes true within the timeout."""
+    try:
+        page.wait_for_function(predicate, timeout=timeout_ms)
+        return True
+    except Exception:  # playwright's TimeoutError
+        return False
