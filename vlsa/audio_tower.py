@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlsa.pretrained import package_file
+from vlsa.pretrained import FrozenOnFirstUse, package_file
 
 if TYPE_CHECKING:
     from vlsa.config import AudioConfig, VLSAConfig
@@ -218,36 +218,25 @@ def block_spans(spec: SoundModel, n: int) -> torch.Tensor:
     return frames * spec.hop / spec.sample_rate
 
 
-class SoundEncoder(nn.Module):
+class SoundEncoder(FrozenOnFirstUse):
     """A frozen pretrained sound encoder: waveforms (B, S) at its rate -> (B, width) unit vectors,
     the mean of its 2-s blocks' embeddings. Always in eval mode and without gradients.
 
-    As SentenceEncoder: the network is read on first use (a model that embeds only video and
-    words never reads it) and held outside the module tree, so its weights are never in the
-    state dict (the pinned package supplies them), never initialised or trained with the model,
-    and follow the model's device on use."""
+    Read on first use (FrozenOnFirstUse): a model that embeds only video and words never reads
+    it."""
 
     def __init__(self, name: str):
         super().__init__()
         self.name, self.spec = name, PRETRAINED[name]
         self.width = self.spec.width
         self.spectrogram = TowerSpectrogram(self.spec)  # no learned weights: nothing in the state dict
-        self.register_buffer("anchor", torch.empty(0), persistent=False)  # the model's device
-        self._trunk: EmbeddingTrunk | None = None
+
+    def load_network(self) -> nn.Module:
+        return load_trunk(self.name)
 
     @property
     def trunk(self) -> EmbeddingTrunk:
-        if self._trunk is None:
-            self._trunk = load_trunk(self.name)
-        if self._trunk.conv_block1.conv1.weight.device != self.anchor.device:
-            self._trunk.to(self.anchor.device)
-        return self._trunk
-
-    def __setattr__(self, name: str, value) -> None:
-        if name == "_trunk":  # a plain attribute, not a submodule (see the class docstring)
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+        return self.network
 
     @torch.no_grad()
     def embed_blocks(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

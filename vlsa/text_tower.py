@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlsa.pretrained import package_file
+from vlsa.pretrained import FrozenOnFirstUse, package_file
 
 
 @dataclass(frozen=True)
@@ -65,42 +65,29 @@ def resolve_tokenizer_name(name: str) -> str:
     return str(pretrained_folder(name)) if is_pretrained(name) else name
 
 
-class SentenceEncoder(nn.Module):
+class SentenceEncoder(FrozenOnFirstUse):
     """A frozen pretrained sentence encoder: ids (B, L) and mask (B, L) from its own tokenizer ->
     (B, width) unit vectors, mean-pooled over real tokens then L2-normalised, as
     sentence-transformers runs all-MiniLM-L6-v2. Always in eval mode and without gradients.
 
-    The pretrained network is read on first use, not with the model: indexing, a sound search or
-    "find similar" never embed words, and importing transformers alone takes seconds. It is held
-    outside the module tree, so its weights are never in the state dict (the pinned package
-    supplies them; a checkpoint of a model holding it is as small as one without), never
-    initialised or trained with the model, and follow the model's device on use."""
+    Read on first use (FrozenOnFirstUse): indexing, a sound search or "find similar" never embed
+    words, and importing transformers alone takes seconds."""
 
     def __init__(self, name: str):
         super().__init__()
         self.name, self.width = name, PRETRAINED[name].width
-        self.register_buffer("anchor", torch.empty(0), persistent=False)  # the model's device
-        self._bert: nn.Module | None = None
+
+    def load_network(self) -> nn.Module:
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar for reading 103 tensors from disk is noise
+        # safetensors only: the hash-checked file, never a pickle (pytorch_model.bin) beside it
+        return AutoModel.from_pretrained(pretrained_folder(self.name), local_files_only=True, use_safetensors=True)
 
     @property
     def bert(self) -> nn.Module:
-        if self._bert is None:
-            from transformers import AutoModel
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # a bar for reading 103 tensors from disk is noise
-            # safetensors only: the hash-checked file, never a pickle (pytorch_model.bin) beside it
-            bert = AutoModel.from_pretrained(pretrained_folder(self.name), local_files_only=True, use_safetensors=True)
-            self._bert = bert.requires_grad_(False).eval()
-        if self._bert.device != self.anchor.device:
-            self._bert.to(self.anchor.device)
-        return self._bert
-
-    def __setattr__(self, name: str, value) -> None:
-        if name == "_bert":  # a plain attribute, not a submodule (see the class docstring)
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+        return self.network
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
