@@ -9,7 +9,7 @@ is one vector in that space, or several: a query sound is cut into windows as a 
 is (catalog.windows), one vector each, and a stored window scores its best cosine with any of
 them (so a sound in the catalog finds its own windows first, at cosine 1). `kind` picks which
 windows' vectors compete: "video", "audio" or "any" (both, each window once per modality it
-has). Scores are cosine similarities.
+has, the two lists interleaved by rank: see fuse_by_rank). Scores are cosine similarities.
 
 The vectors of each modality are held in memory as one matrix (see search.py), loaded on first
 use and reloaded when the catalog's generation counter says something was written since; a
@@ -132,12 +132,12 @@ class SearchService:
         queries = query.values() if isinstance(query, dict) else [query]
         if not all(np.isfinite(q).all() for q in queries):
             raise ValueError("the query vector holds NaN or infinity")
-        hits: list[Hit] = []
+        ranked = []  # one list per modality, best first
         for modality in WINDOW_MODALITIES if kind == "any" else (kind,):
             q = query[modality] if isinstance(query, dict) else query
-            hits += self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
-                                          (folder, min_duration, max_duration), exclude)
-        hits.sort(key=lambda h: (-h.score, h.window_id, h.modality))
+            ranked.append(self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
+                                                (folder, min_duration, max_duration), exclude))
+        hits = fuse_by_rank(ranked)
         if per_file:  # across modalities too: a file's best window of either kind
             seen: set[int] = set()
             hits = [h for h in hits if not (h.media_id in seen or seen.add(h.media_id))]
@@ -250,6 +250,24 @@ class SearchService:
         waves = torch.stack([w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)])
         batches = waves.split(BATCH_SIZE)  # a short stride: many windows
         return _unit(torch.cat([model.embed_decoded("audio", batch) for batch in batches]).numpy())
+
+
+def fuse_by_rank(ranked: Sequence[list[Hit]]) -> list[Hit]:
+    """One list from each modality's hits (each best first), ordered by each hit's rank in its own
+    modality's list; at equal ranks the higher cosine first, then the lower window id.
+
+    Picture and sound cosines are not on one scale: a picture vector scores most of a library of
+    look-alike pictures higher than any sound vector scores the best sound, so a merge on the raw
+    cosine returned only pictures (issue 33). Ranks are on one scale. Ranks rather than scores
+    standardised per query (app/scores.py, Spread): a rank needs only the hits already found,
+    through the approximate index too, where a standard deviation needs every window's score (the
+    full scan that index exists to avoid). A window or file found by both modalities is not
+    counted twice (as reciprocal rank fusion sums): a sound-only file found by its own sound, at
+    cosine 1 and rank 1, stays first, ahead of a file that two modalities rank second.
+    """
+    entries = [(rank, -hit.score, hit.window_id, hit.modality, hit)
+               for hits in ranked for rank, hit in enumerate(hits)]
+    return [entry[-1] for entry in sorted(entries, key=lambda entry: entry[:4])]
 
 
 def matching_row(query: np.ndarray, vector: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from requires import unavailable
 
 from catalog.indexer import Indexer
 from catalog.search import MatrixIndex, SqliteVecIndex, row_scores
-from catalog.service import Hit, SearchService
+from catalog.service import Hit, SearchService, fuse_by_rank
 from catalog.store import Catalog, FileRecord, NotFound, Settings
 from vlsa import sqlitevec
 from vlsa.api import VLSA
@@ -107,10 +107,10 @@ def test_search_per_file_and_filters(random_catalog):
     every = service.search_vector(query, top=10_000)
     per_file = service.search_vector(query, top=10_000, per_file=True)
     assert len(per_file) == 60 == len({h.media_id for h in per_file})
-    best = {}
-    for h in every:  # every is sorted best first: the first hit of a file is its best
+    best = {}  # each kind's files, ranked; then a file's first hit in the fused order
+    for h in fuse_by_rank([service.search_vector(query, kind=m, top=10_000, per_file=True) for m in ("video", "audio")]):
         best.setdefault(h.media_id, h)
-    assert per_file == sorted(best.values(), key=lambda h: (-h.score, h.window_id, h.modality))
+    assert per_file == list(best.values())
     in_a = service.search_vector(query, top=10_000, folder="/lib/a")
     assert in_a and all(h.path.startswith("/lib/a/") for h in in_a)
     assert len(in_a) == sum(1 for h in every if h.path.startswith("/lib/a/"))
@@ -131,6 +131,80 @@ def test_search_like_leaves_the_window_out(random_catalog):
     assert [h.window_id for h in hits] == [w for w, _ in expected]
     with pytest.raises(NotFound):
         service.search_like(10**9)
+
+
+def near(rng, axis: np.ndarray, cosine: float, n: int) -> np.ndarray:
+    """n unit vectors at about `cosine` to the unit vector `axis`, each a little different."""
+    noise = unit(rng, n)
+    noise -= np.outer(noise @ axis, axis)  # random directions at right angles to the axis
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    cosines = cosine + np.linspace(0, 0.04, n)[::-1]
+    return (np.outer(cosines, axis) + np.sqrt(1 - cosines**2)[:, None] * noise).astype(np.float32)
+
+
+@pytest.fixture
+def lopsided(tmp_path) -> tuple[Catalog, np.ndarray]:
+    """8 files of one window with a picture and a sound, and a query whose cosines with every
+    picture vector (0.90-0.94) are above those with every sound vector (0.40-0.44), as a
+    library of look-alike pictures scores."""
+    rng = np.random.default_rng(11)
+    query = unit(rng, 1)[0]
+    pictures, sounds = near(rng, query, 0.90, 8), near(rng, query, 0.40, 8)[::-1]  # other orders
+    catalog = Catalog(tmp_path / "c.db")
+    catalog.bind(Settings("f" * 16, None, "tiny", E, 2.0, 2.0))
+    catalog.write_files([FileRecord(f"/lib/f{i}.mp4", 1, 1, 2.0, has_video=True, has_audio=True,
+                                    windows=[(0.0, 2.0)], vectors={"video": pictures[i: i + 1], "audio": sounds[i: i + 1]})
+                         for i in range(8)])
+    yield catalog, query
+    catalog.close()
+
+
+@pytest.mark.parametrize("per_file", [False, True])
+def test_search_any_interleaves_the_modalities_by_rank(lopsided, per_file):
+    """With every picture cosine above every sound cosine, "any" still gives the sound's best
+    second and alternates picture and sound by rank, each in its own order.
+
+    Catches a merge on the raw cosine (six pictures, no sound: issue 33, "find similar" of a
+    piano clip found by its picture only)."""
+    catalog, query = lopsided
+    service = SearchService(catalog)
+    hits = service.search_vector(query, kind="any", top=6, per_file=per_file)
+    video = service.search_vector(query, kind="video", top=6, per_file=per_file)
+    audio = service.search_vector(query, kind="audio", top=6, per_file=per_file)
+    if not per_file:
+        assert hits == [h for pair in zip(video[:3], audio[:3], strict=True) for h in pair]
+    else:  # a file whose picture was shown is not shown again for its sound
+        assert [h.modality for h in hits[:2]] == ["video", "audio"] and len({h.media_id for h in hits}) == 6
+        assert [h for h in hits if h.modality == "audio"] == [h for h in audio if h in hits]
+
+
+def test_search_like_of_kind_audio_finds_by_sound_only(lopsided):
+    """"Find similar" with the sound chosen: only sound-found results, in the sound's order,
+    though every picture scores higher. Catches the kind ignored by search_like."""
+    catalog, _ = lopsided
+    service = SearchService(catalog)
+    window = catalog.windows(catalog.media()[0].id)[0].id
+    like = service.search_like(window, kind="audio", top=5)
+    assert {h.modality for h in like} == {"audio"} and window not in {h.window_id for h in like}
+    assert [h.window_id for h in like] == [w for w, _ in brute_force(catalog, catalog.embedding(window, "audio"), "audio", 6)[1:]]
+    assert {h.modality for h in service.search_like(window, kind="any", top=4)} == {"video", "audio"}
+
+
+def test_search_any_keeps_a_sound_found_as_itself_first(tmp_path):
+    """A sound-only file whose sound is the query (cosine 1, rank 1 of the sounds) comes first,
+    ahead of a file that both modalities rank second. Catches fusing by summed reciprocal ranks,
+    which counts that file twice and puts the exact match behind it."""
+    rng = np.random.default_rng(12)
+    query = unit(rng, 1)[0]
+    pictures, sounds = near(rng, query, 0.5, 3), near(rng, query, 0.3, 3)
+    with Catalog(tmp_path / "c.db") as catalog:
+        catalog.bind(Settings("f" * 16, None, "tiny", E, 2.0, 2.0))
+        catalog.write_files(
+            [FileRecord("/lib/itself.wav", 1, 1, 2.0, has_audio=True, windows=[(0.0, 2.0)], vectors={"audio": query[None]})]
+            + [FileRecord(f"/lib/f{i}.mp4", 1, 1, 2.0, has_video=True, has_audio=True, windows=[(0.0, 2.0)],
+                          vectors={"video": pictures[i: i + 1], "audio": sounds[i: i + 1]}) for i in range(3)])
+        hits = SearchService(catalog).search_vector(query, kind="any", top=3, per_file=True)
+        assert hits[0].path == "/lib/itself.wav" and hits[0].score == pytest.approx(1.0)
 
 
 def test_search_sees_what_is_written_after_it_loaded(tmp_path):
@@ -189,7 +263,9 @@ def test_search_text_audio_and_like(indexed):
     service, lib = indexed
     hits = service.search_text("a low hum", top=3)
     assert len(hits) == 3 and all(isinstance(h, Hit) for h in hits)
-    assert hits == sorted(hits, key=lambda h: -h.score)
+    for modality in ("video", "audio"):  # each modality's hits best first (fused by rank)
+        scores = [h.score for h in hits if h.modality == modality]
+        assert scores == sorted(scores, reverse=True)
     assert {h.modality for h in service.search_text("a red square", kind="video")} == {"video"}
     for name in ("low.wav", "high.wav"):  # a file's own sound finds it first
         best = service.search_audio(lib / name, kind="audio", top=1)[0]
