@@ -53,9 +53,10 @@ SEARCH_OUTPUTS = ("gallery", "results", "hits", "query", "status")
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: no window id is above it
 RESULT_GONE = "That result is no longer in the catalog (it was re-indexed); search again."
 SHORT_SOUND = "short-sound"  # class of a player whose sound lasts under a second (see ui.CSS)
-HOW_TO_READ = ("Best first. *Strong*, *good*, *fair* or *weak* says how far a result stands above "
-               "the rest of the library for this search; each was found by its picture or by its sound, "
-               "whichever is closer to what you searched for.")
+HOW_TO_READ = ("Best first. *Exact* is what you searched with itself; *strong*, *good*, *fair* or *weak* "
+               "says how far a result stands above the rest of the library for this search. Each was found "
+               "by its picture or by its sound; with both chosen under *Match against*, the best by picture "
+               "and the best by sound take turns.")
 
 
 @contextlib.contextmanager
@@ -182,12 +183,12 @@ def result_row(rank: int, hit: Hit, strength: float) -> dict:
     The path goes under "file": gradio_client takes any dict with a "path" key for a file to download."""
     row = hit.to_dict()
     return {"rank": rank, "file": row.pop("path"), "name": os.path.basename(hit.display_path), **row,
-            "strength": round(strength, 2), "match": strength_words(strength)}
+            "strength": round(strength, 2), "match": strength_words(strength, hit.score)}
 
 
 def caption(rank: int, hit: Hit, strength: float) -> str:
     """The lines under a result's picture: file name; rank, strength and time; what matched."""
-    return (f"{os.path.basename(hit.display_path)}\n#{rank} · {strength_words(strength)} · "
+    return (f"{os.path.basename(hit.display_path)}\n#{rank} · {strength_words(strength, hit.score)} · "
             f"{hit.start:.1f}–{hit.end:.1f} s\nfound by {found_by(hit)}")
 
 
@@ -301,7 +302,7 @@ def details(rank: int, hit: Hit, strength: float, duration: float | None) -> str
     """Markdown about one result, in words."""
     length = f" of a {duration:.1f} s file" if duration else ""
     return (f"### {os.path.basename(hit.display_path)}\n"
-            f"**{hit.start:.1f}–{hit.end:.1f} s**{length} · result {rank} · **{strength_words(strength)}**: "
+            f"**{hit.start:.1f}–{hit.end:.1f} s**{length} · result {rank} · **{strength_words(strength, hit.score)}**: "
             f"{abs(strength):.1f} standard deviations {'above' if strength >= 0 else 'below'} the library's "
             f"average for this search. Found by **{found_by(hit)}**: of this moment's picture and sound, "
             f"that is the closer one to what you searched for.\n\n`{hit.display_path}`")

@@ -174,8 +174,8 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
                     # Enabled by a selection (the page's own doing, below): pressed with nothing
                     # selected it could only answer with an error.
                     similar_button = gr.Button("Find similar", elem_id="find-similar", interactive=False)
-                    gr.Markdown("*Find similar* searches with the selected moment itself: its picture "
-                                "and its sound.", elem_classes=["hint"])
+                    gr.Markdown("*Find similar* searches with the selected moment itself: its picture, "
+                                "its sound or both, as *Match against* says.", elem_classes=["hint"])
                     window_id = gr.Number(visible=False, precision=0)
                 with gr.Column(scale=3):
                     spatial = gr.Image(label="Where in the picture: the frames of this moment", interactive=False,
