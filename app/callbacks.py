@@ -55,8 +55,8 @@ RESULT_GONE = "That result is no longer in the catalog (it was re-indexed); sear
 SHORT_SOUND = "short-sound"  # class of a player whose sound lasts under a second (see ui.CSS)
 HOW_TO_READ = ("Best first. *Exact* is what you searched with itself; *strong*, *good*, *fair* or *weak* "
                "says how far a result stands above the rest of the library for this search. Each was found "
-               "by its picture or by its sound; with both chosen under *Match against*, the best by picture "
-               "and the best by sound take turns.")
+               "by its picture or by its sound; in *find similar* with both chosen under *Match against*, "
+               "the best by picture and the best by sound take turns.")
 
 
 @contextlib.contextmanager

@@ -112,14 +112,19 @@ class SearchService:
             self.catalog.window(window_id)  # raises NotFound for an unknown id
             raise CatalogError(f"window {window_id} has no stored vectors")
         queries = {m: own.get(m, next(iter(own.values()))) for m in WINDOW_MODALITIES}
-        return self.search_vector(queries, exclude=(window_id,), **options)
+        return self.search_vector(queries, exclude=(window_id,), **{"fuse": "rank", **options})
 
     def search_vector(self, query: np.ndarray | dict[str, np.ndarray], kind: str = "any", top: int = 10,
                       per_file: bool = False, folder: str | os.PathLike | None = None,
                       min_duration: float | None = None, max_duration: float | None = None,
-                      exclude: Sequence[int] = ()) -> list[Hit]:
+                      exclude: Sequence[int] = (), fuse: str = "score") -> list[Hit]:
         """The `top` best windows for a query (E,) or (N, E), or one per modality; against N
         vectors a window scores its best cosine with any of them.
+
+        fuse (kind "any"): "score", the two modalities' hits merged on their cosines, for one
+        query vector embedded once and scored against both (a text or a sound); "rank", merged by
+        rank (fuse_by_rank), for find-similar, whose picture and sound queries are two different
+        vectors whose cosines are not on one scale.
 
         kind: "video", "audio" or "any"; per_file: only each file's best window; folder: only
         files under it; min_duration / max_duration: only files that long (seconds); exclude:
@@ -137,7 +142,9 @@ class SearchService:
             q = query[modality] if isinstance(query, dict) else query
             ranked.append(self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
                                                 (folder, min_duration, max_duration), exclude))
-        hits = fuse_by_rank(ranked)
+        if fuse not in FUSIONS:
+            raise ValueError(f"fuse must be one of {', '.join(FUSIONS)}, not {fuse!r}")
+        hits = fuse_by_rank(ranked) if fuse == "rank" else fuse_by_score(ranked)
         if per_file:  # across modalities too: a file's best window of either kind
             seen: set[int] = set()
             hits = [h for h in hits if not (h.media_id in seen or seen.add(h.media_id))]
@@ -252,13 +259,22 @@ class SearchService:
         return _unit(torch.cat([model.embed_decoded("audio", batch) for batch in batches]).numpy())
 
 
+FUSIONS = ("score", "rank")
+
+
+def fuse_by_score(ranked: Sequence[list[Hit]]) -> list[Hit]:
+    """One list from each modality's hits, best cosine first (then the lower window id)."""
+    return sorted((hit for hits in ranked for hit in hits), key=lambda hit: (-hit.score, hit.window_id, hit.modality))
+
+
 def fuse_by_rank(ranked: Sequence[list[Hit]]) -> list[Hit]:
     """One list from each modality's hits (each best first), ordered by each hit's rank in its own
     modality's list; at equal ranks the higher cosine first, then the lower window id.
 
-    Picture and sound cosines are not on one scale: a picture vector scores most of a library of
-    look-alike pictures higher than any sound vector scores the best sound, so a merge on the raw
-    cosine returned only pictures (issue 33). Ranks are on one scale. Ranks rather than scores
+    For find-similar: a window's picture vector and its sound vector are two queries whose cosines
+    are not on one scale: the picture vector scores most of a library of look-alike pictures
+    higher than the sound vector scores the best sound, so a merge on the raw cosine returned only
+    pictures (issue 33). Ranks are on one scale. Ranks rather than scores
     standardised per query (app/scores.py, Spread): a rank needs only the hits already found,
     through the approximate index too, where a standard deviation needs every window's score (the
     full scan that index exists to avoid). A window or file found by both modalities is not

@@ -107,10 +107,14 @@ def test_search_per_file_and_filters(random_catalog):
     every = service.search_vector(query, top=10_000)
     per_file = service.search_vector(query, top=10_000, per_file=True)
     assert len(per_file) == 60 == len({h.media_id for h in per_file})
-    best = {}  # each kind's files, ranked; then a file's first hit in the fused order
+    best = {}
+    for h in every:  # every is sorted best first: the first hit of a file is its best
+        best.setdefault(h.media_id, h)
+    assert per_file == sorted(best.values(), key=lambda h: (-h.score, h.window_id, h.modality))
+    best = {}  # by rank (find-similar's fusion): each kind's files, ranked; a file's first hit
     for h in fuse_by_rank([service.search_vector(query, kind=m, top=10_000, per_file=True) for m in ("video", "audio")]):
         best.setdefault(h.media_id, h)
-    assert per_file == list(best.values())
+    assert service.search_vector(query, top=10_000, per_file=True, fuse="rank") == list(best.values())
     in_a = service.search_vector(query, top=10_000, folder="/lib/a")
     assert in_a and all(h.path.startswith("/lib/a/") for h in in_a)
     assert len(in_a) == sum(1 for h in every if h.path.startswith("/lib/a/"))
@@ -168,7 +172,7 @@ def test_search_any_interleaves_the_modalities_by_rank(lopsided, per_file):
     piano clip found by its picture only)."""
     catalog, query = lopsided
     service = SearchService(catalog)
-    hits = service.search_vector(query, kind="any", top=6, per_file=per_file)
+    hits = service.search_vector(query, kind="any", top=6, per_file=per_file, fuse="rank")
     video = service.search_vector(query, kind="video", top=6, per_file=per_file)
     audio = service.search_vector(query, kind="audio", top=6, per_file=per_file)
     if not per_file:
@@ -203,7 +207,7 @@ def test_search_any_keeps_a_sound_found_as_itself_first(tmp_path):
             [FileRecord("/lib/itself.wav", 1, 1, 2.0, has_audio=True, windows=[(0.0, 2.0)], vectors={"audio": query[None]})]
             + [FileRecord(f"/lib/f{i}.mp4", 1, 1, 2.0, has_video=True, has_audio=True, windows=[(0.0, 2.0)],
                           vectors={"video": pictures[i: i + 1], "audio": sounds[i: i + 1]}) for i in range(3)])
-        hits = SearchService(catalog).search_vector(query, kind="any", top=3, per_file=True)
+        hits = SearchService(catalog).search_vector(query, kind="any", top=3, per_file=True, fuse="rank")
         assert hits[0].path == "/lib/itself.wav" and hits[0].score == pytest.approx(1.0)
 
 
