@@ -100,7 +100,11 @@ def open_file(path: str | os.PathLike) -> OpenFile:
         fd = os.open(given, OPEN_FLAGS)
     except (ValueError, OSError):
         raise refused(path) from None
-    opened = OpenFile(fd, given, "", os.fstat(fd))
+    try:
+        opened = OpenFile(fd, given, "", os.fstat(fd))
+    except OSError:
+        os.close(fd)  # not leaked when fstat fails
+        raise refused(path) from None
     try:
         opened.real = _own_path(opened)
     except OSError:

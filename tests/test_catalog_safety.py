@@ -496,3 +496,27 @@ def test_store_ids_past_sqlite_range_are_not_found(small_catalog):
         for lookup in (catalog.window, catalog.media_by_id, lambda i: catalog.embedding(i, "audio")):
             with pytest.raises(NotFound):
                 lookup(10**23)
+
+
+def test_serving_without_a_lock_only_where_none_can_be_made(tmp_path, monkeypatch):
+    """A server goes on without its shared lock only when the lock file cannot be made in a
+    read-only folder (CatalogReadOnly); any other failure to make it (a full disk, a path that is
+    a folder) stops it in one line instead of serving unguarded. Catches the rule widened back to
+    every CatalogError (the second case then serves)."""
+    from catalog import lock
+    from catalog.records import CatalogError, CatalogReadOnly
+
+    db = tmp_path / "c.db"
+
+    def fails_with(error):
+        def _open(file, db):
+            raise error
+        return _open
+
+    monkeypatch.setattr(lock, "_open", fails_with(CatalogReadOnly(db)))
+    with lock.serving(db, "vlsa app"):
+        pass
+    monkeypatch.setattr(lock, "_open", fails_with(CatalogError(f"{db}.serve.lock: cannot make the lock file (No space left on device)")))
+    with pytest.raises(CatalogError, match="No space left"):
+        with lock.serving(db, "vlsa app"):
+            pass
