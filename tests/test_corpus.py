@@ -463,3 +463,26 @@ def test_split_ship_mode_holds_out_only_the_demo_recordings():
     assert split.assign("supertuxkart-data", ["a car engine revs up"], holdout=chosen) == ("train", None)
     with pytest.raises(AssertionError, match="sheep"):  # another phrasing of a training row
         split.check_split([{"text": "a bleat", "captions": ["a bleat", "the sound of a sheep"], "split": "train"}])
+
+
+def test_rcc_unpack_keeps_every_entry_inside_its_folder_and_says_corrupt_in_one_line(tmp_path):
+    """An archive is someone else's file: an entry named `..`, or with an empty part (a leading
+    `/` is one), is not written, so nothing lands outside the folder it is unpacked to; a
+    corrupt archive (a names' offset past its end) is an ArchiveError (the builder skips and counts it), not a struct.error.
+    Catches the old `..`-only check (the `/`-rooted name was written to an absolute path) and
+    the corrupt-archive wrapping removed."""
+    from train.corpus import archives
+
+    outside = tmp_path / "outside.txt"
+    tree = {"ok.txt": b"fine", "..": {"up.txt": b"up"}, str(tmp_path): {outside.name: b"rooted"}}  # "/tmp/..."
+    path = tmp_path / "a.rcc"
+    path.write_bytes(_rcc(tree))
+    out = tmp_path / "out"
+    written = archives.unpack(path, out)
+    assert written == [out / "ok.txt"] and not outside.exists() and not (tmp_path / "up.txt").exists()
+    assert sorted(p.name for p in tmp_path.rglob("*.txt")) == ["ok.txt"]
+    blob = bytearray(path.read_bytes())
+    blob[16:20] = struct.pack(">I", len(blob) + 1000)  # the names' offset past the end of the file
+    (tmp_path / "cut.rcc").write_bytes(bytes(blob))
+    with pytest.raises(archives.ArchiveError, match="cut.rcc: corrupt"):
+        archives.unpack(tmp_path / "cut.rcc", tmp_path / "cut")

@@ -140,12 +140,26 @@ def unpack(archive: Path, out: Path) -> list[Path]:
     """Write the files of an .rcc (under their archive paths) or a .cat (as NN_<title>.wav, the
     entry's full name beside it in NN_<title>.txt: it holds the sound's credit and licence) under
     `out`; the paths written."""
+    try:
+        return _unpack(archive, out)
+    except (struct.error, UnicodeDecodeError) as e:  # an offset or a name past what the file holds
+        raise ArchiveError(f"{archive.name}: corrupt ({e})") from None
+
+
+def _inside(name: str) -> bool:
+    """Whether an archive's entry name stays under the folder it is unpacked to: relative, no
+    `..`, `.` or empty parts (a name is the archive writer's, not ours; a leading `/` is an
+    empty first part)."""
+    return all(part not in ("", ".", "..") for part in name.split("/")) and "\x00" not in name
+
+
+def _unpack(archive: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if archive.suffix == ".rcc":
         rcc = Rcc(archive)
         for name in rcc.names():
-            if ".." in name.split("/"):
+            if not _inside(name):
                 continue
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
