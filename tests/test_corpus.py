@@ -447,7 +447,8 @@ def test_phrasings_say_a_sound_several_ways(caption, said):
 def test_split_ship_mode_holds_out_only_the_demo_recordings():
     """`--holdout none`: a held-out package and concept train, the demo's own recordings and the
     held-out voices stay test, and a training caption with a held-out word passes the check;
-    `--held-out-package` replaces the default packages. Catches: ship mode still holding out
+    `--held-out-package` replaces the default packages, and with `--holdout none` is held out beside
+    the demo's recordings. Catches: ship mode still holding out
     packages or concepts (the shipped model never hears them), the demo's recordings trained on."""
     from train.corpus.demo_media import CLIPS
 
@@ -461,6 +462,10 @@ def test_split_ship_mode_holds_out_only_the_demo_recordings():
     chosen = split.Holdout.of("packages", ("openttd-opensfx",))
     assert split.assign("openttd-opensfx", ["a cow moos"], holdout=chosen) == ("test", "heldout-package")
     assert split.assign("supertuxkart-data", ["a car engine revs up"], holdout=chosen) == ("train", None)
+    measured = split.Holdout.of("none", ("openttd-opensfx",))  # the shipped one, measured on a package
+    assert split.assign("openttd-opensfx", ["a cow moos"], holdout=measured) == ("test", "heldout-package")
+    assert split.assign("0ad-data", ["a wolf howls"], holdout=measured) == ("train", None)
+    assert split.assign(CLIPS[0][0], [CLIPS[0][1]], holdout=measured) == ("test", "demo")
     with pytest.raises(AssertionError, match="sheep"):  # another phrasing of a training row
         split.check_split([{"text": "a bleat", "captions": ["a bleat", "the sound of a sheep"], "split": "train"}])
 

@@ -293,8 +293,8 @@ def shard(manifest: Path, out: Path, preset: str, checkpoint: str | None, per_sh
               help="packages: hold out whole packages, concepts and voices to measure on (development); "
                    "none: train on everything permitted but the demo's own held-out recordings (the shipped checkpoint).")
 @click.option("--held-out-package", "held_out", multiple=True, metavar="NAME",
-              help="With --holdout packages: hold out these sources (repeatable) instead of the default "
-                   "(supertuxkart-data, shared-media).")
+              help="Hold out these sources (repeatable): with --holdout packages instead of the default "
+                   "(supertuxkart-data, shared-media); with --holdout none beside the demo's recordings.")
 @click.option("--only", multiple=True, metavar="SOURCE",
               help="Build only these sources (repeatable: a package, espeak-ng, shared-media); default all.")
 def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline: bool, workers: int,
@@ -305,8 +305,6 @@ def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline
     from train.corpus.build import build, plan_corpus
     from train.corpus.split import Holdout
 
-    if held_out and holdout == "none":
-        raise click.UsageError("--held-out-package holds packages out; it goes with --holdout packages")
     start = time.perf_counter()
     with tqdm(desc="fetch", unit="pkg", file=sys.stderr) as bar:
         plan = plan_corpus(cache, shared_media, seed=seed, offline=offline,

@@ -42,11 +42,13 @@ class Holdout:
 
     @classmethod
     def of(cls, mode: str, packages: tuple[str, ...] = ()) -> Holdout:
-        """"packages" (the default held-out packages, or these) or "none" (ship: only the demo's)."""
+        """"packages" (the default held-out packages, or these) or "none" (ship: only the demo's, and
+        these packages if any: a package the shipped checkpoint never hears, to measure it on)."""
         if mode == "none":
             from train.corpus.demo_media import CLIPS
 
-            return cls(packages=(), concepts=False, demo=frozenset(CLIPS))
+            held = tuple((p, "heldout-package") for p in packages)
+            return cls(packages=held, concepts=False, demo=frozenset(CLIPS))
         if mode != "packages":
             raise ValueError(f"unknown holdout mode {mode!r} (packages or none)")
         return cls(packages=tuple((p, "heldout-package") for p in packages)) if packages else cls()
