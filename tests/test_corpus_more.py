@@ -19,7 +19,7 @@ RATE = 16000
 def _touch(root: Path, rel: str) -> Path:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
+    path.write_bytes(rel.encode())  # each file its own bytes: copies are told by their bytes
     return path
 
 
@@ -90,17 +90,23 @@ def test_more_sounds_leave_out_unnamed_files_and_record_file_licences(tmp_path):
     assert skipped == {"no caption from its name": 1}
 
 
-def test_more_sounds_take_a_linked_sound_once(tmp_path):
-    """megaglest-data's tilesets link each other's sound folders: the same recording is one row.
-    Catches: a link taken again (the model trained twice as often on one wolf)."""
-    wolf = _touch(tmp_path, "usr/share/games/megaglest/tilesets/desert2/sounds/wolf.wav")
-    linked = tmp_path / "usr/share/games/megaglest/tilesets/birch_forest/sounds"
-    linked.mkdir(parents=True)
-    (linked / "wolf.wav").symlink_to(wolf)
+def test_more_sounds_take_a_linked_or_copied_sound_once(tmp_path):
+    """megaglest-data's tilesets link each other's sound folders (96 links), and a package may hold
+    a file twice: the same bytes are one row, a different recording with the same name (its units'
+    72 "swordman_attack" files are 72 different recordings) is kept. Catches: a link or a copy
+    taken again, or a sound dropped for its name alone."""
+    glest = tmp_path / "usr/share/games/megaglest"
+    wolf = _touch(glest, "tilesets/desert2/sounds/wolf.wav")
+    (glest / "tilesets/birch_forest/sounds").mkdir(parents=True)
+    (glest / "tilesets/birch_forest/sounds/wolf.wav").symlink_to(wolf)
+    for unit, data in (("swordman", b"clang"), ("swordman_berserk", b"clang"), ("spearman", b"clonk")):
+        path = glest / f"techs/megapack/factions/norsemen/units/{unit}/sounds/swordman_attack1.wav"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
     skipped = SkipCounter()
     items = sound_items("megaglest-data", tmp_path, skipped)
-    assert [i.caption for i in items] == ["a wolf howls"]
-    assert skipped == {"a link to a sound already taken": 1}
+    assert sorted(i.caption for i in items) == ["a wolf howls", "swords clash", "swords clash"]
+    assert skipped == {"a copy of a sound already taken": 2}
 
 
 def _tone(path: Path, hz: float) -> None:

@@ -6,6 +6,7 @@ no caption is left out and counted by `SkipCounter` with its reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -90,12 +91,12 @@ def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
     """The captioned sounds of one extracted package."""
     items = []
     licence_of = file_licences(root, name) if name in PER_FILE_LICENCES else None
-    seen: set[Path] = set()
+    seen: set[bytes] = set()
     for path in _audio_files(root):
         rel = path.relative_to(root)
         folders = rel.parts[:-1]
         if name in _MORE and _already_taken(path, seen):  # megaglest's tilesets link each other's sounds
-            skipped.skip("a link to a sound already taken")
+            skipped.skip("a copy of a sound already taken")
             continue
         if LEFT_OUT_FOLDERS & set(folders) and name not in HAND_CAPTIONED:
             skipped.skip("music, interface or foreign voice")
@@ -112,11 +113,12 @@ def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
     return items
 
 
-def _already_taken(path: Path, seen: set[Path]) -> bool:
-    real = path.resolve()
-    if real in seen:
+def _already_taken(path: Path, seen: set[bytes]) -> bool:
+    """Whether a file with the same bytes was met before (a link, or a copy in another folder)."""
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    if digest in seen:
         return True
-    seen.add(real)
+    seen.add(digest)
     return False
 
 
