@@ -41,6 +41,7 @@ from train.corpus.sources import (
     EMOJI,
     EMOJI_FONT,
     GCOMPRIS_PHOTOS_PACKAGE,
+    MORE_PACKAGES,
     SHARED_MEDIA,
     SHARED_MEDIA_LICENCES,
     SOUND_PACKAGES,
@@ -223,7 +224,7 @@ def plan_corpus(cache: Path, shared_media: Path | None, seed: int = 0, offline: 
         items += shared_media_items(shared_media, plan.skipped)
         for folder, lic in SHARED_MEDIA_LICENCES.items():
             plan.licences[f"{SHARED_MEDIA}/{folder}"] = lic
-    for package in WIDER_PACKAGES:
+    for package in WIDER_PACKAGES + MORE_PACKAGES:
         items += _package_sounds(plan, package, cache, offline, on_package)
     sounds = []  # (caption, wave maker, split) for pairing with pictures
     for i, item in enumerate(items):

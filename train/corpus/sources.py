@@ -6,12 +6,13 @@ no caption is left out and counted by `SkipCounter` with its reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.corpus import archives, named
+from train.corpus import archives, more, named
 from train.corpus.captions import sound_caption
 from train.corpus.fetch import Package, file_licences
 from train.corpus.speech import hedgewars_caption, klettres_caption
@@ -44,12 +45,16 @@ WIDER_PACKAGES = (
     Package("openttd-opensfx", ("./usr/share/games/openttd/baseset/opensfx/*",),
             unpack=("usr/share/games/openttd/baseset/opensfx/*.cat",)),
 )
+# Added 2026-12-06 too, planned after WIDER_PACKAGES (for the same reason): game, drum-kit and
+# flight-simulator sounds, each captioned from its package's hand map (train/corpus/more.py).
+MORE_PACKAGES = more.MORE_PACKAGES
+_MORE = {p.name for p in MORE_PACKAGES}
 GCOMPRIS_PHOTOS_PACKAGE = "gcompris-qt-data"  # its animal photos are pictures too (pictures.gcompris_photos)
 # Packages captioned only from named.py's maps (a file not in them is left out), so the folder rule
 # below does not apply: gcompris' world music is chosen recordings, captioned by what plays.
 HAND_CAPTIONED = {p.name for p in WIDER_PACKAGES}
 # Packages whose copyright file gives licences file by file: each row records its file's.
-PER_FILE_LICENCES = {"gcompris-qt-data", "sound-theme-freedesktop"}
+PER_FILE_LICENCES = {"gcompris-qt-data", "sound-theme-freedesktop", "scorched3d-data"}
 # Folders of a package whose sounds are not captioned from their names: music (titles, not
 # sounds), game-interface beeps, and 0ad's voices (Greek, Latin, ... soldiers' lines).
 LEFT_OUT_FOLDERS = {"music", "interface", "voice", "devtest", "Music"}
@@ -86,9 +91,13 @@ def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
     """The captioned sounds of one extracted package."""
     items = []
     licence_of = file_licences(root, name) if name in PER_FILE_LICENCES else None
+    seen: set[bytes] = set()
     for path in _audio_files(root):
         rel = path.relative_to(root)
         folders = rel.parts[:-1]
+        if name in _MORE and _already_taken(path, seen):  # megaglest's tilesets link each other's sounds
+            skipped.skip("a copy of a sound already taken")
+            continue
         if LEFT_OUT_FOLDERS & set(folders) and name not in HAND_CAPTIONED:
             skipped.skip("music, interface or foreign voice")
             continue
@@ -104,6 +113,15 @@ def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
     return items
 
 
+def _already_taken(path: Path, seen: set[bytes]) -> bool:
+    """Whether a file with the same bytes was met before (a link, or a copy in another folder)."""
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    if digest in seen:
+        return True
+    seen.add(digest)
+    return False
+
+
 def _caption(package: str, folders: tuple[str, ...], stem: str) -> tuple[str | None, str]:
     if package == "hedgewars-data" and "voices" in folders:
         return hedgewars_caption(folders[folders.index("voices") + 1], stem), "speech"
@@ -114,6 +132,8 @@ def _caption(package: str, folders: tuple[str, ...], stem: str) -> tuple[str | N
         return named.GCOMPRIS.get(named.gcompris_key(stem)), "sound"
     if package == "sound-theme-freedesktop":
         return named.freedesktop_caption(stem)
+    if package in _MORE:
+        return more.more_caption(package, folders, stem)
     if package == "oxygen-sounds":  # notification sounds: the name says the event, not the sound
         caption = sound_caption(stem)
         return (f"a notification chime for {caption.removeprefix('the sound of ')}" if caption else None), "sound"
