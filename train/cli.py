@@ -1,4 +1,4 @@
-"""`vlsa data ...`, `vlsa train`, `vlsa eval`, `vlsa finetune`: registered as vlsa.commands."""
+"""`vlsa data ...`, `vlsa train`, `vlsa eval`, `vlsa finetune`, `vlsa fit-tower`: registered as vlsa.commands."""
 
 from __future__ import annotations
 
@@ -406,3 +406,61 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
         click.echo(format_table(result["eval"]))
     click.echo(f"fine-tuned {result['step']} steps ({epochs} epochs of {n} clips); checkpoint {out}/checkpoint")
     _exit_if_terminated(result)
+
+
+@click.command("fit-tower")
+@click.option("--init", "init", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The trained checkpoint whose joint space the tower is fitted into.")
+@click.option("--manifest", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Its train split is fitted on, its test split evaluated.")
+@click.option("--tower", default="aisfx", show_default=True,
+              help="The pretrained audio tower, when --init has none (vlsa/audio_tower.py).")
+@click.option("--out", default="runs/fit-tower", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", default=40, show_default=True)
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--temperature", default=0.05, show_default=True)
+@click.option("--video-weight", default=1.0, show_default=True, help="Weight of the sound<->picture term.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Decoding processes while computing features.")
+@click.option("--eval-split", default="test", show_default=True, help="Evaluate on this split at the end ('' for none).")
+def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, seed, workers,
+              eval_split) -> None:
+    """Fit a pretrained audio tower into a trained checkpoint, everything else frozen (train/tower_fit.py)."""
+    from tqdm import tqdm
+
+    from train.data import read_manifest
+    from train.tower_fit import FitSettings, fit_audio_side, row_features
+    from vlsa.api import VLSA
+    from vlsa.checkpoint import fingerprint, load_config, load_into, load_weights
+    from vlsa.config import apply_overrides
+
+    config = load_config(init)
+    if config.audio.tower == "shared":
+        config = apply_overrides(config, {"audio.tower": tower})
+    fresh = () if any(k.startswith("audio_adapter.") for k in load_weights(init)) else ("audio_adapter",)
+    torch_seed(seed)
+    model = load_into(VLSA(config), init, fresh).eval()
+    rows = read_manifest(manifest, "train")
+    with tqdm(desc="features", unit="chunk", file=sys.stderr) as bar:
+        feats = row_features(model, fingerprint(init), rows, out / "features", workers,
+                             on_chunk=lambda done, total: (setattr(bar, "total", total), bar.update(1)))
+    settings = FitSettings(epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
+                           video_weight=video_weight, seed=seed)
+    with tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr) as bar:
+        fit_audio_side(model, rows, feats, settings,
+                       on_epoch=lambda epoch, loss: (bar.set_postfix(loss=f"{loss:.3f}"), bar.update(1)))
+    saved = model.save_pretrained(out / "checkpoint", extra={"fit_tower": {
+        "init": fingerprint(init), "manifest": str(manifest), "rows": len(rows),
+        "sounds": int(feats.has_audio.sum()), **dataclasses.asdict(settings)}})
+    if eval_split:
+        from train.evaluate import evaluate, format_table
+
+        click.echo(format_table(evaluate(model, str(manifest), eval_split, workers=workers)))
+    click.echo(f"fitted {config.audio.tower} on {int(feats.has_audio.sum())} sounds for {epochs} epochs; checkpoint {saved}")
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)  # the fresh adapter's initialisation

@@ -1,0 +1,123 @@
+"""`vlsa fit-tower` (train/tower_fit.py): a pretrained audio tower fitted into a trained
+checkpoint's joint space on cached features, everything but the audio side frozen."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from mediagen import make_audio
+
+from train import tower_fit
+from train.data import Row
+from train.tower_fit import Features, FitSettings, fit_audio_side, row_features
+from vlsa import VLSA
+from vlsa.checkpoint import load_config, load_extra, load_weights
+
+CAPTIONS = ("a dog barks", "a bell rings", "glass breaks", "a car engine starts")
+
+
+def clustered_features(model: VLSA, per_caption: int = 8) -> tuple[list[Row], Features]:
+    """Rows whose tower vectors lie in one tight cluster per caption (the tower 'hears' the
+    kinds apart), every other row with a picture embedding too."""
+    g = torch.Generator().manual_seed(1)
+    width, n = model.audio_tower.width, per_caption * len(CAPTIONS)
+    centres = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), width, generator=g), dim=-1)
+    label = torch.arange(n) % len(CAPTIONS)
+    tower = torch.nn.functional.normalize(centres[label] + 0.05 * torch.randn(n, width, generator=g), dim=-1)
+    rows = [Row(video=None, audio=None, text=CAPTIONS[k], captions=[CAPTIONS[k], f"the sound: {CAPTIONS[k]}"])
+            for k in label.tolist()]
+    video = torch.nn.functional.normalize(torch.randn(n, model.config.embed_dim, generator=g), dim=-1)
+    return rows, Features(tower=tower, video=video, has_audio=torch.ones(n, dtype=torch.bool),
+                          has_video=torch.arange(n) % 2 == 0)
+
+
+def distinct_words(model: VLSA, monkeypatch) -> None:
+    """The model's text embeddings replaced by a fixed random vector per caption: a fresh tiny
+    model says every caption almost alike (cosines above 0.99), a trained one does not."""
+    table: dict[str, torch.Tensor] = {}
+    g = torch.Generator().manual_seed(2)
+
+    def embed_text(texts):
+        for t in texts:
+            table.setdefault(t, torch.nn.functional.normalize(torch.randn(model.config.embed_dim, generator=g), dim=0))
+        return torch.stack([table[t] for t in texts])
+    monkeypatch.setattr(model, "embed_text", embed_text)
+
+
+def test_fit_audio_side_learns_the_captions_and_leaves_every_other_weight_as_it_was(small_sound_model, monkeypatch):
+    """After the fit, each caption's nearest sounds are its own (chance: a quarter) and every
+    weight outside the audio adapter, pool norm and projection is bit-identical to before, the
+    audio pool norm's statistics the plain mean over the rows. Catches: any other weight moved
+    (every search without sound would move with it), the caption term dropped (the sounds
+    matched to the pictures only), the pool statistics left at their running averages."""
+    torch.manual_seed(0)
+    model = VLSA.from_preset("tiny", **{"audio.tower": "small"}).eval()
+    distinct_words(model, monkeypatch)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rows, feats = clustered_features(model)
+    fit_audio_side(model, rows, feats, FitSettings(epochs=30, batch_size=16, lr=3e-3))
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith(tower_fit.TRAINED) for k in changed), sorted(changed)
+    assert any(k.startswith("audio_adapter.") for k in changed)
+    with torch.no_grad():
+        audio = model.join_tower_audio(feats.tower)
+    text = model.embed_text(list(CAPTIONS))
+    nearest = (text @ audio.T).topk(4, dim=1).indices % len(CAPTIONS)
+    assert (nearest == torch.arange(len(CAPTIONS))[:, None]).all(), nearest
+    with torch.no_grad():  # precise statistics: the plain mean over every row's adapter output
+        pooled = model.audio_adapter(feats.tower)
+    torch.testing.assert_close(model.pool_norm["audio"].running_mean, pooled.mean(0), atol=1e-5, rtol=1e-4)
+
+
+def test_row_features_resume_from_their_chunks_and_never_reuse_another_checkpoints(
+        small_sound_model, tmp_path, monkeypatch):
+    """A second run reads the chunks a first run wrote and embeds only the missing one; another
+    checkpoint (its picture side differs) gets a folder of its own. Catches: every chunk
+    embedded again (a killed run starting from scratch), a chunk of another checkpoint reused."""
+    monkeypatch.setattr(tower_fit, "CHUNK_ROWS", 2)
+    rows = []
+    for k, hz in enumerate((300.0, 900.0, 2700.0)):
+        make_audio(tmp_path / f"{k}.wav", 2.0, sample_rate=44100, tone_hz=hz)
+        rows.append(Row(video=None, audio=tmp_path / f"{k}.wav", text=CAPTIONS[k]))
+    torch.manual_seed(0)
+    model = VLSA.from_preset("tiny", **{"audio.tower": "small"}).eval()
+    first = row_features(model, "ckpt-a", rows, tmp_path / "features", workers=0)
+    assert first.has_audio.all() and not first.has_video.any()
+    (chunk,) = (tmp_path / "features").glob("*/chunk-00001.npz")
+    chunk.unlink()  # the run was killed before its last chunk
+    embedded = []
+    real = tower_fit._embed_chunk
+    monkeypatch.setattr(tower_fit, "_embed_chunk", lambda m, r, p, w: (embedded.append(len(r)), real(m, r, p, w)))
+    again = row_features(model, "ckpt-a", rows, tmp_path / "features", workers=0)
+    assert embedded == [1]
+    torch.testing.assert_close(again.tower, first.tower)
+    row_features(model, "ckpt-b", rows, tmp_path / "features", workers=0)
+    assert embedded == [1, 2, 1]
+
+
+def test_cli_fit_tower_gives_a_checkpoint_a_fitted_tower(small_sound_model, tmp_path):
+    """`vlsa fit-tower --init C`: C has no tower; the result has one, its adapter fitted, C's
+    text weights unchanged, and what it was fitted on recorded. Catches the tower not set on a
+    checkpoint without one, the adapter not saved, the record missing."""
+    from click.testing import CliRunner
+
+    from vlsa.cli import cli
+
+    torch.manual_seed(0)
+    init = VLSA.from_preset("tiny").save_pretrained(tmp_path / "init")
+    with open(tmp_path / "m.jsonl", "w") as f:
+        for k, hz in enumerate((300.0, 900.0, 2700.0, 5000.0)):
+            make_audio(tmp_path / f"{k}.wav", 2.0, sample_rate=44100, tone_hz=hz)
+            f.write(json.dumps({"audio": f"{k}.wav", "text": CAPTIONS[k], "split": "train"}) + "\n")
+    result = CliRunner().invoke(cli, ["fit-tower", "--init", str(init), "--manifest", str(tmp_path / "m.jsonl"),
+                                      "--tower", "small", "--out", str(tmp_path / "run"), "--epochs", "3",
+                                      "--batch-size", "4", "--workers", "0", "--eval-split", ""])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "run" / "checkpoint"
+    assert load_config(out).audio.tower == "small"
+    weights, start = load_weights(out), load_weights(init)
+    assert any(k.startswith("audio_adapter.") for k in weights)
+    assert all(torch.equal(weights[k], v) for k, v in start.items() if k.startswith(("text_adapter.", "proj.text.")))
+    assert load_extra(out)["fit_tower"]["sounds"] == 4
