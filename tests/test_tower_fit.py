@@ -19,7 +19,7 @@ CAPTIONS = ("a dog barks", "a bell rings", "glass breaks", "a car engine starts"
 
 def clustered_features(model: VLSA, per_caption: int = 8) -> tuple[list[Row], Features]:
     """Rows whose tower vectors lie in one tight cluster per caption (the tower 'hears' the
-    kinds apart), every other row with a picture embedding too."""
+    kinds apart), every other row with a picture embedding too, and a picture without sound."""
     g = torch.Generator().manual_seed(1)
     width, n = model.audio_tower.width, per_caption * len(CAPTIONS)
     centres = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), width, generator=g), dim=-1)
@@ -27,9 +27,10 @@ def clustered_features(model: VLSA, per_caption: int = 8) -> tuple[list[Row], Fe
     tower = torch.nn.functional.normalize(centres[label] + 0.05 * torch.randn(n, width, generator=g), dim=-1)
     rows = [Row(video=None, audio=None, text=CAPTIONS[k], captions=[CAPTIONS[k], f"the sound: {CAPTIONS[k]}"])
             for k in label.tolist()]
-    video = torch.nn.functional.normalize(torch.randn(n, model.config.embed_dim, generator=g), dim=-1)
-    return rows, Features(tower=tower, video=video, has_audio=torch.ones(n, dtype=torch.bool),
-                          has_video=torch.arange(n) % 2 == 0)
+    video = torch.nn.functional.normalize(torch.randn(n + 1, model.config.embed_dim, generator=g), dim=-1)
+    rows.append(Row(video=None, audio=None, text="an emoji of a cyclone"))  # a picture: no sound to fit
+    return rows, Features(tower=torch.cat([tower, torch.zeros(1, width)]), video=video,
+                          has_audio=torch.arange(n + 1) < n, has_video=torch.arange(n + 1) % 2 == 0)
 
 
 def distinct_words(model: VLSA, monkeypatch) -> None:
@@ -62,12 +63,12 @@ def test_fit_audio_side_learns_the_captions_and_leaves_every_other_weight_as_it_
     assert changed and all(k.startswith(tower_fit.TRAINED) for k in changed), sorted(changed)
     assert any(k.startswith("audio_adapter.") for k in changed)
     with torch.no_grad():
-        audio = model.join_tower_audio(feats.tower)
+        audio = model.join_tower_audio(feats.tower[feats.has_audio])
     text = model.embed_text(list(CAPTIONS))
     nearest = (text @ audio.T).topk(4, dim=1).indices % len(CAPTIONS)
     assert (nearest == torch.arange(len(CAPTIONS))[:, None]).all(), nearest
     with torch.no_grad():  # precise statistics: the plain mean over every row's adapter output
-        pooled = model.audio_adapter(feats.tower)
+        pooled = model.audio_adapter(feats.tower[feats.has_audio])
     torch.testing.assert_close(model.pool_norm["audio"].running_mean, pooled.mean(0), atol=1e-5, rtol=1e-4)
 
 

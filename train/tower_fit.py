@@ -126,11 +126,11 @@ def fit_audio_side(model: VLSA, rows: list[Row], feats: Features, settings: FitS
     usable = [i for i, r in enumerate(rows) if feats.has_audio[i] and (r.captions or r.text)]
     if len(usable) < 2:
         raise ValueError("fewer than two rows with both a sound and a caption")
-    captions = [r.captions or [r.text] for r in rows]
-    vocabulary = sorted({c for i in usable for c in captions[i]})
+    captions = {i: rows[i].captions or [rows[i].text] for i in usable}  # a picture's are not needed
+    vocabulary = sorted({c for phrasings in captions.values() for c in phrasings})
     index = {c: k for k, c in enumerate(vocabulary)}
     text = model.embed_text(vocabulary)
-    choices = [[index[c] for c in captions[i]] for i in range(len(rows))]
+    choices = {i: [index[c] for c in phrasings] for i, phrasings in captions.items()}
 
     trained = [p for name, p in model.named_parameters() if name.startswith(TRAINED)]
     g = torch.Generator().manual_seed(settings.seed)
