@@ -1,5 +1,5 @@
 """Shared fixtures: a trained tiny checkpoint and an indexed library of generated clips, and the
-search app running on it in a subprocess.
+search app running on it in a subprocess; and a small pretrained sound model in a fake package.
 
 `app_library` overfits a tiny model on 8 synthetic clips until each caption retrieves its own clip
 (the app tests need a model whose answers are right, and an untrained one's are not), then
@@ -9,6 +9,8 @@ indexes the clips. About 15-30 s on a 2-core CPU; built once per test session, o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import socket
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +160,32 @@ def running_app(app_library, tmp_path_factory) -> Iterator[RunningApp]:
     """`vlsa app` on the library, stopped after the session."""
     with serve_app(app_library.db, tmp_path_factory.mktemp("app-log") / "app.log") as app:
         yield app
+
+
+@pytest.fixture
+def small_sound_model(tmp_path, monkeypatch):
+    """A 32-wide trunk saved as aisfx saves its checkpoint ((state dict with class heads, numpy
+    scalars), under `embedding_net.`) in a package `fake_aisfx`, registered as 'small'."""
+    from vlsa.audio_tower import PRETRAINED, EmbeddingTrunk, checkpoint_file
+
+    package = tmp_path / "fake_aisfx"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('the package code must not run')\n")
+    torch.manual_seed(0)
+    trunk = EmbeddingTrunk(32)
+    for m in trunk.modules():  # BatchNorm statistics other than the defaults, so loading shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    state = {f"embedding_net.{k}": v for k, v in trunk.state_dict().items()}
+    state["fc.0.0.weight"] = torch.zeros(16, 32)  # a class head: must not be read
+    file = package / "models" / "checkpoint.pth"
+    torch.save((state, {"library": (np.int64(0), 16)}), file)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = dataclasses.replace(PRETRAINED["aisfx"], package="fake_aisfx", version="", sha256=digest, width=32)
+    monkeypatch.setitem(PRETRAINED, "small", spec)
+    checkpoint_file.cache_clear()
+    yield trunk.eval()
+    checkpoint_file.cache_clear()
+    sys.modules.pop("fake_aisfx", None)

@@ -1,16 +1,14 @@
 """Pretrained sound knowledge (vlsa/audio_tower.py): the front end against librosa, the pinned
 checkpoint, the frozen audio tower and its adapter, the audio teacher, and the input plumbing.
 
-Most tests run a small trunk written here into a fake package (fast, no 25 MB read); the rest
-read the real aisfx checkpoint that `make setup` installs.
+Most tests run a small trunk written into a fake package (conftest.py's small_sound_model: fast,
+no 25 MB read); the rest read the real aisfx checkpoint that `make setup` installs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,6 @@ from vlsa.audio import fit_length
 from vlsa.audio_tower import (
     PRETRAINED,
     TOWER_WAVE,
-    EmbeddingTrunk,
     SoundEncoder,
     TowerSpectrogram,
     checkpoint_file,
@@ -34,33 +31,6 @@ from vlsa.media import Clip, read_audio
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "aisfx_logmel.npz"
 RATE = 44100
-
-
-@pytest.fixture
-def small_sound_model(tmp_path, monkeypatch):
-    """A 32-wide trunk saved as aisfx saves its checkpoint ((state dict with class heads, numpy
-    scalars), under `embedding_net.`) in a package `fake_aisfx`, registered as 'small'."""
-    package = tmp_path / "fake_aisfx"
-    (package / "models").mkdir(parents=True)
-    (package / "__init__.py").write_text("raise RuntimeError('the package code must not run')\n")
-    torch.manual_seed(0)
-    trunk = EmbeddingTrunk(32)
-    for m in trunk.modules():  # BatchNorm statistics other than the defaults, so loading shows
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    state = {f"embedding_net.{k}": v for k, v in trunk.state_dict().items()}
-    state["fc.0.0.weight"] = torch.zeros(16, 32)  # a class head: must not be read
-    file = package / "models" / "checkpoint.pth"
-    torch.save((state, {"library": (np.int64(0), 16)}), file)
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = dataclasses.replace(PRETRAINED["aisfx"], package="fake_aisfx", version="", sha256=digest, width=32)
-    monkeypatch.setitem(PRETRAINED, "small", spec)
-    checkpoint_file.cache_clear()
-    yield trunk.eval()
-    checkpoint_file.cache_clear()
-    sys.modules.pop("fake_aisfx", None)
 
 
 def tone(seconds: float, hz: float, amplitude: float = 0.5) -> torch.Tensor:
