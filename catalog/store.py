@@ -11,11 +11,8 @@ Tables (schema version 2):
     media(id, path, size, mtime_ns, duration, has_video, has_audio, status, error, indexed_at,
           dev, ino)                       dev, ino: the file's identity when read (NULL before v2)
     windows(id, media_id, start, end)     seconds from the start of the file
-    embeddings(window_id, modality, vector)   modality 'video' | 'audio' | 'audio_tower'; float32
-                                          little-endian. 'audio_tower': with a checkpoint that has a
-                                          pretrained audio tower, the tower's own vector of each
-                                          window with sound, beside its joint 'audio' one (what
-                                          sounds are compared with each other by)
+    embeddings(window_id, modality, vector)   modality 'video' | 'audio' | 'audio_tower' (a tower
+                                          checkpoint's own sound vectors); float32 little-endian
 
 Paths are stored as the file system's own bytes (BLOB), so a name that is not UTF-8 survives the
 round trip; the API hands them out as `str` decoded like `os.fsdecode` (surrogateescape), which
@@ -62,10 +59,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 WINDOW_MODALITIES = ("video", "audio")  # what a window has: a picture, a sound (the search kinds)
-# Every kind of stored vector: the joint vectors of WINDOW_MODALITIES, and a tower checkpoint's own
-# sound vectors. Those need no schema change (a modality is a string); the meta key TOWER_KEY says
-# when every window with sound has one, so a catalog written before them keeps its joint vectors
-# for sound search until `vlsa index` has added them (Indexer.plan).
+# The joint vectors, and a tower checkpoint's own sound vectors: no schema change (a modality is a
+# string); meta TOWER_KEY says every window with sound has one (an older catalog: Indexer.plan).
 STORED_MODALITIES = (*WINDOW_MODALITIES, TOWER_VECTORS)
 TOWER_KEY = "tower_vectors"
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
@@ -284,14 +279,12 @@ class Catalog:
     # --- a tower checkpoint's own sound vectors ---
 
     def sound_modalities(self) -> tuple[str, ...]:
-        """The modalities every window with sound has vectors of: ("audio",), and TOWER_VECTORS
-        too once the indexer recorded that each has its tower's own (mark_tower_vectors)."""
+        """Of every window with sound: ("audio",), with TOWER_VECTORS once mark_tower_vectors."""
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [TOWER_KEY]).fetchone()
         return ("audio", TOWER_VECTORS) if row else ("audio",)
 
     def lacking_tower_vectors(self) -> set[str]:
-        """Paths of the files with a window that has a joint sound vector and no tower vector (a
-        catalog indexed before tower vectors were stored, or one not yet finished)."""
+        """Paths of the files with a window that has a joint sound vector and no tower vector."""
         rows = self.db.execute(
             "SELECT DISTINCT m.path FROM media m JOIN windows w ON w.media_id = m.id "
             "JOIN embeddings e ON e.window_id = w.id AND e.modality = 'audio' "
@@ -300,8 +293,8 @@ class Catalog:
         return {os.fsdecode(path) for (path,) in rows}
 
     def mark_tower_vectors(self, tower: str) -> None:
-        """Record that every window with sound has its tower's own vector (the caller checked
-        lacking_tower_vectors); searches by sound use them from now on. Cleared by a rebuild."""
+        """Record that every window with sound has a tower vector (none lacking_tower_vectors):
+        searches by sound use them from now on. Cleared by a rebuild."""
         with self.db.atomic():
             self._set_meta({TOWER_KEY: tower})
             self._bump()
