@@ -9,7 +9,9 @@ Search callbacks return SEARCH_OUTPUTS: (gallery, results, hits, query, status)
     results: [dict]                      the hits as JSON (what API clients read; see result_row)
     hits:    [Hit]                       kept in session state for `select_result`
     query:   {"video": (E,) or (N, E), ...}  the query each modality's heatmaps use (a sound's
-                                         N windows: the row that found the result)
+                                         N windows: the row that found the result), by the
+                                         modality of the vectors it is compared with (a tower
+                                         checkpoint's sounds: also "audio_tower")
     status:  str                         Markdown: how many results, how long it took
 """
 
@@ -115,11 +117,11 @@ def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str
         check_upload(audio, ctx.limits)
         options = search_options(kind, folder, duration, per_file, ctx.top)
         with user_errors(file=audio):  # its path is in the app's temporary folder: named by its own name only
-            vector = ctx.service.embed_audio(audio)
-            hits = ctx.service.search_vector(vector, **options)
+            query = ctx.service.sound_query(audio)
+            hits = ctx.service.search_vector(query, **options)
     finally:  # searched or refused, the app keeps no user's sound (app/files.py)
         discard_upload(audio, ctx.workdir)
-    return results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, f"the sound {Path(audio).name}", began)
+    return results(ctx, hits, query, f"the sound {Path(audio).name}", began)
 
 
 def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folder: str = ALL_FOLDERS,
@@ -131,12 +133,9 @@ def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folde
     catalog = ctx.service.catalog
     with user_errors(not_found="No such result in the catalog (it may have been re-indexed); search again, then pick a result."):
         hits = ctx.service.search_like(window, **options)
-        own = {m: catalog.embedding(window, m) for m in WINDOW_MODALITIES}
+        query = ctx.service.like_query(window)  # what search_like searched with
         moment = catalog.window(window)
         name = os.path.basename(catalog.media_by_id(moment.media_id).display_path)
-    # As search_like does: each modality's own vector, or the other one where it has only one.
-    present = [v for v in own.values() if v is not None]
-    query = {m: own[m] if own[m] is not None else present[0] for m in WINDOW_MODALITIES}
     return results(ctx, hits, query, f"{name} at {moment.start:.1f}–{moment.end:.1f} s", began, "like")
 
 
@@ -174,7 +173,7 @@ def spread(ctx: Context, query: dict[str, np.ndarray], modality: str) -> Spread:
 
 def found_by(hit: Hit) -> str:
     """Which of the window's vectors matched, in words."""
-    return "its sound" if hit.modality == "audio" else "its picture"
+    return "its picture" if hit.modality == "video" else "its sound"
 
 
 def result_row(rank: int, hit: Hit, strength: float) -> dict:

@@ -103,7 +103,8 @@ def read_info(catalog: Catalog, modality: str) -> IndexInfo | None:
     except (OSError, ValueError, TypeError):
         return None
     settings = catalog.settings
-    if settings is None or (info.fingerprint, info.dim) != (settings.fingerprint, settings.embed_dim):
+    # The checkpoint fixes each modality's width (embed_dim, or a tower's own for its vectors).
+    if settings is None or info.fingerprint != settings.fingerprint:
         return None  # built before a --rebuild with another checkpoint: every window it holds is gone
     return info
 
@@ -257,7 +258,7 @@ def update(catalog: Catalog, modality: str, min_vectors: int = ANN_MIN_VECTORS) 
         index.add_with_ids(vectors, ids)
     settings = catalog.settings
     _write(catalog, modality, index, IndexInfo(f"{modality}-{generation}.faiss", generation, high,
-                                               settings.fingerprint, settings.embed_dim, int(index.ntotal),
+                                               settings.fingerprint, int(index.d), int(index.ntotal),
                                                count, factory))
     return "built"
 

@@ -40,7 +40,7 @@ from catalog.paths import DEMO_CATALOG, demo_dir, display_path
 from catalog.records import CatalogReadOnly
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, WINDOW_MODALITIES, Catalog, CatalogError
+from catalog.store import MAX_ID, STORED_MODALITIES, Catalog, CatalogError
 from vlsa.config import list_presets
 from vlsa.distributed import cleanup, init_distributed
 
@@ -203,7 +203,7 @@ def _catalog_to_search(db_path: str | None) -> str:
 
 def _update_ann(catalog: Catalog, min_vectors: int) -> None:
     """Build or bring up to date each modality's approximate index, saying so on stderr."""
-    for modality in WINDOW_MODALITIES:
+    for modality in STORED_MODALITIES:  # a tower checkpoint's own sound vectors too: they are searched
         began = time.perf_counter()
         outcome = ann_index.update(catalog, modality, min_vectors)
         if outcome in ("built", "updated"):

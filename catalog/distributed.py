@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from catalog.indexer import Indexer, IndexReport
+from catalog.indexer import Indexer, IndexReport, record_tower_vectors
 from catalog.scan import FileStat
 from catalog.store import Catalog, CatalogError, FileRecord, Settings
 from vlsa.api import VLSA
@@ -110,6 +110,7 @@ def index_distributed(db_path: str | os.PathLike, model: VLSA, roots: Sequence[s
             return IndexReport()
         embedded = {todo[i].path for share in shares for i in share}
         _merge(catalog, parts, todo, embedded, report)
+        record_tower_vectors(catalog, model)
     shutil.rmtree(parts)
     report.wall_seconds = time.perf_counter() - began
     return report

@@ -37,7 +37,7 @@ from catalog.scan import FileStat, ScanResult, scan
 from catalog.store import Catalog, CatalogError, FileRecord, Settings
 from catalog.windows import WindowData
 from vlsa.api import VLSA
-from vlsa.audio_tower import input_samples
+from vlsa.audio_tower import TOWER_VECTORS, input_samples
 
 BATCH_SIZE = 32  # windows per model call: near the CPU's best throughput for tiny, modest memory
 
@@ -116,6 +116,7 @@ class Indexer:
         """
         report, todo = self.plan(roots, rebuild=rebuild, prune=prune)
         self.index_files(todo, report)
+        record_tower_vectors(self.catalog, self.model)
         return report
 
     def plan(self, roots: Iterable[str], rebuild: bool = False,
@@ -129,9 +130,17 @@ class Indexer:
         report.skipped = found.skipped
         known = self.catalog.known_files()
         report.removed = self.catalog.remove_media(vanished(known, found, roots, prune))
-        todo = [f for f in found.files if known.get(f.path) != (f.size, f.mtime_ns)]
+        lacking = self._lacking_tower_vectors()
+        todo = [f for f in found.files if known.get(f.path) != (f.size, f.mtime_ns) or f.path in lacking]
         report.unchanged = len(found.files) - len(todo)
         return report, todo
+
+    def _lacking_tower_vectors(self) -> set[str]:
+        """With an audio tower, the catalogued files whose sound has no tower vector yet (indexed
+        before those were stored): embedded again, so that search by sound can use them."""
+        if not self.model.has_audio_tower or TOWER_VECTORS in self.catalog.sound_modalities():
+            return set()
+        return self.catalog.lacking_tower_vectors()
 
     def index_files(self, files: Sequence[FileStat], report: IndexReport) -> None:
         """Embed `files` and write them into the catalog in their order; counted into `report`."""
@@ -154,9 +163,6 @@ class Indexer:
             tracks = piece.tracks
             record.duration, record.has_video, record.has_audio = tracks.duration, tracks.has_video, tracks.has_audio
             record.windows = tracks.windows
-            for modality, present in (("video", tracks.has_video), ("audio", tracks.has_audio)):
-                if present and tracks.windows:  # filled in row by row as the batches come back
-                    record.vectors[modality] = np.zeros((len(tracks.windows), self.model.config.embed_dim), np.float32)
         record.error = record.error or piece.error
         for k in range(len(piece)):
             index, frames, wave = piece.window(k)
@@ -197,9 +203,13 @@ class Indexer:
         if not rows:
             return
         raw = torch.stack([get(data) for _, data in rows])
-        vectors = self.model.embed_decoded(modality, raw, self.batch_size).numpy()
-        for (job, data), vector in zip(rows, vectors, strict=True):
-            job.record.vectors[modality][data.index] = vector
+        # The joint vectors, and with an audio tower its own sound vectors (from the same run).
+        for name, vectors in self.model.embed_decoded_all(modality, raw, self.batch_size).items():
+            for (job, data), vector in zip(rows, vectors.numpy(), strict=True):
+                record = job.record  # each file's vectors filled in row by row as the batches come back
+                if name not in record.vectors:
+                    record.vectors[name] = np.zeros((len(record.windows), len(vector)), np.float32)
+                record.vectors[name][data.index] = vector
 
     def _write_ready(self, report: IndexReport, bar: tqdm, force: bool = False) -> None:
         """Write the complete files at the front of the pending queue in one transaction.
@@ -223,6 +233,15 @@ class Indexer:
         bar.update(len(ready))
         rate = report.media_seconds / max(1e-6, time.perf_counter() - self._began)
         bar.set_postfix_str(f"{rate:.1f} media-s/s, {len(report.failed)} failed", refresh=False)
+
+
+def record_tower_vectors(catalog: Catalog, model: VLSA) -> None:
+    """After a run with an audio tower: once every window with sound has its tower's own vector,
+    mark the catalog so (searches by sound then use them). A run over some of the catalog's
+    folders may leave older files elsewhere without one; they are embedded by a later run."""
+    if (model.has_audio_tower and TOWER_VECTORS not in catalog.sound_modalities()
+            and not catalog.lacking_tower_vectors()):
+        catalog.mark_tower_vectors(model.config.audio.tower)
 
 
 # What a re-index may remove without --prune (rsync --max-delete is the model): an unmounted drive

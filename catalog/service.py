@@ -9,7 +9,13 @@ is one vector in that space, or several: a query sound is cut into windows as a 
 is (catalog.windows), one vector each, and a stored window scores its best cosine with any of
 them (so a sound in the catalog finds its own windows first, at cosine 1). `kind` picks which
 windows' vectors compete: "video", "audio" or "any" (both, each window once per modality it
-has, the two lists interleaved by rank: see fuse_by_rank). Scores are cosine similarities.
+has, the two lists merged: see search_vector's `fuse`). Scores are cosine similarities.
+
+A sound compared with sounds (a query sound, "find similar") is compared by the best vectors the
+catalog has of them (vlsa.audio_tower.example_modality): with a checkpoint that has a pretrained
+audio tower, the tower's own (TOWER_VECTORS), which group same-kind sounds better than the joint
+ones; words are always matched with the joint vectors. Such hits have modality TOWER_VECTORS:
+their cosines are on the tower's scale ("sound->sound (tower)", app/scores.py reads them apart).
 
 The vectors of each modality are held in memory as one matrix (see search.py), loaded on first
 use and reloaded when the catalog's generation counter says something was written since; a
@@ -35,6 +41,7 @@ from catalog.search import MatrixIndex, build_index, kept
 from catalog.store import WINDOW_MODALITIES, Catalog, CatalogError, NotFound
 from catalog.windows import file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
+from vlsa.audio_tower import TOWER_VECTORS, example_modality
 from vlsa.media import MediaError, probe, require_finite
 
 KINDS = ("any", *WINDOW_MODALITIES)
@@ -52,7 +59,7 @@ class Hit:
     path: str  # opens the file; may hold surrogate escapes (see display_path)
     start: float
     end: float
-    modality: str  # whose vector matched: 'video' | 'audio'
+    modality: str  # whose vector matched: 'video' | 'audio' | 'audio_tower' (a sound, by the tower's own)
     score: float  # cosine similarity to the query
 
     @property
@@ -101,30 +108,46 @@ class SearchService:
     def search_audio(self, audio: str | os.PathLike | torch.Tensor, **options) -> list[Hit]:
         """Windows that match any window of a sound: a file (its first MAX_QUERY_SECONDS) or a
         mono waveform at the model's sample rate. Options: see search_vector."""
-        return self.search_vector(self.embed_audio(audio), **options)
+        return self.search_vector(self.sound_query(audio), **options)
 
     def search_like(self, window_id: int, **options) -> list[Hit]:
-        """Windows like a window of the catalog (itself left out): each modality is searched with
-        the window's own vector of that modality, or its other one where it has only one."""
+        """Windows like a window of the catalog (itself left out), searched with like_query."""
+        return self.search_vector(self.like_query(window_id), exclude=(window_id,), **{"fuse": "rank", **options})
+
+    def like_query(self, window_id: int) -> dict[str, np.ndarray]:
+        """The query of "find similar" from a window: each modality its own stored vector, or its
+        other one where it has only one; and its sound, where the catalog compares sounds by the
+        tower's vectors, its own tower vector (sound_modality)."""
         own = {m: self.catalog.embedding(window_id, m) for m in WINDOW_MODALITIES}
         own = {m: v for m, v in own.items() if v is not None}
         if not own:
             self.catalog.window(window_id)  # raises NotFound for an unknown id
             raise CatalogError(f"window {window_id} has no stored vectors")
-        queries = {m: own.get(m, next(iter(own.values()))) for m in WINDOW_MODALITIES}
-        return self.search_vector(queries, exclude=(window_id,), **{"fuse": "rank", **options})
+        query = {m: own.get(m, next(iter(own.values()))) for m in WINDOW_MODALITIES}
+        sound = self.sound_modality()
+        if sound != "audio" and "audio" in own:
+            query[sound] = self.catalog.embedding(window_id, sound)
+        return query
+
+    def sound_modality(self) -> str:
+        """The stored vectors a sound is compared with other sounds by (example_modality of the
+        catalog's): TOWER_VECTORS once every window with sound has one, else "audio"."""
+        return example_modality(self.catalog.sound_modalities())
 
     def search_vector(self, query: np.ndarray | dict[str, np.ndarray], kind: str = "any", top: int = 10,
                       per_file: bool = False, folder: str | os.PathLike | None = None,
                       min_duration: float | None = None, max_duration: float | None = None,
-                      exclude: Sequence[int] = (), fuse: str = "score") -> list[Hit]:
+                      exclude: Sequence[int] = (), fuse: str | None = None) -> list[Hit]:
         """The `top` best windows for a query (E,) or (N, E), or one per modality; against N
-        vectors a window scores its best cosine with any of them.
+        vectors a window scores its best cosine with any of them. A query dict holding
+        TOWER_VECTORS (sound_query, like_query) searches the sounds by those.
 
         fuse (kind "any"): "score", the two modalities' hits merged on their cosines, for one
-        query vector embedded once and scored against both (a text or a sound); "rank", merged by
-        rank (fuse_by_rank), for find-similar, whose picture and sound queries are two different
-        vectors whose cosines are not on one scale.
+        query vector embedded once and scored against both (a text, a sound without tower
+        vectors); "rank", merged by rank (fuse_by_rank), for find-similar, whose picture and sound
+        queries are two different vectors whose cosines are not on one scale, and for a query
+        whose sounds are searched by tower vectors (another space). None: "rank" for a query
+        holding TOWER_VECTORS, else "score".
 
         kind: "video", "audio" or "any"; per_file: only each file's best window; folder: only
         files under it; min_duration / max_duration: only files that long (seconds); exclude:
@@ -137,8 +160,12 @@ class SearchService:
         queries = query.values() if isinstance(query, dict) else [query]
         if not all(np.isfinite(q).all() for q in queries):
             raise ValueError("the query vector holds NaN or infinity")
+        towered = isinstance(query, dict) and TOWER_VECTORS in query
+        fuse = fuse or ("rank" if towered else "score")
         ranked = []  # one list per modality, best first
         for modality in WINDOW_MODALITIES if kind == "any" else (kind,):
+            if modality == "audio" and towered:
+                modality = TOWER_VECTORS
             q = query[modality] if isinstance(query, dict) else query
             ranked.append(self._search_modality(modality, np.atleast_2d(_unit(q)), top, per_file,
                                                 (folder, min_duration, max_duration), exclude))
@@ -230,19 +257,28 @@ class SearchService:
         return cached[1]
 
     def query_of_hit(self, query: dict[str, np.ndarray], hit: Hit) -> dict[str, np.ndarray]:
-        """Per modality, the (E,) row of `query` that found `hit` (the one nearest the hit's own
-        vector): a hit's heatmaps are drawn for the query window that matched it."""
+        """Per modality, the row of `query` from the query window that found `hit` (its row of
+        the hit's modality nearest the hit's own vector; a query sound's modalities hold one row
+        per window, in the same order): a hit's heatmaps are drawn for the window that matched."""
         own = self.catalog.embedding(hit.window_id, hit.modality)
         if own is None:
             raise NotFound(f"{self.catalog.path}: window {hit.window_id} is no longer in the catalog")
-        return {m: matching_row(q, own) for m, q in query.items()}
+        rows = np.asarray(query[hit.modality], np.float32).reshape(-1, len(own))
+        found = int(np.argmax(rows @ own))
+        return {m: _rows(q)[found if len(_rows(q)) == len(rows) else 0] for m, q in query.items()}
 
     # --- query embeddings ---
 
     def embed_audio(self, audio: str | os.PathLike | torch.Tensor) -> np.ndarray:
-        """float32 (N, E), L2-normalised: one vector per window of the query sound's first
-        MAX_QUERY_SECONDS, cut on the catalog's window and stride and decoded and embedded by the
-        indexer's own functions, so a catalogued sound gives its stored vectors."""
+        """float32 (N, E), L2-normalised: the joint vectors of sound_query."""
+        return self.sound_query(audio)["audio"]
+
+    def sound_query(self, audio: str | os.PathLike | torch.Tensor) -> dict[str, np.ndarray]:
+        """The query of a sound: float32 (N, E) rows, L2-normalised, one per window of its first
+        MAX_QUERY_SECONDS, for "video" and "audio" (the joint vectors); where the catalog compares
+        sounds by tower vectors (sound_modality), those too, (N, width), from the same run of the
+        tower. Cut on the catalog's window and stride and decoded and embedded by the indexer's
+        own functions, so a catalogued sound gives its stored vectors."""
         model, settings = self.model, self.catalog.settings
         if isinstance(audio, torch.Tensor):
             require_finite(audio, "the query sound")
@@ -255,8 +291,13 @@ class SearchService:
             spans = file_windows(probe(audio), settings.window, settings.stride)
         spans = [(start, end) for start, end in spans if start < MAX_QUERY_SECONDS]
         waves = torch.stack([w.wave for w in iter_windows(audio, spans, model.config, settings.window, False, True)])
-        batches = waves.split(BATCH_SIZE)  # a short stride: many windows
-        return _unit(torch.cat([model.embed_decoded("audio", batch) for batch in batches]).numpy())
+        vectors = [model.embed_decoded_all("audio", batch) for batch in waves.split(BATCH_SIZE)]  # a short stride: many windows
+        joint = _unit(torch.cat([v["audio"] for v in vectors]).numpy())
+        query = {"video": joint, "audio": joint}
+        sound = self.sound_modality()
+        if sound != "audio" and sound in vectors[0]:
+            query[sound] = _unit(torch.cat([v[sound] for v in vectors]).numpy())
+        return query
 
 
 FUSIONS = ("score", "rank")
@@ -286,11 +327,9 @@ def fuse_by_rank(ranked: Sequence[list[Hit]]) -> list[Hit]:
     return [entry[-1] for entry in sorted(entries, key=lambda entry: entry[:4])]
 
 
-def matching_row(query: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """The row of a query (E,) or (N, E) nearest to `vector` (E,): for a hit of a query of several
-    windows, the one that found it (its heatmaps are drawn for that row)."""
-    rows = np.asarray(query, np.float32).reshape(-1, len(vector))
-    return rows[int(np.argmax(rows @ vector))]
+def _rows(query: np.ndarray) -> np.ndarray:
+    """A query (E,) or (N, E) as rows (N, E)."""
+    return np.atleast_2d(np.asarray(query, np.float32))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ Tables (schema version 2):
     media(id, path, size, mtime_ns, duration, has_video, has_audio, status, error, indexed_at,
           dev, ino)                       dev, ino: the file's identity when read (NULL before v2)
     windows(id, media_id, start, end)     seconds from the start of the file
-    embeddings(window_id, modality, vector)   modality 'video' | 'audio'; float32 little-endian
+    embeddings(window_id, modality, vector)   modality 'video' | 'audio' | 'audio_tower' (a tower
+                                          checkpoint's own sound vectors); float32 little-endian
 
 Paths are stored as the file system's own bytes (BLOB), so a name that is not UTF-8 survives the
 round trip; the API hands them out as `str` decoded like `os.fsdecode` (surrogateescape), which
@@ -52,11 +53,16 @@ from catalog.records import (
     Settings,
     Window,
 )
+from vlsa.audio_tower import TOWER_VECTORS
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-WINDOW_MODALITIES = ("video", "audio")
+WINDOW_MODALITIES = ("video", "audio")  # what a window has: a picture, a sound (the search kinds)
+# The joint vectors, and a tower checkpoint's own sound vectors: no schema change (a modality is a
+# string); meta TOWER_KEY says every window with sound has one (an older catalog: Indexer.plan).
+STORED_MODALITIES = (*WINDOW_MODALITIES, TOWER_VECTORS)
+TOWER_KEY = "tower_vectors"
 MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
 # SQLite's page cache a connection, in KiB. Its default (2 MB) is 125 of the 16 KB pages: one
 # approximate query's 40 candidate vectors and the index pages that lead to them evicted each
@@ -244,6 +250,7 @@ class Catalog:
             if current is not None and current.differences(settings):
                 for table in ("embeddings", "windows", "media"):
                     self.db.execute(f"DELETE FROM {table}")
+                self.db.execute("DELETE FROM meta WHERE key = ?", [TOWER_KEY])
             self._set_meta({k: getattr(settings, k) for k in SETTING_KEYS})
             self._bump()
 
@@ -264,10 +271,33 @@ class Catalog:
                             dev=m.dev, ino=m.ino)
         windows = self.windows(m.id)  # by start, as written
         record.windows = [(w.start, w.end) for w in windows]
-        for modality in WINDOW_MODALITIES:
-            if windows and modality in windows[0].modalities:
+        for modality in STORED_MODALITIES:
+            if windows and self.embedding(windows[0].id, modality) is not None:
                 record.vectors[modality] = np.stack([self.embedding(w.id, modality) for w in windows])
         return record
+
+    # --- a tower checkpoint's own sound vectors ---
+
+    def sound_modalities(self) -> tuple[str, ...]:
+        """Of every window with sound: ("audio",), with TOWER_VECTORS once mark_tower_vectors."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [TOWER_KEY]).fetchone()
+        return ("audio", TOWER_VECTORS) if row else ("audio",)
+
+    def lacking_tower_vectors(self) -> set[str]:
+        """Paths of the files with a window that has a joint sound vector and no tower vector."""
+        rows = self.db.execute(
+            "SELECT DISTINCT m.path FROM media m JOIN windows w ON w.media_id = m.id "
+            "JOIN embeddings e ON e.window_id = w.id AND e.modality = 'audio' "
+            "LEFT JOIN embeddings t ON t.window_id = w.id AND t.modality = ? WHERE t.window_id IS NULL",
+            [TOWER_VECTORS])
+        return {os.fsdecode(path) for (path,) in rows}
+
+    def mark_tower_vectors(self, tower: str) -> None:
+        """Record that every window with sound has a tower vector (none lacking_tower_vectors):
+        searches by sound use them from now on. Cleared by a rebuild."""
+        with self.db.atomic():
+            self._set_meta({TOWER_KEY: tower})
+            self._bump()
 
     def remove_media(self, paths: Iterable[str]) -> int:
         """Delete these files with their windows and vectors, in one transaction; returns how many."""

@@ -1,5 +1,5 @@
 """Shared fixtures: a trained tiny checkpoint and an indexed library of generated clips, and the
-search app running on it in a subprocess.
+search app running on it in a subprocess; and a small pretrained sound model in a fake package.
 
 `app_library` overfits a tiny model on 8 synthetic clips until each caption retrieves its own clip
 (the app tests need a model whose answers are right, and an untrained one's are not), then
@@ -9,6 +9,8 @@ indexes the clips. About 15-30 s on a 2-core CPU; built once per test session, o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import socket
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,13 +164,8 @@ def running_app(app_library, tmp_path_factory) -> Iterator[RunningApp]:
 
 @pytest.fixture
 def small_sound_model(tmp_path, monkeypatch):
-    """The audio tower tests' pretrained sound encoder: A 32-wide trunk saved as aisfx saves its checkpoint ((state dict with class heads, numpy
+    """A 32-wide trunk saved as aisfx saves its checkpoint ((state dict with class heads, numpy
     scalars), under `embedding_net.`) in a package `fake_aisfx`, registered as 'small'."""
-    import dataclasses
-    import hashlib
-
-    import numpy as np
-
     from vlsa.audio_tower import PRETRAINED, EmbeddingTrunk, checkpoint_file
 
     package = tmp_path / "fake_aisfx"

@@ -1,8 +1,8 @@
 """Pretrained sound knowledge (vlsa/audio_tower.py): the front end against librosa, the pinned
 checkpoint, the frozen audio tower and its adapter, the audio teacher, and the input plumbing.
 
-Most tests run a small trunk written here into a fake package (fast, no 25 MB read); the rest
-read the real aisfx checkpoint that `make setup` installs.
+Most tests run a small trunk written into a fake package (conftest.py's small_sound_model: fast,
+no 25 MB read); the rest read the real aisfx checkpoint that `make setup` installs.
 """
 
 from __future__ import annotations

@@ -178,37 +178,59 @@ class VLSA(VLSAModel):
     @torch.inference_mode()
     def embed_audio(self, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
         """(N, E) audio embeddings; each item a path, (path, start, end), waveform or map."""
+        return self.embed_audio_all(items, batch_size)["audio"]
+
+    @torch.inference_mode()
+    def embed_audio_all(self, items: Sequence[Item], batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """Every vector of each sound, its tower run once (VLSAModel.embed_audio_vectors): "audio"
+        (N, E), and with an audio tower TOWER_VECTORS (N, width); example_modality names the one
+        that compares sounds with each other."""
         return self._embed(items, batch_size, self.prepare_audio, "audio")
 
     @torch.inference_mode()
     def embed_video(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         """(N, E) video embeddings; each item a path, (path, start, end) or frames."""
-        return self._embed(items, batch_size, self.prepare_video, "video")
+        return self._embed(items, batch_size, self.prepare_video, "video")["video"]
 
-    def _embed(self, items, batch_size, prepare, modality) -> torch.Tensor:
-        out = [self.embed_prepared(modality, torch.stack([prepare(item) for item in chunk]))
+    def _embed(self, items, batch_size, prepare, modality) -> dict[str, torch.Tensor]:
+        out = [self.embed_prepared_all(modality, torch.stack([prepare(item) for item in chunk]))
                for chunk in _batches(list(items), batch_size)]
-        return torch.cat(out) if out else torch.empty(0, self.config.embed_dim)
+        if not out:
+            return {modality: torch.empty(0, self.config.embed_dim)}
+        return {key: torch.cat([vectors[key] for vectors in out]) for key in out[0]}
 
     @torch.inference_mode()
     def embed_decoded(self, modality: str, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """(N, E) embeddings of decoded media, prepared as prepare_video / prepare_audio prepare one
-        item: video uint8 frames (N, T, 3, H, W) or audio mono waveforms (N, S). Run padded with
-        zeros to `batch_size` rows when given, so a row's vector does not depend on how many
-        others share its batch (see catalog/indexer.py)."""
+        """(N, E) embeddings of decoded media (embed_decoded_all's joint vectors)."""
+        return self.embed_decoded_all(modality, x, batch_size)[modality]
+
+    @torch.inference_mode()
+    def embed_decoded_all(self, modality: str, x: torch.Tensor,
+                          batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Every vector of decoded media, prepared as prepare_video / prepare_audio prepare one
+        item: video uint8 frames (N, T, 3, H, W) -> {"video": (N, E)}; audio mono waveforms (N, S)
+        -> {"audio": (N, E)}, with an audio tower also {TOWER_VECTORS: (N, width)} from the same
+        run of it. Run padded with zeros to `batch_size` rows when given, so a row's vector does
+        not depend on how many others share its batch (see catalog/indexer.py)."""
         n = len(x)
         if batch_size is not None:
             x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
         prepared = self.prepare_frames(x) if modality == "video" else self.prepare_waves(x)
-        return self.embed_prepared(modality, prepared)[:n]
+        return {key: vectors[:n] for key, vectors in self.embed_prepared_all(modality, prepared).items()}
 
     def embed_prepared(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of an already prepared batch: video (B, T, 3, H, W) or audio (B, F, M)."""
+        return self.embed_prepared_all(modality, x)[modality]
+
+    def embed_prepared_all(self, modality: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """embed_prepared, with an audio tower its own vectors too (VLSAModel.embed_audio_vectors)."""
         with torch.inference_mode():
             self.eval()
             if modality == "audio":
-                return self.embed_audio_input(x.to(self.device)).float().cpu()
-            return self.pool(self.encode_video(x.to(self.device)), "video").float().cpu()
+                vectors = self.embed_audio_vectors(x.to(self.device))
+            else:
+                vectors = {"video": self.pool(self.encode_video(x.to(self.device)), "video")}
+            return {key: v.float().cpu() for key, v in vectors.items()}
 
     # --- patch-level maps (heatmaps) ---
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlsa.audio_tower import TOWER_WAVE, SoundEncoder
+from vlsa.audio_tower import TOWER_VECTORS, TOWER_WAVE, SoundEncoder
 from vlsa.config import VLSAConfig
 from vlsa.layers import (
     ConvStem,
@@ -212,6 +212,17 @@ class VLSAModel(nn.Module):
         if self.config.audio.tower == "shared":
             return self.pool(self.encode_audio(x), "audio", gather=gather)
         return self.join_tower_audio(self.audio_tower(x), gather)
+
+    def embed_audio_vectors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every global vector of what audio_input gives, the tower run once: "audio", the joint
+        embeddings (B, E) (embed_audio_input), and with a pretrained audio tower TOWER_VECTORS,
+        the tower's own unit embeddings (B, width). Those group same-kind sounds better than
+        their image through the adapter, so a sound is compared with another sound by them; a
+        model without a tower has only the joint vectors, which serve for that too."""
+        if self.config.audio.tower == "shared":
+            return {"audio": self.embed_audio_input(x)}
+        z = self.audio_tower(x)
+        return {"audio": self.join_tower_audio(z), TOWER_VECTORS: z}
 
     def join_tower_audio(self, z: torch.Tensor, gather=None) -> torch.Tensor:
         """A pretrained audio tower's unit embeddings (B, width) -> joint embeddings (B, E):
