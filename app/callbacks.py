@@ -11,7 +11,9 @@ Search callbacks return SEARCH_OUTPUTS: (gallery, results, hits, query, status)
     query:   {"video": (E,) or (N, E), ...}  the query each modality's heatmaps use (a sound's
                                          N windows: the row that found the result), by the
                                          modality of the vectors it is compared with (a tower
-                                         checkpoint's sounds: also "audio_tower")
+                                         checkpoint's sounds: also "audio_tower"), and under
+                                         SEARCHED_BY {"video": "text", ...}: what each modality
+                                         was searched with (the kind of search, for the words)
     status:  str                         Markdown: how many results, how long it took
 """
 
@@ -31,12 +33,12 @@ import numpy as np
 from app import clips, render
 from app.context import Context
 from app.files import FileRefused, check_upload, discard_upload, open_indexed
-from app.scores import Spread, strength_words
 from app.thumbnails import Thumbnail
 from catalog.paths import display_path
 from catalog.service import KINDS, Hit
 from catalog.store import WINDOW_MODALITIES, CatalogError, Media, NotFound
 from vlsa.api import VLSA
+from vlsa.calibration import EXACT, LEVELS, UNCALIBRATED, WEAK
 from vlsa.media import MediaError, probe
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,13 @@ MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: no window id is above it
 RESULT_GONE = "That result is no longer in the catalog (it was re-indexed); search again."
 SHORT_SOUND = "short-sound"  # class of a player whose sound lasts under a second (see ui.CSS)
 HOW_TO_READ = ("Best first. *Exact* is what you searched with itself; *strong*, *good*, *fair* or *weak* "
-               "says how far a result stands above the rest of the library for this search. Each was found "
-               "by its picture or by its sound; in *find similar* with both chosen under *Match against*, "
-               "the best by picture and the best by sound take turns.")
+               "says how often a wrong result scores this high for this kind of search: at most 1 in 1,000, "
+               "1 in 100, 1 in 20, or more often (measured on media the model never trained on). Each was "
+               "found by its picture or by its sound; in *find similar* with both chosen under *Match "
+               "against*, the best by picture and the best by sound take turns.")
+UNCALIBRATED_NOTE = ("This model has no calibration (`vlsa calibrate` makes one), so results show their "
+                     "cosine, not a strength word.")
+SEARCHED_BY = "searched_by"  # the query state's key for what each modality was searched with
 
 
 @contextlib.contextmanager
@@ -106,7 +112,7 @@ def search_text(ctx: Context, text: str, kind: str = "any", folder: str = ALL_FO
     with user_errors():
         vector = ctx.model.embed_text([text.strip()])[0].numpy()
         hits = ctx.service.search_vector(vector, **options)
-    return results(ctx, hits, {m: vector for m in WINDOW_MODALITIES}, f"“{text.strip()}”", began)
+    return results(ctx, hits, searched_with(vector, "text"), f"“{text.strip()}”", began)
 
 
 def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str = ALL_FOLDERS,
@@ -121,7 +127,8 @@ def search_audio(ctx: Context, audio: str | None, kind: str = "any", folder: str
             hits = ctx.service.search_vector(query, **options)
     finally:  # searched or refused, the app keeps no user's sound (app/files.py)
         discard_upload(audio, ctx.workdir)
-    return results(ctx, hits, query, f"the sound {Path(audio).name}", began)
+    return results(ctx, hits, {**query, SEARCHED_BY: dict.fromkeys(query, "audio")},
+                   f"the sound {Path(audio).name}", began)
 
 
 def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folder: str = ALL_FOLDERS,
@@ -133,10 +140,17 @@ def find_similar(ctx: Context, window_id: float | None, kind: str = "any", folde
     catalog = ctx.service.catalog
     with user_errors(not_found="No such result in the catalog (it may have been re-indexed); search again, then pick a result."):
         hits = ctx.service.search_like(window, **options)
-        query = ctx.service.like_query(window)  # what search_like searched with
+        vectors, sources = ctx.service.like_query(window)
         moment = catalog.window(window)
         name = os.path.basename(catalog.media_by_id(moment.media_id).display_path)
+    query = {**vectors, SEARCHED_BY: sources}
     return results(ctx, hits, query, f"{name} at {moment.start:.1f}–{moment.end:.1f} s", began, "like")
+
+
+def searched_with(vector: np.ndarray, modality: str) -> dict:
+    """The query state of a search with one query (a text's vector, a sound's windows) for every
+    modality: see SEARCH_OUTPUTS."""
+    return {**{m: vector for m in WINDOW_MODALITIES}, SEARCHED_BY: {m: modality for m in WINDOW_MODALITIES}}
 
 
 def window_number(window_id: float | None) -> int:
@@ -156,19 +170,49 @@ def window_number(window_id: float | None) -> int:
 def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: str, began: float,
             relation: str = "for") -> tuple:
     """SEARCH_OUTPUTS for a list of hits; the status says "N results {relation} {what}"."""
-    spreads = {m: spread(ctx, query, m) for m in {h.modality for h in hits}}
-    ranked = [(rank, h, spreads[h.modality].strength(h.score)) for rank, h in enumerate(hits, 1)]
-    gallery = list(zip(hit_thumbnails(ctx, hits), [caption(rank, h, z) for rank, h, z in ranked], strict=True))
-    rows = [result_row(rank, h, z) for rank, h, z in ranked]
+    ranked = [(rank, h, words(ctx, query, h)) for rank, h in enumerate(hits, 1)]
+    gallery = list(zip(hit_thumbnails(ctx, hits), [caption(rank, h, w) for rank, h, w in ranked], strict=True))
+    rows = [result_row(rank, h, w) for rank, h, w in ranked]
     took = time.perf_counter() - began
-    status = (f"**{len(hits)} results** {relation} {what} ({took:.2f} s). {HOW_TO_READ}" if hits else
+    how = HOW_TO_READ if ctx.service.calibration is not None else f"{HOW_TO_READ} {UNCALIBRATED_NOTE}"
+    status = (f"**{len(hits)} results** {relation} {what} ({took:.2f} s). {how}" if hits else
               f"No results {relation} {what}. Try another filter, or index more of your library.")
     return gallery, rows, hits, query, status
 
 
-def spread(ctx: Context, query: dict[str, np.ndarray], modality: str) -> Spread:
-    """How the query scores the library's windows of one modality (what a hit's strength is against)."""
-    return Spread.of(ctx.service.all_scores(query[modality], modality))
+def words(ctx: Context, query: dict, hit: Hit) -> str:
+    """The hit's strength in words, by the checkpoint's calibration for this kind of search (what
+    the hit's modality was searched with): needs the score alone (vlsa/calibration.py)."""
+    return ctx.service.words(hit, query[SEARCHED_BY][hit.modality])
+
+
+def search_kind(query: dict, hit: Hit) -> str:
+    """The kind of search that found `hit`, as a calibration names it: "text->audio", ..."""
+    return f"{query[SEARCHED_BY][hit.modality]}->{hit.modality}"
+
+
+SEARCHED_WITH = {"text": "words", "audio": "a sound", "video": "a picture"}
+AMONG = {"audio": "sounds", "video": "pictures"}
+ONE_IN = {0.001: "1 time in 1,000", 0.01: "1 time in 100", 0.05: "1 time in 20"}
+
+
+def meaning(ctx: Context, kind: str, match: str) -> str:
+    """What a hit's words say, in a sentence: how often a wrong result (and a right one) reached
+    the level, as measured by the checkpoint's calibration for this kind of search."""
+    query, candidate = kind.split("->")
+    search = f"a search with {SEARCHED_WITH[query]} among {AMONG[candidate]}"
+    calibration = ctx.service.calibration
+    if match == UNCALIBRATED or calibration is None:
+        return f"this model has no calibration for {search} (`vlsa calibrate` makes one), so no words"
+    if match == EXACT:
+        return "what you searched with itself"
+    if match == WEAK:
+        return (f"in {search}, wrong results score this high more often than {ONE_IN[LEVELS[-1][1]]} "
+                "on media the model never trained on")
+    level = [w for w, _ in LEVELS].index(match)
+    measured = calibration.kinds[kind]
+    return (f"in {search}, a wrong result scores this high at most {ONE_IN[LEVELS[level][1]]} on media the "
+            f"model never trained on, and {measured.true_share[level]:.0%} of right ones do")
 
 
 def found_by(hit: Hit) -> str:
@@ -176,18 +220,23 @@ def found_by(hit: Hit) -> str:
     return "its picture" if hit.modality == "video" else "its sound"
 
 
-def result_row(rank: int, hit: Hit, strength: float) -> dict:
-    """A hit as JSON for API clients: the raw cosine ("score"), and its strength (standard
-    deviations above the query's mean score over the library, app/scores.py) in numbers and words.
-    The path goes under "file": gradio_client takes any dict with a "path" key for a file to download."""
+def result_row(rank: int, hit: Hit, match: str) -> dict:
+    """A hit as JSON for API clients: the raw cosine ("score") and its strength in words ("match",
+    see words; "uncalibrated" for a checkpoint without a calibration). The path goes under "file":
+    gradio_client takes any dict with a "path" key for a file to download."""
     row = hit.to_dict()
     return {"rank": rank, "file": row.pop("path"), "name": os.path.basename(hit.display_path), **row,
-            "strength": round(strength, 2), "match": strength_words(strength, hit.score)}
+            "match": match}
 
 
-def caption(rank: int, hit: Hit, strength: float) -> str:
+def shown_words(hit: Hit, match: str) -> str:
+    """The match words as the page shows them: the cosine where there are none."""
+    return f"cosine {hit.score:.2f}" if match == UNCALIBRATED else match
+
+
+def caption(rank: int, hit: Hit, match: str) -> str:
     """The lines under a result's picture: file name; rank, strength and time; what matched."""
-    return (f"{os.path.basename(hit.display_path)}\n#{rank} · {strength_words(strength, hit.score)} · "
+    return (f"{os.path.basename(hit.display_path)}\n#{rank} · {shown_words(hit, match)} · "
             f"{hit.start:.1f}–{hit.end:.1f} s\nfound by {found_by(hit)}")
 
 
@@ -258,8 +307,8 @@ def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, inde
     with ctx.files.open(hit.path) as opened, user_errors(file=opened.pinned, name=Path(hit.path).name):
         path = opened.pinned  # the file checked, whatever its name leads to now (app/files.py)
         media = ctx.service.catalog.media_by_id(hit.media_id)  # NotFound if re-indexed since
-        strength = spread(ctx, query, hit.modality).strength(hit.score)
-        query = ctx.service.query_of_hit(query, hit)  # a sound of several windows: the one that matched
+        match, kind = words(ctx, query, hit), search_kind(query, hit)
+        query = ctx.service.query_of_hit({m: query[m] for m in WINDOW_MODALITIES}, hit)  # a sound of several windows: the one that matched
         start, stop = clips.clip_span(hit.start, hit.end, media.duration)
         clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir, name=hit.path))
         data = render.window_data(ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.has_audio)
@@ -272,7 +321,7 @@ def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, inde
     audio = (sound_player(clip, stop - start, "Clip") if not media.has_video else
              gr.update(value=None, visible=False))
     images = [gr.update(value=image, visible=image is not None) for image in (spatial, temporal, spectrogram)]
-    return (video, audio, *images, details(int(index) + 1, hit, strength, media.duration), hit.window_id)
+    return (video, audio, *images, details(int(index) + 1, hit, match, meaning(ctx, kind, match), media.duration), hit.window_id)
 
 
 def sound_player(path: str | None, seconds: float | None, label: str) -> dict:
@@ -297,13 +346,12 @@ def describe_sound(audio: str | None) -> dict:
     return update
 
 
-def details(rank: int, hit: Hit, strength: float, duration: float | None) -> str:
-    """Markdown about one result, in words."""
+def details(rank: int, hit: Hit, match: str, meaning: str, duration: float | None) -> str:
+    """Markdown about one result, in words; `meaning`: what its match words say (see meaning)."""
     length = f" of a {duration:.1f} s file" if duration else ""
     return (f"### {os.path.basename(hit.display_path)}\n"
-            f"**{hit.start:.1f}–{hit.end:.1f} s**{length} · result {rank} · **{strength_words(strength, hit.score)}**: "
-            f"{abs(strength):.1f} standard deviations {'above' if strength >= 0 else 'below'} the library's "
-            f"average for this search. Found by **{found_by(hit)}**: of this moment's picture and sound, "
+            f"**{hit.start:.1f}–{hit.end:.1f} s**{length} · result {rank} · **{shown_words(hit, match)}** "
+            f"(cosine {hit.score:.3f}): {meaning}. Found by **{found_by(hit)}**: of this moment's picture and sound, "
             f"that is the closer one to what you searched for.\n\n`{hit.display_path}`")
 
 

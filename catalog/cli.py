@@ -40,7 +40,7 @@ from catalog.paths import DEMO_CATALOG, demo_dir, display_path
 from catalog.records import CatalogReadOnly
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, STORED_MODALITIES, Catalog, CatalogError
+from catalog.store import MAX_ID, STORED_MODALITIES, WINDOW_MODALITIES, Catalog, CatalogError
 from vlsa.config import list_presets
 from vlsa.distributed import cleanup, init_distributed
 
@@ -170,7 +170,8 @@ def search(query: str | None, db_path: str | None, audio: str | None, like: int 
            as_json: bool) -> None:
     """Find the windows of a catalog that match QUERY (words), --audio FILE or --like ID.
 
-    Each result: score, modality, start-end seconds, path, and the window id (for --like).
+    Each result: score, its strength in words (by the checkpoint's calibration.json; "uncalibrated"
+    without one), modality, start-end seconds, path, and the window id (for --like).
     """
     given = [name for name, value in (("QUERY", query), ("--audio", audio), ("--like", like)) if value is not None]
     if len(given) != 1:
@@ -180,9 +181,9 @@ def search(query: str | None, db_path: str | None, audio: str | None, like: int 
     with _sqlite_errors(db_path):
         exact_below = {None: ANN_MIN_VECTORS, True: None, False: 0}[exact]
         service = SearchService.open(db_path, checkpoint=checkpoint, backend=backend, exact_below=exact_below)
-        hits = _search(service, query, audio, like,
-                       {"kind": kind, "top": top, "per_file": per_file, "folder": folder})
-    _print_hits(hits, as_json)
+        hits, matches = _search(service, query, audio, like,
+                                {"kind": kind, "top": top, "per_file": per_file, "folder": folder})
+    _print_hits(hits, matches, as_json)
 
 
 def _catalog_to_search(db_path: str | None) -> str:
@@ -211,13 +212,17 @@ def _update_ann(catalog: Catalog, min_vectors: int) -> None:
 
 
 def _search(service: SearchService, query: str | None, audio: str | None, like: int | None,
-            options: dict) -> list[Hit]:
+            options: dict) -> tuple[list[Hit], list[str]]:
+    """The hits, and each one's strength in words (vlsa/calibration.py)."""
     try:
         if query is not None:
-            return service.search_text(query, **options)
-        if audio is not None:
-            return service.search_audio(audio, **options)
-        return service.search_like(like, **options)
+            hits, sources = service.search_text(query, **options), dict.fromkeys(WINDOW_MODALITIES, "text")
+        elif audio is not None:
+            hits = service.search_audio(audio, **options)
+            sources = dict.fromkeys([*WINDOW_MODALITIES, service.sound_modality()], "audio")
+        else:
+            hits, sources = service.search_like(like, **options), service.like_query(like)[1]
+        return hits, [service.words(h, sources[h.modality]) for h in hits]
     finally:
         service.catalog.close()
 
@@ -233,11 +238,11 @@ def _sqlite_errors(db_path: str) -> Iterator[None]:
         raise CatalogError(f"{db_path}: {e}") from None
 
 
-def _print_hits(hits: list[Hit], as_json: bool) -> None:
+def _print_hits(hits: list[Hit], matches: list[str], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        click.echo(json.dumps([{**h.to_dict(), "match": m} for h, m in zip(hits, matches, strict=True)], indent=2))
         return
     if not hits:
         click.echo("no results", err=True)
-    for h in hits:
-        click.echo(f"{h.score:.3f}\t{h.modality}\t{h.start:.1f}-{h.end:.1f}\t{h.display_path}\t#{h.window_id}")
+    for h, m in zip(hits, matches, strict=True):
+        click.echo(f"{h.score:.3f}\t{m}\t{h.modality}\t{h.start:.1f}-{h.end:.1f}\t{h.display_path}\t#{h.window_id}")

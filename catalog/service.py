@@ -42,6 +42,7 @@ from catalog.store import WINDOW_MODALITIES, Catalog, CatalogError, NotFound
 from catalog.windows import file_windows, iter_windows, plan_windows
 from vlsa.api import VLSA
 from vlsa.audio_tower import TOWER_VECTORS, example_modality
+from vlsa.calibration import Calibration, match_words, read_calibration
 from vlsa.media import MediaError, probe, require_finite
 
 KINDS = ("any", *WINDOW_MODALITIES)
@@ -82,6 +83,7 @@ class SearchService:
         fewer vectors is scanned exactly even where an approximate index exists; None: always."""
         self.catalog, self.backend, self.checkpoint, self.exact_below = catalog, backend, checkpoint, exact_below
         self._model = model
+        self._calibration: tuple[Calibration | None] | None = None  # read on first use
         self._indexes: dict[str, tuple[int, MatrixIndex]] = {}  # modality -> (generation, index)
         self._ann: dict[str, tuple[tuple, AnnIndex | None]] = {}  # modality -> ((generation, file stamp), index)
         self._filters: tuple[int, dict[tuple, np.ndarray]] = (-1, {})  # (generation, filters -> media ids)
@@ -96,6 +98,22 @@ class SearchService:
         if self._model is None:
             self._model = model_for_catalog(self.catalog, self.checkpoint)
         return self._model
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """What the scores of the catalog's model mean (vlsa/calibration.py): the calibration.json
+        of the checkpoint folder, if made for the weights the catalog records; None without one.
+        Read once; needs neither the model nor the vectors."""
+        if self._calibration is None:
+            settings = self.catalog.settings
+            folder = self.checkpoint if self.checkpoint is not None else settings and settings.checkpoint
+            self._calibration = (read_calibration(folder, settings.fingerprint) if settings else None,)
+        return self._calibration[0]
+
+    def words(self, hit: Hit, searched_by: str) -> str:
+        """A hit's strength in words, for a search with a query of modality `searched_by` ("text",
+        "audio" or "video"): see vlsa.calibration.match_words."""
+        return match_words(hit.score, f"{searched_by}->{hit.modality}", self.calibration)
 
     # --- queries ---
 
@@ -112,22 +130,26 @@ class SearchService:
 
     def search_like(self, window_id: int, **options) -> list[Hit]:
         """Windows like a window of the catalog (itself left out), searched with like_query."""
-        return self.search_vector(self.like_query(window_id), exclude=(window_id,), **{"fuse": "rank", **options})
+        queries, _ = self.like_query(window_id)
+        return self.search_vector(queries, exclude=(window_id,), **{"fuse": "rank", **options})
 
-    def like_query(self, window_id: int) -> dict[str, np.ndarray]:
-        """The query of "find similar" from a window: each modality its own stored vector, or its
-        other one where it has only one; and its sound, where the catalog compares sounds by the
-        tower's vectors, its own tower vector (sound_modality)."""
+    def like_query(self, window_id: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Find-similar's query for a window of the catalog: per modality searched, the vector it is
+        searched with (the window's own of that modality, or its other one where it has only one;
+        and its sound, where the catalog compares sounds by the tower's vectors, its own tower
+        vector: sound_modality), and that vector's modality (what kind of search it is, for the
+        words of its hits)."""
         own = {m: self.catalog.embedding(window_id, m) for m in WINDOW_MODALITIES}
         own = {m: v for m, v in own.items() if v is not None}
         if not own:
             self.catalog.window(window_id)  # raises NotFound for an unknown id
             raise CatalogError(f"window {window_id} has no stored vectors")
-        query = {m: own.get(m, next(iter(own.values()))) for m in WINDOW_MODALITIES}
+        sources = {m: m if m in own else next(iter(own)) for m in WINDOW_MODALITIES}
+        query = {m: own[source] for m, source in sources.items()}
         sound = self.sound_modality()
         if sound != "audio" and "audio" in own:
-            query[sound] = self.catalog.embedding(window_id, sound)
-        return query
+            query[sound], sources[sound] = self.catalog.embedding(window_id, sound), "audio"
+        return query, sources
 
     def sound_modality(self) -> str:
         """The stored vectors a sound is compared with other sounds by (example_modality of the
@@ -215,15 +237,6 @@ class SearchService:
                 key = media_id if per_file else window_id
                 best[key] = min(best.get(key, (np.inf, window_id, media_id)), (-score, window_id, media_id))
         return sorted(best.values())[:top]
-
-    def all_scores(self, query: np.ndarray, modality: str) -> np.ndarray:
-        """float32 (windows,): every window's score of one modality for a query (E,) or (N, E), as
-        search_vector scores them (a window's best cosine with any row); what a hit's score is
-        compared with (app/scores.py)."""
-        matrix = self.index(modality).matrix
-        if len(matrix) == 0:
-            return np.zeros(0, np.float32)
-        return (matrix @ np.atleast_2d(_unit(query)).T).max(axis=1)
 
     def media_filter(self, folder: str | os.PathLike | None, min_duration: float | None,
                      max_duration: float | None) -> np.ndarray:
@@ -315,10 +328,9 @@ def fuse_by_rank(ranked: Sequence[list[Hit]]) -> list[Hit]:
     For find-similar: a window's picture vector and its sound vector are two queries whose cosines
     are not on one scale: the picture vector scores most of a library of look-alike pictures
     higher than the sound vector scores the best sound, so a merge on the raw cosine returned only
-    pictures (issue 33). Ranks are on one scale. Ranks rather than scores
-    standardised per query (app/scores.py, Spread): a rank needs only the hits already found,
-    through the approximate index too, where a standard deviation needs every window's score (the
-    full scan that index exists to avoid). A window or file found by both modalities is not
+    pictures (issue 33). Ranks are on one scale. Ranks rather than calibrated
+    scores (vlsa/calibration.py): a checkpoint may have no calibration, and a rank needs nothing
+    but the hits already found. A window or file found by both modalities is not
     counted twice (as reciprocal rank fusion sums): a sound-only file found by its own sound, at
     cosine 1 and rank 1, stays first, ahead of a file that two modalities rank second.
     """

@@ -49,19 +49,30 @@ def short_sound(app_library, tmp_path_factory) -> Path:
     return path
 
 
+# The calibration the app's checkpoint carries here: a search by words calls every result (but its
+# query itself) a "fair match", whatever its score; the z-score against the library that it
+# replaced, or no calibration ("cosine 0.83"), words them otherwise.
+FAIR_EVERYWHERE = ((2.0, 2.0, -1.0), (0.0, 0.0, 1.0), (0.001, 0.01, 0.05), 10, 1000)
+
+
 @pytest.fixture(scope="module")
 def app_url(app_library, short_sound, tmp_path_factory):
-    """`vlsa app` on a copy of the library's catalog with the short sound indexed beside the clips."""
+    """`vlsa app` on a copy of the library's catalog with the short sound indexed beside the clips,
+    made with a copy of the checkpoint that carries a calibration (FAIR_EVERYWHERE)."""
     from catalog.indexer import Indexer
     from catalog.store import Catalog
     from vlsa.api import VLSA
+    from vlsa.calibration import Calibration, KindCalibration
 
     work = tmp_path_factory.mktemp("browser-app")
-    db = work / "library.db"
+    db, checkpoint = work / "library.db", work / "checkpoint"
     shutil.copy(app_library.db, db)
+    shutil.copytree(app_library.checkpoint, checkpoint)
+    model = VLSA.from_pretrained(checkpoint)
+    fair = KindCalibration(*FAIR_EVERYWHERE)
+    Calibration(model.fingerprint(), {}, {"text->video": fair, "text->audio": fair}).save(checkpoint)
     with Catalog(db) as catalog:  # the clips are unchanged: only the sound is embedded
-        Indexer(catalog, VLSA.from_pretrained(app_library.checkpoint), checkpoint=str(app_library.checkpoint)
-                ).run([str(app_library.root), str(short_sound.parent)])
+        Indexer(catalog, model, checkpoint=str(checkpoint)).run([str(app_library.root), str(short_sound.parent)])
     with serve_app(db, work / "app.log") as app:
         yield app.url
 
@@ -107,6 +118,21 @@ def test_browser_search_select_shows_heatmaps_and_player(page, app_library):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+
+
+def test_browser_result_words_come_from_the_checkpoints_calibration(page, app_library):
+    """Every result of a search by words is called what the checkpoint's calibration says for its
+    score ("fair match" for any score here, FAIR_EVERYWHERE), under its picture and in its details,
+    which say what the words mean. Catches words from the library's spread of scores (issue 33, 1)
+    or a calibration not read with the checkpoint ("cosine ...")."""
+    search(page, app_library.captions[2])
+    tiles = page.locator("#results .caption-label")
+    assert tiles.count() == len(app_library.clips) + 1
+    assert all(" fair match " in text for text in tiles.all_inner_texts()), tiles.all_inner_texts()
+    page.locator("#results .thumbnail-item").first.click()
+    details = page.locator("#details", has_text="fair match")
+    details.wait_for(timeout=TIMEOUT_MS)
+    assert "at most 1 time in 20" in details.inner_text()
 
 
 def test_browser_a_search_is_one_request(page, app_library):

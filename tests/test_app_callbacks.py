@@ -35,7 +35,7 @@ def test_callbacks_search_text_ranks_each_captions_clip_first(ctx, app_library):
         assert rows[0]["file"] == str(clip), caption
         assert len(gallery) == len(rows) == len(hits) == len(app_library.clips)  # one per file
         assert status.startswith(f"**{len(hits)} results**")
-        assert set(query) == {"video", "audio"}
+        assert set(query) == {"video", "audio", callbacks.SEARCHED_BY}
 
 
 def test_callbacks_search_results_carry_thumbnails_and_captions(ctx, app_library):
@@ -75,19 +75,43 @@ def test_callbacks_draw_ahead_makes_each_moments_picture_before_a_search_shows_i
         context.close()
 
 
-def test_callbacks_strength_is_measured_against_the_querys_own_scores(ctx, app_library):
-    """The best result stands out from the library (its caption's words come from the strength,
-    the raw cosine stays in the JSON). Catches a strength computed against the results shown
-    (always high for the first) or against another modality's scores."""
-    from app.scores import Spread, strength_words
+def test_callbacks_words_come_from_the_checkpoints_calibration(ctx, app_library, tmp_path):
+    """With a calibration.json beside the checkpoint, each result's words are its score read against
+    the thresholds of its kind of search (words: text->..., find-similar: the moment's own picture
+    for pictures and its sound for sounds), in the JSON, the caption and the details; without one
+    the page says "uncalibrated" and shows the cosine. Catches words from anything but the score
+    and the kind's thresholds (the library's spread of scores, another kind's thresholds), and
+    words made up without a calibration."""
+    from vlsa.calibration import LEVELS, UNCALIBRATED, Calibration, KindCalibration
 
-    _, rows, hits, query, _ = callbacks.search_text(ctx, app_library.captions[0])
-    best = hits[0]
-    everything = ctx.service.all_scores(query[best.modality], best.modality)
-    assert everything.shape == (len(ctx.service.index(best.modality)),) and everything.max() == pytest.approx(best.score)
-    assert rows[0]["strength"] == pytest.approx(Spread.of(everything).strength(best.score), abs=0.01)
-    assert rows[0]["strength"] > rows[-1]["strength"] and rows[0]["score"] == round(best.score, 6)
-    assert rows[0]["match"] == strength_words(rows[0]["strength"])
+    _, rows, *_ = callbacks.search_text(ctx, app_library.captions[0])  # no calibration.json
+    assert {r["match"] for r in rows} == {UNCALIBRATED}
+    assert "cosine" in callbacks.search_text(ctx, app_library.captions[0])[0][0][1]
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(app_library.checkpoint, checkpoint)
+    scores = sorted({r["score"] for r in rows}, reverse=True)
+    shares = ((0.1, 0.2, 0.3), (0.001, 0.01, 0.05))
+    everything = KindCalibration((-1.0, -1.0, -1.0), *shares, 10, 1000)  # every score is "strong"
+    kinds = {"text->video": KindCalibration((scores[0], scores[1], scores[2]), *shares, 10, 1000),
+             "text->audio": KindCalibration((scores[1], scores[2], scores[3]), *shares, 10, 1000),
+             "video->video": everything, "audio->audio": KindCalibration((2.0, 2.0, 2.0), *shares, 10, 1000)}
+    Calibration(ctx.service.catalog.settings.fingerprint, {}, kinds).save(checkpoint)
+    calibrated = make_context(SearchService.open(app_library.db, checkpoint=checkpoint), workdir=tmp_path / "work")
+    try:
+        gallery, rows, hits, query, _ = callbacks.search_text(calibrated, app_library.captions[0])
+        for row, (_, caption) in zip(rows, gallery, strict=True):
+            least = kinds[f"text->{row['modality']}"].thresholds
+            expected = next((w for (w, _), t in zip(LEVELS, least, strict=True) if row["score"] >= t), "weak match")
+            assert row["match"] == expected and f" {expected} " in caption, row
+        assert len({r["match"] for r in rows}) >= 3 and {"strong match", "weak match"} <= {r["match"] for r in rows}
+        assert f"**{rows[0]['match']}**" in callbacks.select_result(calibrated, hits, query, 0)[5]
+        _, rows, similar, query, _ = callbacks.find_similar(calibrated, hits[0].window_id)
+        assert {r["modality"]: r["match"] for r in rows} == {"video": "strong match", "audio": "weak match"}
+        assert "a search with a picture among pictures" in callbacks.select_result(
+            calibrated, similar, query, next(i for i, h in enumerate(similar) if h.modality == "video"))[5]
+    finally:
+        calibrated.close()
 
 
 def test_callbacks_filters_reach_the_search(ctx, app_library):

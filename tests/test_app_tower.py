@@ -92,7 +92,7 @@ def test_tower_app_search_by_sound_and_find_similar_use_the_towers_vectors(tower
     write_wav(segments_sound(10.0, seed=0).numpy()[: 5 * RATE], RATE, tmp_path / "query.wav")
     _, rows, hits, query, _ = callbacks.search_audio(ctx, str(tmp_path / "query.wav"), "audio")
     assert rows[0]["name"] == "segments.wav" and rows[0]["start"] == 0.0 and rows[0]["score"] > 0.9999
-    assert rows[0]["match"] == "exact match"  # its own window, at cosine 1 (app/scores.py: EXACT_COSINE)
+    assert rows[0]["match"] == "exact match"  # its own window, at cosine 1 (vlsa/calibration.py: EXACT_COSINE)
     _, rows, similar, query, _ = callbacks.find_similar(ctx, hits[0].window_id)
     assert hits[0].window_id not in {h.window_id for h in similar}
     np.testing.assert_allclose(query["audio"], ctx.service.catalog.embedding(hits[0].window_id, "audio"))

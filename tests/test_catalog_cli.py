@@ -90,13 +90,15 @@ def test_cli_second_run_embeds_nothing(shared, checkpoint):
 def test_cli_search(shared):
     lib, db, _, _ = shared
     hits = json.loads(vlsa("search", "a dog barks", "--db", db, "--top", "5", "--json").stdout)
-    assert len(hits) == 5 and set(hits[0]) == {"window_id", "media_id", "path", "start", "end", "modality", "score"}
+    assert len(hits) == 5 and set(hits[0]) == {"window_id", "media_id", "path", "start", "end", "modality", "score",
+                                               "match"}
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     # A sound finds its own file first; a name that is not UTF-8 is shown with U+FFFD.
     out = vlsa("search", "--audio", lib / os.fsdecode(NON_UTF8), "--db", db, "--kind", "audio",
                "--top", "1").stdout.decode()
-    score, modality, span, path, window = out.strip().split("\t")
+    score, match, modality, span, path, window = out.strip().split("\t")
     assert path == str(lib) + "/caf\ufffd bark.wav" and modality == "audio" and float(score) > 0.999
+    assert match == "exact match"
     like = vlsa("search", "--like", window[1:], "--db", db, "--per-file", "--top", "3").stdout.decode()
     windows = [line.split("\t")[-1] for line in like.strip().splitlines()]
     assert len(windows) == 3 and window not in windows

@@ -255,6 +255,45 @@ def _eval_protocol(model, checkpoint, manifest, protocol, split, group, seeds, b
     click.echo(format_protocol_table(result))
 
 
+@click.command("calibrate")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--manifest", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A manifest (.jsonl) whose split the checkpoint never trained on.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--group", default=None, help="Only the manifest's rows with this \"group\".")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write calibration.json in [default: the checkpoint's].")
+@click.option("--note", default=None, help="A line kept in the file about the data (how it was made).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--workers", default=0, show_default=True)
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+def calibrate_command(checkpoint, manifest, split, group, out, note, batch_size, workers, device, as_json) -> None:
+    """Measure what the checkpoint's scores mean on held-out pairs, for each kind of search, and
+    write CHECKPOINT/calibration.json: the strength words of `vlsa search` and the app."""
+    import torch
+
+    from train.calibrate import calibrate, format_calibration
+    from vlsa import VLSA
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = VLSA.from_pretrained(checkpoint, map_location=device)
+    calibration, left_out = calibrate(model, manifest, split, group, batch_size, workers)
+    if note:
+        calibration.made_on["note"] = note
+    path = calibration.save(out or checkpoint)
+    for reason in left_out:
+        click.echo(f"left out: {reason}", err=True)
+    if as_json:
+        click.echo(json.dumps(calibration.to_dict(), indent=2))
+    else:
+        made = calibration.made_on
+        click.echo(f"{checkpoint} on {manifest} [{split}{f', group {group}' if group else ''}], "
+                   f"{made['decoded']} of {made['rows']} rows decoded")
+        click.echo(format_calibration(calibration))
+    click.echo(f"wrote {path}", err=True)
+
+
 @data.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
