@@ -38,6 +38,7 @@ from catalog.paths import display_path
 from catalog.service import KINDS, Hit
 from catalog.store import WINDOW_MODALITIES, CatalogError, Media, NotFound
 from vlsa.api import VLSA
+from vlsa.audio_tower import TOWER_VECTORS
 from vlsa.calibration import EXACT, LEVELS, UNCALIBRATED, WEAK
 from vlsa.media import MediaError, probe
 
@@ -192,7 +193,7 @@ def search_kind(query: dict, hit: Hit) -> str:
 
 
 SEARCHED_WITH = {"text": "words", "audio": "a sound", "video": "a picture"}
-AMONG = {"audio": "sounds", "video": "pictures"}
+AMONG = {"audio": "sounds", "video": "pictures", TOWER_VECTORS: "sounds (by the sound encoder's own vectors)"}
 ONE_IN = {0.001: "1 time in 1,000", 0.01: "1 time in 100", 0.05: "1 time in 20"}
 
 
@@ -308,7 +309,7 @@ def select_result(ctx: Context, hits: list[Hit] | None, query: dict | None, inde
         path = opened.pinned  # the file checked, whatever its name leads to now (app/files.py)
         media = ctx.service.catalog.media_by_id(hit.media_id)  # NotFound if re-indexed since
         match, kind = words(ctx, query, hit), search_kind(query, hit)
-        query = ctx.service.query_of_hit({m: query[m] for m in WINDOW_MODALITIES}, hit)  # a sound of several windows: the one that matched
+        query = ctx.service.query_of_hit({m: v for m, v in query.items() if m != SEARCHED_BY}, hit)  # a sound of several windows: the one that matched
         start, stop = clips.clip_span(hit.start, hit.end, media.duration)
         clip = str(clips.cut(path, probe(path), hit.start, hit.end, ctx.clip_dir, name=hit.path))
         data = render.window_data(ctx.model, ctx.window, path, hit.start, hit.end, media.has_video, media.has_audio)
