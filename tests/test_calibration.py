@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from vlsa.calibration import (
@@ -78,15 +79,18 @@ def test_calibration_file_used_only_for_the_weights_it_was_made_for(tmp_path, ca
 @pytest.mark.parametrize("name", ["real", "synthetic"])
 def test_calibration_shipped_checkpoints_carry_one_made_for_their_weights(name):
     """Each shipped checkpoint has a calibration of its own weights for every kind of search the
-    app offers, made on held-out rows. Catches a checkpoint retrained and shipped without
+    app offers (a tower's sound->sound too, where it has a tower), made on held-out rows. Catches a checkpoint retrained and shipped without
     `vlsa calibrate` (its words would be dropped as stale)."""
     from vlsa.api import VLSA
+    from vlsa.audio_tower import TOWER_VECTORS
     from vlsa.calibration import KINDS
     from vlsa.checkpoint import SHIPPED
 
     folder = SHIPPED.parent / name
-    calibration = read_calibration(folder, VLSA.from_pretrained(folder).fingerprint())
-    assert calibration is not None and set(calibration.kinds) == set(KINDS)
+    model = VLSA.from_pretrained(folder)
+    calibration = read_calibration(folder, model.fingerprint())
+    offered = {k for k in KINDS if model.has_audio_tower or not k.endswith(TOWER_VECTORS)}
+    assert calibration is not None and set(calibration.kinds) == offered
     assert calibration.made_on["split"] == "test"
 
 
@@ -140,3 +144,23 @@ def test_calibration_shipped_synthetic_checkpoint_true_pair_good_false_pair_weak
     good = [w for w, _ in LEVELS[:2]]
     assert found["own audio"] in good and found["own video"] in good, (rows[0]["text"], rows[1]["text"], found)
     assert found["other audio"] == found["other video"] == WEAK, (rows[0]["text"], rows[1]["text"], found)
+
+
+def test_calibration_of_a_tower_checkpoint_scores_sounds_by_the_towers_own_vectors():
+    """A tower checkpoint's sound->sound search compares tower vectors with tower vectors: its
+    pairs are scored on those (here the tower hears rows 0 and 1 alike, the joint vectors do
+    not), and a checkpoint without a tower has no such kind. Catches the tower kind scored
+    with the joint query vectors (a shape error, or the joint cosine)."""
+    from train.calibrate import pair_scores
+    from train.data import Row
+
+    rows = [Row(video=None, audio=None, text=t) for t in ("a dog barks", "a dog barks", "a bell rings")]
+    joint = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    tower = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0], [1.0, 0.0, 0.1], [0.0, 0.0, 1.0]]), dim=-1)
+    has, none = torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool)
+    emb = {"audio": joint, "video": torch.zeros(3, 2), "text": joint, "has_audio": has, "has_video": none,
+           "has_text": has, "index": torch.arange(3)}
+    assert "audio->audio_tower" not in pair_scores(emb, rows)
+    true, false = pair_scores({**emb, "audio_tower": tower, "has_audio_tower": has}, rows)["audio->audio_tower"]
+    np.testing.assert_allclose(sorted(true), [float(tower[0] @ tower[1])] * 2, rtol=1e-6)
+    assert len(false) == 4 and max(false) < 0.2

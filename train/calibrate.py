@@ -22,6 +22,7 @@ import torch
 from train.data import Row
 from train.protocols import embed_clips, protocol_rows
 from vlsa import VLSA
+from vlsa.audio_tower import TOWER_VECTORS
 from vlsa.calibration import KINDS, Calibration, CalibrationError, calibrate_kind
 
 
@@ -50,15 +51,29 @@ def pair_scores(emb: dict[str, torch.Tensor], rows: list[Row]) -> dict[str, tupl
     pairs = {}
     for kind in KINDS:
         query, candidate = kind.split("->")
-        q, c = emb[f"has_{query}"].numpy(), emb[f"has_{candidate}"].numpy()
+        if candidate not in emb:  # the tower's kind, of a checkpoint without one
+            continue
+        asked = candidate if candidate == TOWER_VECTORS else query  # a sound asks the tower with its own tower vector
+        q, c = emb[f"has_{asked}"].numpy(), emb[f"has_{candidate}"].numpy()
         asks = own if query == "text" else answers
         truth = (asks[q].astype(np.float32) @ answers[c].T.astype(np.float32)) > 0
-        sim = (emb[query][q] @ emb[candidate][c].T).numpy()
+        sim = (emb[asked][q] @ emb[candidate][c].T).numpy()
         counted = np.ones_like(truth)
-        if query == candidate:  # a row against itself is an exact match, not a pair
+        if asked == candidate:  # a row against itself is an exact match, not a pair
             counted = ~(np.flatnonzero(q)[:, None] == np.flatnonzero(c)[None, :])
         pairs[kind] = (sim[truth & counted], sim[~truth & counted])
     return pairs
+
+
+def tower_vectors(model: VLSA, rows: list[Row], emb: dict) -> dict[str, torch.Tensor]:
+    """The tower's own vectors of the decoded rows with sound (what a tower checkpoint's catalog
+    compares sounds by), under TOWER_VECTORS, zeros elsewhere; "has_" as for "audio"."""
+    has = emb["has_audio"]
+    decoded = [rows[i] for i in emb["index"][has].tolist()]
+    found = model.embed_audio_all([(str(r.audio or r.video), r.start, r.end) for r in decoded])[TOWER_VECTORS]
+    out = torch.zeros(len(has), found.shape[1])
+    out[has] = found
+    return {TOWER_VECTORS: out, f"has_{TOWER_VECTORS}": has}
 
 
 def calibrate(model: VLSA, manifest: str | Path, split: str = "test", group: str | None = None,
@@ -67,6 +82,8 @@ def calibrate(model: VLSA, manifest: str | Path, split: str = "test", group: str
     for want of pairs, each with its reason; CalibrationError when no kind has enough."""
     rows = protocol_rows(manifest, split, group)
     emb = embed_clips(model, rows, None, batch_size, workers)  # and each row's own text, as eval embeds it
+    if model.has_audio_tower:
+        emb.update(tower_vectors(model, rows, emb))
     kinds, left_out = {}, []
     for kind, (true, false) in pair_scores(emb, rows).items():
         try:
