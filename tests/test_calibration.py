@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from vlsa.calibration import (
     CALIBRATION_NAME,
