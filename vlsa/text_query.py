@@ -79,6 +79,10 @@ class TextQueryEncoder:
 
             options = ort.SessionOptions()
             options.log_severity_level = 3  # errors only: its warnings are about graph fusions
+            # One thread, not spinning: a query of a few words runs in milliseconds, and threads
+            # spinning for work slowed it many times over on a loaded machine.
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
             meta = session.get_modelmeta().custom_metadata_map
             if meta.get(FINGERPRINT) != fingerprint:
