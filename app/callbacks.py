@@ -38,9 +38,9 @@ from catalog.paths import display_path
 from catalog.service import KINDS, Hit
 from catalog.store import WINDOW_MODALITIES, CatalogError, Media, NotFound
 from vlsa.api import VLSA
-from vlsa.audio_tower import TOWER_VECTORS
 from vlsa.calibration import EXACT, LEVELS, UNCALIBRATED, WEAK
 from vlsa.media import MediaError, probe
+from vlsa.vectors import TOWER_VECTORS
 
 log = logging.getLogger(__name__)
 

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 import synth
 from app.server import AUTH_ENV, AUTH_HELP, parse_login
+from catalog import text_export
 from catalog.indexer import Indexer, IndexReport
 from catalog.lock import indexing, not_served
 from catalog.model import load_model
@@ -267,6 +268,7 @@ def _prepare(folder: Path, db: Path, clips: int, added: list[str], rebuild: bool
         report = Indexer(catalog, model, checkpoint=model_path, progress=progress).run(roots, rebuild=True,
                                                                                         prune=prune)
         report.removed += removed
+    text_export.update(db, model)  # a text search without torch (catalog/text_export.py); once, seconds
     _say(f"indexed {report.indexed} files ({report.windows} windows), {report.unchanged} unchanged, "
          f"{report.removed} removed, {len(report.failed)} failed")
     return Demo(folder, library, db, checkpoint, roots, missing, generated, report)

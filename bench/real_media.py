@@ -6,7 +6,7 @@
 Measures, per set of sounds:
 - audio by example: for each sound, its 5 nearest other sounds by cosine, of the vectors the
   product's search by a sound compares (the audio tower's own with a tower checkpoint, else the
-  joint ones: vlsa.audio_tower.example_modality); P@5 is the share of them with the same category. The anchor is a 40-MFCC mean/std vector per file with cosine
+  joint ones: vlsa.vectors.example_modality); P@5 is the share of them with the same category. The anchor is a 40-MFCC mean/std vector per file with cosine
   similarity, the classic baseline for sound similarity;
 - text -> audio and audio -> text, where the sounds have captions: a caption's relevant sounds are
   all sounds with that caption; R@k is the share of queries with a relevant answer in the top k,
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 import torchaudio
 
 from vlsa import VLSA
-from vlsa.audio_tower import example_modality
 from vlsa.checkpoint import shipped_checkpoint
 from vlsa.media import MediaError, read_audio
+from vlsa.vectors import example_modality
 
 MFCC_RATE = 16000
 MFCC_SECONDS = 10.0  # the anchor reads up to this much of each file

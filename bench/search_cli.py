@@ -6,10 +6,12 @@ last line of results, start-up (imports, model load) included.
 
 Without --db, the files of vlsa/assets/media (real clips, sounds and spoken words, also in the
 demo library) are indexed with the shipped checkpoint into a temporary catalog first (not timed).
-Then each command runs --runs times as a subprocess: a text query, a sound (--audio; default: the
-first sound file of the catalog), a window of the catalog (--like), and, as the floor every
-command pays, `python -c "import torch"`. Prints JSON: median, min and max seconds of each, and
-the command lines.
+Then each command runs --runs times as a subprocess: a text query (through the catalog's text
+query encoder, the ONNX export `vlsa index` writes beside it: catalog/text_export.py), the same
+query through the model (`--checkpoint`, the catalog's own: what a text query cost before, and
+costs still without the export), a sound (--audio; default: the first sound file of the catalog),
+a window of the catalog (--like), and `python -c "import torch"`, which the model's commands pay.
+Prints JSON: median, min and max seconds of each, and the command lines.
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ def index_shipped_media(db: Path) -> None:
         raise SystemExit(f"vlsa index {SHIPPED_MEDIA} failed:\n{proc.stderr}")
 
 
-def catalog_sound_and_window(db: Path) -> tuple[str, int]:
-    """A sound file of the catalog (the --audio query) and a window id (the --like query)."""
+def catalog_sound_window_checkpoint(db: Path) -> tuple[str, int, str | None]:
+    """A sound file of the catalog (the --audio query), a window id (the --like query) and the
+    checkpoint the catalog was built with (None: an untrained preset)."""
     sys.path.insert(0, str(REPO))
     from catalog.store import Catalog
 
     with Catalog(db, read_only=True) as catalog:
         media = catalog.media(status="ok")
         sound = next((m for m in media if m.path.lower().endswith(SOUND_SUFFIXES)), media[0])
-        return sound.path, catalog.windows(sound.id)[0].id
+        return sound.path, catalog.windows(sound.id)[0].id, catalog.settings.checkpoint
 
 
 def main() -> None:
@@ -72,10 +75,12 @@ def main() -> None:
         if db is None:
             db = Path(tmp) / "shipped.db"
             index_shipped_media(db)
-        sound, window = catalog_sound_and_window(db)
+        sound, window, checkpoint = catalog_sound_window_checkpoint(db)
         search = [str(VLSA_BIN), "search", "--db", str(db), "--top", "10"]
         report = {
             "text": timed([*search, args.query], args.runs),
+            **({"text_model": timed([*search, "--checkpoint", checkpoint, args.query], args.runs)}
+               if checkpoint else {}),
             "audio": timed([*search, "--audio", args.audio or sound], args.runs),
             "like": timed([*search, "--like", str(window)], args.runs),
             "import_torch": timed([sys.executable, "-c", "import torch"], args.runs),

@@ -16,9 +16,7 @@ top-k backends), ann (the approximate index beside the catalog, for large librar
 (SearchService and Hit), model (which checkpoint), cli (`vlsa index`, `vlsa search`).
 """
 
-from catalog.indexer import Indexer, IndexReport
 from catalog.paths import display_path
-from catalog.service import Hit, SearchService
 from catalog.store import (
     Catalog,
     CatalogError,
@@ -29,6 +27,21 @@ from catalog.store import (
     Settings,
     Window,
 )
+
+
+def __getattr__(name: str):
+    # Lazy: the indexer needs torch, and a text search imports this package without it
+    # (catalog/text_export.py); `from catalog import Indexer` works as before.
+    if name in ("Indexer", "IndexReport"):
+        from catalog import indexer
+
+        return getattr(indexer, name)
+    if name in ("Hit", "SearchService"):
+        from catalog import service
+
+        return getattr(service, name)
+    raise AttributeError(name)
+
 
 __all__ = ["Catalog", "CatalogError", "CheckpointMismatch", "Hit", "IndexReport", "Indexer", "Media",
            "NotFound", "SchemaError", "SearchService", "Settings", "Window", "display_path"]

@@ -25,24 +25,18 @@ import time
 from collections.abc import Iterator
 
 import click
-import torch
 from click.core import ParameterSource
 
 from catalog import ann as ann_index
+from catalog import text_export
 from catalog.ann import ANN_MIN_VECTORS
 from catalog.connection import is_read_only_error
-from catalog.decode import default_workers
-from catalog.distributed import index_distributed
-from catalog.indexer import BATCH_SIZE, Indexer
-from catalog.lock import indexing
-from catalog.model import load_model
 from catalog.paths import DEMO_CATALOG, demo_dir, display_path
 from catalog.records import CatalogReadOnly
 from catalog.search import BACKENDS
 from catalog.service import KINDS, Hit, SearchService
-from catalog.store import MAX_ID, STORED_MODALITIES, WINDOW_MODALITIES, Catalog, CatalogError
+from catalog.store import BATCH_SIZE, MAX_ID, STORED_MODALITIES, WINDOW_MODALITIES, Catalog, CatalogError
 from vlsa.config import list_presets
-from vlsa.distributed import cleanup, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +103,16 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
     catalog, as one process would (catalog/distributed.py); a rerun after a rank died reuses
     what the ranks had finished.
     """
+    # Imported here, not with the module: a text search needs none of them, nor torch (1.5 s).
+    import torch
+
+    from catalog.decode import default_workers
+    from catalog.distributed import index_distributed
+    from catalog.indexer import Indexer
+    from catalog.lock import indexing
+    from catalog.model import load_model
+    from vlsa.distributed import cleanup, init_distributed
+
     if device == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("no CUDA GPU is usable here", param_hint="--device")
     model, checkpoint_path = load_model(checkpoint, preset)
@@ -127,6 +131,8 @@ def index(library: tuple[str, ...], db_path: str, checkpoint: str | None, preset
             if ranks.main and ann is not False:  # the catalog is complete only on rank 0, after the merge
                 with Catalog(db_path) as catalog:
                     _update_ann(catalog, 1 if ann else ANN_MIN_VECTORS)
+            if ranks.main:
+                _update_text_export(db_path, model)
     finally:
         cleanup()
     if not ranks.main:
@@ -209,6 +215,15 @@ def _update_ann(catalog: Catalog, min_vectors: int) -> None:
         outcome = ann_index.update(catalog, modality, min_vectors)
         if outcome in ("built", "updated"):
             click.echo(f"approximate index ({modality}): {outcome} in {time.perf_counter() - began:.1f} s", err=True)
+
+
+def _update_text_export(db_path: str, model) -> None:
+    """Write the catalog's text query encoder if it is missing (catalog/text_export.py), saying so."""
+    began = time.perf_counter()
+    path = text_export.export_path(db_path, model.fingerprint())
+    if not path.is_file() and text_export.update(db_path, model) is not None:
+        click.echo(f"text query encoder for fast text searches: written in {time.perf_counter() - began:.1f} s",
+                   err=True)
 
 
 def _search(service: SearchService, query: str | None, audio: str | None, like: int | None,

@@ -34,12 +34,11 @@ from tqdm import tqdm
 from catalog.decode import FilePiece, decode_loader
 from catalog.paths import display_path, is_under
 from catalog.scan import FileStat, ScanResult, scan
-from catalog.store import Catalog, CatalogError, FileRecord, Settings
+from catalog.store import BATCH_SIZE, Catalog, CatalogError, FileRecord, Settings
 from catalog.windows import WindowData
 from vlsa.api import VLSA
-from vlsa.audio_tower import TOWER_VECTORS, input_samples
-
-BATCH_SIZE = 32  # windows per model call: near the CPU's best throughput for tiny, modest memory
+from vlsa.audio_tower import input_samples
+from vlsa.vectors import TOWER_VECTORS
 
 
 @dataclass

@@ -12,7 +12,7 @@ windows' vectors compete: "video", "audio" or "any" (both, each window once per 
 has, the two lists merged: see search_vector's `fuse`). Scores are cosine similarities.
 
 A sound compared with sounds (a query sound, "find similar") is compared by the best vectors the
-catalog has of them (vlsa.audio_tower.example_modality): with a checkpoint that has a pretrained
+catalog has of them (vlsa.vectors.example_modality): with a checkpoint that has a pretrained
 audio tower, the tower's own (TOWER_VECTORS), which group same-kind sounds better than the joint
 ones; words are always matched with the joint vectors. Such hits have modality TOWER_VECTORS:
 their cosines are on the tower's scale ("sound->sound (tower)", app/scores.py reads them apart).
@@ -28,22 +28,25 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from catalog import text_export
 from catalog.ann import ANN_MIN_VECTORS, AnnIndex
 from catalog.ann import stamp as ann_stamp
-from catalog.indexer import BATCH_SIZE
-from catalog.model import model_for_catalog
 from catalog.paths import display_path
 from catalog.search import MatrixIndex, build_index, kept
-from catalog.store import WINDOW_MODALITIES, Catalog, CatalogError, NotFound
-from catalog.windows import file_windows, iter_windows, plan_windows
-from vlsa.api import VLSA
-from vlsa.audio_tower import TOWER_VECTORS, example_modality
+from catalog.store import BATCH_SIZE, WINDOW_MODALITIES, Catalog, CatalogError, NotFound
 from vlsa.calibration import Calibration, match_words, read_calibration
-from vlsa.media import MediaError, probe, require_finite
+from vlsa.vectors import TOWER_VECTORS, example_modality
+
+if TYPE_CHECKING:  # imported where used: a text search through the catalog's export needs no torch
+    import torch
+
+    from vlsa.api import VLSA
+    from vlsa.text_query import TextQueryEncoder
 
 KINDS = ("any", *WINDOW_MODALITIES)
 MAX_QUERY_SECONDS = 30.0  # of a query sound, only windows starting this early: 30 s says enough
@@ -96,6 +99,8 @@ class SearchService:
     @property
     def model(self) -> VLSA:
         if self._model is None:
+            from catalog.model import model_for_catalog
+
             self._model = model_for_catalog(self.catalog, self.checkpoint)
         return self._model
 
@@ -121,7 +126,7 @@ class SearchService:
         """Windows that match a description. Options: see search_vector."""
         if not text.strip():
             raise ValueError("empty text query")
-        return self.search_vector(self.model.embed_text([text])[0].numpy(), **options)
+        return self.search_vector(self.embed_text(text), **options)
 
     def search_audio(self, audio: str | os.PathLike | torch.Tensor, **options) -> list[Hit]:
         """Windows that match any window of a sound: a file (its first MAX_QUERY_SECONDS) or a
@@ -282,6 +287,20 @@ class SearchService:
 
     # --- query embeddings ---
 
+    def embed_text(self, text: str) -> np.ndarray:
+        """float32 (E,): the words' vector, through the catalog's text export where there is one
+        for the catalog's model (no torch, no model to load: catalog/text_export.py), else the
+        model. Not the export when a model was given or named: that is the model to use."""
+        if self._model is None and self.checkpoint is None and self.text_encoder is not None:
+            return self.text_encoder.embed([text])[0]
+        return self.model.embed_text([text])[0].numpy()
+
+    @cached_property
+    def text_encoder(self) -> TextQueryEncoder | None:
+        """The catalog's text export for the model that made its vectors, or None where there is none."""
+        settings = self.catalog.settings
+        return None if settings is None else text_export.open_for(self.catalog.path, settings.fingerprint)
+
     def embed_audio(self, audio: str | os.PathLike | torch.Tensor) -> np.ndarray:
         """float32 (N, E), L2-normalised: the joint vectors of sound_query."""
         return self.sound_query(audio)["audio"]
@@ -292,6 +311,11 @@ class SearchService:
         sounds by tower vectors (sound_modality), those too, (N, width), from the same run of the
         tower. Cut on the catalog's window and stride and decoded and embedded by the indexer's
         own functions, so a catalogued sound gives its stored vectors."""
+        import torch
+
+        from catalog.windows import file_windows, iter_windows, plan_windows
+        from vlsa.media import MediaError, probe, require_finite
+
         model, settings = self.model, self.catalog.settings
         if isinstance(audio, torch.Tensor):
             require_finite(audio, "the query sound")

@@ -53,7 +53,7 @@ from catalog.records import (
     Settings,
     Window,
 )
-from vlsa.audio_tower import TOWER_VECTORS
+from vlsa.vectors import TOWER_VECTORS
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer, so the largest row id
 # other, and their lookup took 0.85 ms p50 instead of 0.65 (300k windows, 512 dims).
 CACHE_KIB = 65536
 VECTOR_DTYPE = np.dtype("<f4")  # stored vectors: float32, little-endian whatever the machine
+BATCH_SIZE = 32  # windows per model call (and at most per commit): near the CPU's best throughput for tiny
 # A new catalog's page size. A vector row at 512 dims (2,060 B) fits once in SQLite's default
 # 4 KB page, so at 4 KB a catalog is twice its vectors; 16 KB pages hold 7. SQLite fixes the size
 # when the first table is made: an existing catalog keeps its own (a VACUUM would rewrite it).

@@ -82,9 +82,9 @@ def test_calibration_shipped_checkpoints_carry_one_made_for_their_weights(name):
     app offers (a tower's sound->sound too, where it has a tower), made on held-out rows. Catches a checkpoint retrained and shipped without
     `vlsa calibrate` (its words would be dropped as stale)."""
     from vlsa.api import VLSA
-    from vlsa.audio_tower import TOWER_VECTORS
     from vlsa.calibration import KINDS
     from vlsa.checkpoint import SHIPPED
+    from vlsa.vectors import TOWER_VECTORS
 
     folder = SHIPPED.parent / name
     model = VLSA.from_pretrained(folder)

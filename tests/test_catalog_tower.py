@@ -20,7 +20,7 @@ from catalog.model import default_checkpoint, load_model
 from catalog.service import SearchService
 from catalog.store import TOWER_KEY, Catalog
 from vlsa import VLSA, audio_tower
-from vlsa.audio_tower import TOWER_VECTORS
+from vlsa.vectors import TOWER_VECTORS
 
 RATE = 44100
 TONES = {"a.wav": 440.0, "b.wav": 3000.0, "c.wav": 9000.0, "d.wav": 600.0}

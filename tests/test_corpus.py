@@ -24,6 +24,8 @@ from train.corpus.fetch import licence
 from train.corpus.sources import SkipCounter, sound_items
 from vlsa.media import probe, read_audio, read_frames
 
+SHIPPED_MEDIA = Path(__file__).resolve().parents[1] / "vlsa" / "assets" / "media"
+
 VLSA = Path(sys.executable).parent / "vlsa"
 RATE = 16000
 
@@ -295,6 +297,48 @@ def test_demo_media_takes_only_held_out_rows_and_credits_each_file(tmp_path):
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in only_trained))
     with pytest.raises(demo_media.DemoMediaError, match="no held-out clip"):
         demo_media.write_demo_media(corpus, tmp_path / "again")
+
+
+# What each demo clip shows, by name: the review of train/corpus/demo_media.py's PICTURES (each
+# picture looked at). A change of picture changes this list.
+DEMO_PICTURE_NAMES = {
+    "the sound of a dog": "DOG", "the sound of a cat": "CAT", "a bird sings": "BIRD", "a duck quacks": "DUCK",
+    "a horse neighs": "HORSE", "the sound of a rooster": "ROOSTER", "the sound of an owl": "OWL",
+    "the sound of a wolf howl": "WOLF FACE", "the sound of a car passing": "AUTOMOBILE",
+    "the sound of a motorcycle passing": "RACING MOTORCYCLE", "a door closes": "DOOR",
+    "a water drops": "DROPLET", "the sound of a baby cry": "BABY",
+    "the sound of a laugh female": "FACE WITH TEARS OF JOY",
+    "the sound of a finger snap": "HAND WITH INDEX FINGER AND THUMB CROSSED",
+    "the sound of a guitar strum": "GUITAR", "the sound of a drum set": "DRUM WITH DRUMSTICKS",
+    "the sound of a piano": "MUSICAL KEYBOARD", "the sound of a church organ": "CHURCH",
+    "the sound of a flute": "flute_ganson.png", "the sound of a cello": "cello_ganson.png",
+    "the sound of a bell choir": "BELL", "a car horn honks": "TAXI", "rain falls": "UMBRELLA WITH RAIN DROPS",
+    "a crowd cheers a goal": "GOAL NET", "fireworks bang": "FIREWORKS", "a splash of water": "SPLASHING SWEAT SYMBOL",
+    "a clock ticks": "MANTELPIECE CLOCK", "an elephant calls": "ELEPHANT", "a sheep bleats": "SHEEP",
+    "thunder rumbles": "THUNDER CLOUD AND RAIN", "a frog croaks": "FROG FACE", "a glass breaks": "TUMBLER GLASS",
+    "a harp plays a slow melody": "harp2_ganson.png", "a violin plays a slow melody": "VIOLIN",
+    "a banjo plays a fast melody": "BANJO", "an accordion plays a major chord": "ACCORDION",
+    "a muted trumpet plays a slow melody": "TRUMPET",
+}
+
+
+def test_demo_media_pictures_are_the_reviewed_ones():
+    """Each demo clip's picture, by name (an emoji's Unicode name, a clip-art file's name), as
+    reviewed, for every clip of CLIPS; and the shipped clips record exactly those pictures.
+
+    Catches a picture picked by a shared word again (seen to fail with "bell choir" given U+1FAD1,
+    BELL PEPPER, the picture the corpus had drawn) and shipped clips not drawn from the map."""
+    import unicodedata
+
+    from train.corpus.demo_media import CLIPS, PICTURES
+
+    def name(key: str) -> str:
+        return unicodedata.name(chr(int(key[2:], 16))) if key.startswith("U+") else Path(key).name
+
+    assert {caption: name(key) for caption, (_, key) in PICTURES.items()} == DEMO_PICTURE_NAMES
+    assert sorted(PICTURES) == sorted(caption for _, caption in CLIPS)
+    shipped = [json.loads(line) for line in (SHIPPED_MEDIA / "manifest.jsonl").read_text().splitlines()]
+    assert {r["text"]: (r["picture_source"], r["picture"]) for r in shipped if r["kind"] == "clip"} == PICTURES
 
 
 def _rcc(tree: dict, version: int = 3) -> bytes:

@@ -31,6 +31,7 @@ from app.demo import (
     prepare_demo,
     shipped_media,
 )
+from catalog import text_export
 from catalog.lock import not_served, serving
 from catalog.records import CatalogBusy
 from catalog.store import Catalog
@@ -139,6 +140,8 @@ def test_prepare_demo_builds_the_library_and_its_catalog(built):
         assert cat.settings.checkpoint == str(shipped_checkpoint())
         real = {str(MEDIA / (r.get("video") or r["audio"])) for r in manifest_rows(MEDIA)}
         assert {m.path for m in cat.media()} == {str(demo.library / r["video"]) for r in rows} | real
+        # its text query encoder, so `vlsa search "words"` needs no torch (catalog/text_export.py)
+        assert text_export.open_for(demo.db, cat.settings.fingerprint) is not None
     assert not list(folder.glob(TEMP_PREFIX + "*"))
 
 

@@ -22,8 +22,8 @@ import torch
 from train.data import Row
 from train.protocols import embed_clips, protocol_rows
 from vlsa import VLSA
-from vlsa.audio_tower import TOWER_VECTORS
 from vlsa.calibration import KINDS, Calibration, CalibrationError, calibrate_kind
+from vlsa.vectors import TOWER_VECTORS
 
 
 def _normal(caption: str | None) -> str:

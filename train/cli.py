@@ -363,11 +363,17 @@ def corpus(out: Path, cache: Path, shared_media: Path | None, seed: int, offline
 @data.command("demo-media")
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-def demo_media(corpus: Path, out: Path) -> None:
-    """Copy the demo's held-out real media from a built CORPUS into OUT (replaced), credited."""
-    from train.corpus.demo_media import write_demo_media
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlsa" / "corpus-debs",
+              show_default="${XDG_CACHE_HOME:-~/.cache}/vlsa/corpus-debs",
+              help="The packages `vlsa data corpus` extracted: each clip's reviewed picture is read from them.")
+def demo_media(corpus: Path, out: Path, cache: Path) -> None:
+    """Copy the demo's held-out real media from a built CORPUS into OUT (replaced), credited, each
+    clip drawn again with its reviewed picture (train/corpus/demo_media.py, PICTURES)."""
+    from train.corpus.demo_media import draw_pictures, write_demo_media
 
-    rows = write_demo_media(corpus, out)
+    write_demo_media(corpus, out)
+    rows = draw_pictures(out, cache / "root")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     click.echo(f"wrote {len(rows)} files ({size / 1e6:.1f} MB) with manifest.jsonl and CREDITS.md to {out}")
 

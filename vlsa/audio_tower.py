@@ -26,7 +26,6 @@ input from decoded sound, and training batches carry it under TOWER_WAVE.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,9 +41,6 @@ if TYPE_CHECKING:
     from vlsa.config import AudioConfig, VLSAConfig
 
 TOWER_WAVE = "tower_wave"  # the batch key of the tower's input: float32 (B, S) at the tower's rate
-# The key of a tower's own sound vectors beside the joint 'audio' ones (VLSAModel.embed_audio_vectors),
-# and the catalog's modality for them: what one sound is compared with another by.
-TOWER_VECTORS = "audio_tower"
 
 
 @dataclass(frozen=True)
@@ -75,13 +71,6 @@ PREFIX = "embedding_net."  # the trunk's weights in the checkpoint; the rest are
 # numpy 1 path, which numpy 2 moved; a file written under numpy 2 names the new one.
 _SCALAR = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
 _NUMPY_GLOBALS = [(_SCALAR, "numpy.core.multiarray.scalar"), _SCALAR, np.dtype, type(np.dtype(np.int64))]
-
-
-def example_modality(modalities: Collection[str]) -> str:
-    """Of the vectors there are of sounds (the keys VLSAModel.embed_audio_vectors gives, or a
-    catalog's modalities), the one that compares a sound with other sounds: the tower's own
-    where there, else the joint "audio"."""
-    return TOWER_VECTORS if TOWER_VECTORS in modalities else "audio"
 
 
 # --- input plumbing: which waveform the model's audio embedding reads -------------------------

@@ -55,7 +55,7 @@ UNCALIBRATED = "uncalibrated"
 # searches: words find pictures and sounds; a sound finds sounds and pictures; find-similar
 # searches with a moment's picture and its sound (or its one vector, where it has only one).
 # A checkpoint with an audio tower compares sounds with sounds by the tower's own vectors
-# (vlsa.audio_tower.TOWER_VECTORS): "audio->audio_tower" is that search.
+# (vlsa.vectors.TOWER_VECTORS): "audio->audio_tower" is that search.
 KINDS = ("text->video", "text->audio", "audio->audio", "video->video", "audio->video", "video->audio",
          "audio->audio_tower")
 # Fewer false pairs than this cannot place the strictest threshold (1 in 1,000) at all.

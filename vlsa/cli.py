@@ -63,6 +63,8 @@ REQUIRED = {
 OPTIONAL = {
     "gradio": "the search app (vlsa app, vlsa demo)",
     "tensorboard": "training curves (tensorboard --logdir runs/)",
+    "onnxruntime": "fast text searches: a catalog's text export, run without torch (else the model embeds the words)",
+    "onnx": "writing that export (vlsa index, vlsa demo)",
 }
 
 

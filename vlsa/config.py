@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlsa import __version__
-from vlsa.audio_tower import PRETRAINED as SOUND_MODELS
-from vlsa.text_tower import PRETRAINED
 
 
 @dataclass
@@ -188,6 +186,11 @@ class VLSAConfig:
 
     def validate(self) -> VLSAConfig:
         """Raise ValueError with a one-line reason if the shapes cannot work together."""
+        # The pretrained towers' names, imported here: their modules need torch, and a config is
+        # also read where torch is not (a text search through the ONNX export, vlsa/text_query.py).
+        from vlsa.audio_tower import PRETRAINED as SOUND_MODELS
+        from vlsa.text_tower import PRETRAINED
+
         v, a, e, d = self.video, self.audio, self.encoder, self.decoder
         checks = [
             (v.size % v.patch == 0, f"video.size {v.size} is not a multiple of video.patch {v.patch}"),

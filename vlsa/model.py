@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlsa.audio_tower import TOWER_VECTORS, TOWER_WAVE, SoundEncoder
+from vlsa.audio_tower import TOWER_WAVE, SoundEncoder
 from vlsa.config import VLSAConfig
 from vlsa.layers import (
     ConvStem,
@@ -39,6 +39,7 @@ from vlsa.losses import (
     similarity_distillation,
 )
 from vlsa.text_tower import SentenceEncoder
+from vlsa.vectors import TOWER_VECTORS
 
 
 def _positions(cfg: VLSAConfig, width: int) -> nn.ModuleDict:

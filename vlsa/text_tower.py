@@ -94,7 +94,9 @@ class SentenceEncoder(FrozenOnFirstUse):
         # Columns past the batch's longest sentence are padding in every row: masked out of the
         # attention and the mean, so dropping them changes nothing but the cost (a search query
         # of 8 tokens padded to max_len 24 took three times as long).
-        longest = int(mask.sum(dim=1).max()) if mask.shape[0] else 0
+        # Not while traced for the ONNX export (vlsa/text_query.py): its graph takes any length,
+        # and the ids it is given have no padding columns.
+        longest = 0 if torch.jit.is_tracing() or not mask.shape[0] else int(mask.sum(dim=1).max())
         if 0 < longest < mask.shape[1] and not mask[:, longest:].any():
             ids, mask = ids[:, :longest], mask[:, :longest]
         states = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from vlsa.config import TextConfig
+from vlsa.text_query import fast_tokenizer
 from vlsa.text_tower import resolve_tokenizer_name
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,15 @@ class HFTokenizer(Tokenizer):
         self.mask_id = hf.mask_token_id if hf.mask_token_id is not None else len(hf)
         self.vocab_size = max(len(hf), self.mask_id + 1)
         self.special_ids = frozenset({*hf.all_special_ids, self.pad_id, self.mask_id})
+        # A fast tokenizer's rules as JSON: what a text search without torch reads them from (the
+        # ONNX export records it), so both paths cut and encode words alike (vlsa/text_query.py).
+        backend = getattr(hf, "backend_tokenizer", None)
+        self.spec = backend.to_str() if backend is not None else None
+        self.fast = fast_tokenizer(self.spec, max_len) if backend is not None else None
 
     def encode(self, text: str) -> list[int]:
+        if self.fast is not None:
+            return self.fast.encode(text).ids
         return self.hf(text, truncation=True, max_length=self.max_len)["input_ids"]
 
 

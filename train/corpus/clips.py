@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -73,3 +74,23 @@ def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = max(len(a), len(b))
     out = np.pad(a, (0, n - len(a))) * 0.5 + np.pad(b, (0, n - len(b))) * 0.5
     return out.astype(np.float32)
+
+
+def redraw_clip(src: Path, dst: Path, picture: Image.Image, rng: np.random.Generator) -> None:
+    """`src` with new frames (`picture` moving, as write_clip draws it) and its own sound track,
+    copied packet for packet: the sound is not encoded again, so what a catalog hears is unchanged."""
+    with av.open(str(src)) as clip:
+        seconds = clip.duration / av.time_base
+    silent = dst.with_name(dst.name + ".video.mp4")
+    write_mp4(silent, motion_frames(picture, seconds, rng), FPS, None, RATE)
+    try:
+        with av.open(str(silent)) as video, av.open(str(src)) as sound, av.open(str(dst), "w", format="mp4") as out:
+            # Every stream before the first packet: the first mux writes the file's header.
+            streams = {s: out.add_stream_from_template(s) for s in (video.streams.video[0], sound.streams.audio[0])}
+            for source, target in streams.items():
+                for packet in source.container.demux(source):
+                    if packet.dts is not None:  # the demuxer's last, empty packet
+                        packet.stream = target
+                        out.mux(packet)
+    finally:
+        silent.unlink(missing_ok=True)
