@@ -10,7 +10,7 @@ from mediagen import make_audio
 
 from train import tower_fit
 from train.data import Row
-from train.tower_fit import Features, FitSettings, fit_audio_side, row_features
+from train.tower_fit import AUDIO_SIDE, TEXT_SIDE, Features, FitSettings, fit_towers, row_features
 from vlsa import VLSA
 from vlsa.checkpoint import load_config, load_extra, load_weights
 
@@ -57,10 +57,10 @@ def test_fit_audio_side_learns_the_captions_and_leaves_every_other_weight_as_it_
     distinct_words(model, monkeypatch)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rows, feats = clustered_features(model)
-    fit_audio_side(model, rows, feats, FitSettings(epochs=30, batch_size=16, lr=3e-3))
+    fit_towers(model, rows, feats, FitSettings(epochs=30, batch_size=16, lr=3e-3, text=False))
     after = model.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}
-    assert changed and all(k.startswith(tower_fit.TRAINED) for k in changed), sorted(changed)
+    assert changed and all(k.startswith(AUDIO_SIDE) for k in changed), sorted(changed)
     assert any(k.startswith("audio_adapter.") for k in changed)
     with torch.no_grad():
         audio = model.join_tower_audio(feats.tower[feats.has_audio])
@@ -70,6 +70,37 @@ def test_fit_audio_side_learns_the_captions_and_leaves_every_other_weight_as_it_
     with torch.no_grad():  # precise statistics: the plain mean over every row's adapter output
         pooled = model.audio_adapter(feats.tower[feats.has_audio])
     torch.testing.assert_close(model.pool_norm["audio"].running_mean, pooled.mean(0), atol=1e-5, rtol=1e-4)
+
+
+def test_fit_towers_with_text_fits_the_words_onto_the_frozen_pictures():
+    """With the text side (real MiniLM), pictures are matched with their captions too: after
+    the fit each caption finds its own pictures and its own sounds, and only the audio and
+    text sides moved. Catches the words<->pictures term dropped (the words leave the frozen
+    pictures), the text side left frozen or trained without its tower's sentence vectors."""
+    torch.manual_seed(0)
+    model = VLSA.from_preset("tiny", **{"audio.tower": "aisfx", "text.tower": "all-minilm-l6-v2",
+                                        "text.tokenizer": "all-minilm-l6-v2", "text.vocab_size": 30522}).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(3)
+    n = 8 * len(CAPTIONS)
+    label = torch.arange(n) % len(CAPTIONS)
+    centres = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), 512, generator=g), dim=-1)
+    tower = torch.nn.functional.normalize(centres[label] + 0.05 * torch.randn(n, 512, generator=g), dim=-1)
+    looks = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), model.config.embed_dim, generator=g), dim=-1)
+    rows = [Row(video=None, audio=None, text=CAPTIONS[k]) for k in label.tolist()]
+    rows += [Row(video=None, audio=None, text=CAPTIONS[k]) for k in label.tolist()]  # pictures, no sound
+    feats = Features(tower=torch.cat([tower, torch.zeros(n, 512)]), video=torch.cat([torch.zeros(n, looks.shape[1]), looks[label]]),
+                     has_audio=torch.arange(2 * n) < n, has_video=torch.arange(2 * n) >= n)
+    fit_towers(model, rows, feats, FitSettings(epochs=40, batch_size=16, lr=3e-3))
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert all(k.startswith(AUDIO_SIDE + TEXT_SIDE) for k in changed), sorted(changed)
+    assert any(k.startswith("text_adapter.") for k in changed)
+    words = model.embed_text(list(CAPTIONS))
+    assert ((words @ looks.T).argmax(1) == torch.arange(len(CAPTIONS))).all()
+    with torch.no_grad():
+        sounds = model.join_tower_audio(tower)
+    assert ((words @ sounds.T).topk(4, dim=1).indices % len(CAPTIONS) == torch.arange(len(CAPTIONS))[:, None]).all()
 
 
 def test_row_features_resume_from_their_chunks_and_never_reuse_another_checkpoints(

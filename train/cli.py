@@ -461,21 +461,23 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
 @click.option("--tower", default="aisfx", show_default=True,
               help="The pretrained audio tower, when --init has none (vlsa/audio_tower.py).")
 @click.option("--out", default="runs/fit-tower", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--epochs", default=40, show_default=True)
+@click.option("--epochs", default=30, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--temperature", default=0.05, show_default=True)
 @click.option("--video-weight", default=1.0, show_default=True, help="Weight of the sound<->picture term.")
+@click.option("--text/--no-text", default=True, show_default=True,
+              help="Also fit the text tower's adapter (on words<->sounds and words<->pictures).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Decoding processes while computing features.")
 @click.option("--eval-split", default="test", show_default=True, help="Evaluate on this split at the end ('' for none).")
-def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, seed, workers,
+def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, text, seed, workers,
               eval_split) -> None:
-    """Fit a pretrained audio tower into a trained checkpoint, everything else frozen (train/tower_fit.py)."""
+    """Fit a pretrained audio tower (and the text tower's adapter) into a trained checkpoint, the rest frozen."""
     from tqdm import tqdm
 
     from train.data import read_manifest
-    from train.tower_fit import FitSettings, fit_audio_side, row_features
+    from train.tower_fit import FitSettings, fit_towers, row_features
     from vlsa.api import VLSA
     from vlsa.checkpoint import fingerprint, load_config, load_into, load_weights
     from vlsa.config import apply_overrides
@@ -491,9 +493,9 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
         feats = row_features(model, fingerprint(init), rows, out / "features", workers,
                              on_chunk=lambda done, total: (setattr(bar, "total", total), bar.update(1)))
     settings = FitSettings(epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
-                           video_weight=video_weight, seed=seed)
+                           video_weight=video_weight, text=text, seed=seed)
     with tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr) as bar:
-        fit_audio_side(model, rows, feats, settings,
+        fit_towers(model, rows, feats, settings,
                        on_epoch=lambda epoch, loss: (bar.set_postfix(loss=f"{loss:.3f}"), bar.update(1)))
     saved = model.save_pretrained(out / "checkpoint", extra={"fit_tower": {
         "init": fingerprint(init), "manifest": str(manifest), "rows": len(rows),

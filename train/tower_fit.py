@@ -1,11 +1,15 @@
 """Fit a pretrained audio tower into a trained checkpoint's joint space, everything else frozen.
 
 `vlsa fit-tower --init C --manifest M --out RUN` gives checkpoint C an audio tower (audio.tower,
-vlsa/audio_tower.py) and trains only what lies between the frozen tower and the joint space: the
-tower's adapter, the audio pool norm and the audio projection. C's text and picture sides stay
-exactly as they are, so every search that does not involve sound ranks as before. The sounds are
-matched to their captions (and to the pictures of the rows that have both) by the training's own
-symmetric InfoNCE (vlsa.losses.contrastive_loss).
+vlsa/audio_tower.py) and trains only what lies between the frozen pretrained towers and the joint
+space: the audio tower's adapter, the audio pool norm and projection, and (FitSettings.text, on
+by default) the same three of the text tower (text.tower). C's picture side stays exactly as it
+is. Sounds are matched with their captions and with the pictures of the rows that have both, and
+pictures with their captions (so the fitted words stay on the frozen pictures), all by the
+training's own symmetric InfoNCE (vlsa.losses.contrastive_loss). The text side is fitted too
+because the words are where a trained checkpoint's knowledge is thinnest: MiniLM tells "a dog
+barks" from "a woman speaks", the stage-4 adapter had pressed them to a cosine of 0.6
+(docs/REAL_MEDIA.md).
 
 Because nothing before the adapter learns, each row's tower vector and picture embedding are
 computed once and kept in RUN/features (in chunks, so a killed run resumes where it stopped), and
@@ -34,7 +38,8 @@ from vlsa.durable import replace_durably
 from vlsa.losses import contrastive_loss
 
 CHUNK_ROWS = 512  # rows embedded per features file: what a killed run loses at most
-TRAINED = ("audio_adapter.", "proj.audio.", "pool_norm.audio.")  # all else is frozen
+AUDIO_SIDE = ("audio_adapter.", "proj.audio.", "pool_norm.audio.")  # what a fit trains; all else is frozen
+TEXT_SIDE = ("text_adapter.", "proj.text.", "pool_norm.text.")  # and with FitSettings.text
 
 
 @dataclass
@@ -109,74 +114,115 @@ def _embed_chunk(model: VLSA, rows: list[Row], path: Path, workers: int) -> None
 
 @dataclass
 class FitSettings:
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.05
     temperature: float = 0.05
-    video_weight: float = 1.0  # the audio<->picture term of rows that have both
+    video_weight: float = 1.0  # the sound<->picture term of rows that have both
+    text: bool = True  # also fit the text tower's adapter, where the checkpoint has a text tower
     seed: int = 0
 
 
-def fit_audio_side(model: VLSA, rows: list[Row], feats: Features, settings: FitSettings,
-                   on_epoch: Callable[[int, float], object] = lambda epoch, loss: None) -> None:
-    """Train the TRAINED weights on cached Features: each step draws one of each row's captions
-    (its phrasings, as training does); the checkpoint's own text embeddings of every caption are
-    computed once, frozen."""
-    usable = [i for i, r in enumerate(rows) if feats.has_audio[i] and (r.captions or r.text)]
-    if len(usable) < 2:
-        raise ValueError("fewer than two rows with both a sound and a caption")
-    captions = {i: rows[i].captions or [rows[i].text] for i in usable}  # a picture's are not needed
+def trained_prefixes(settings: FitSettings) -> tuple[str, ...]:
+    """The weights a fit trains: the audio side's, and the text side's with settings.text."""
+    return AUDIO_SIDE + (TEXT_SIDE if settings.text else ())
+
+
+def caption_choices(rows: list[Row], chosen: list[int]) -> tuple[list[str], dict[int, list[int]]]:
+    """The captions of the chosen rows (each row's phrasings) and, per row, their indices."""
+    captions = {i: rows[i].captions or [rows[i].text] for i in chosen}
     vocabulary = sorted({c for phrasings in captions.values() for c in phrasings})
     index = {c: k for k, c in enumerate(vocabulary)}
-    text = model.embed_text(vocabulary)
-    choices = {i: [index[c] for c in phrasings] for i, phrasings in captions.items()}
+    return vocabulary, {i: [index[c] for c in phrasings] for i, phrasings in captions.items()}
 
-    trained = [p for name, p in model.named_parameters() if name.startswith(TRAINED)]
+
+@torch.no_grad()
+def sentence_vectors(model: VLSA, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """The frozen text tower's sentence embeddings (N, width): what the text adapter reads."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        ids, mask = model.prepare_text(texts[start:start + batch_size])
+        out.append(model.text_tower(ids.to(model.device), mask.to(model.device)).float().cpu())
+    return torch.cat(out)
+
+
+def fit_towers(model: VLSA, rows: list[Row], feats: Features, settings: FitSettings,
+               on_epoch: Callable[[int, float], object] = lambda epoch, loss: None) -> None:
+    """Train the trained_prefixes weights on cached Features. Each step: a batch of sounds, each
+    with one of its row's captions (its phrasings, as training draws them), matched with words
+    and with the pictures of the rows that have both; with settings.text, also a batch of
+    pictures matched with their captions, so the fitted words stay on the frozen pictures. The
+    text tower's sentence embeddings of every caption are computed once."""
+    sounds = [i for i, r in enumerate(rows) if feats.has_audio[i] and (r.captions or r.text)]
+    pictures = [i for i, r in enumerate(rows) if feats.has_video[i] and (r.captions or r.text)]
+    if len(sounds) < 2:
+        raise ValueError("fewer than two rows with both a sound and a caption")
+    fit_text = settings.text and model.config.text.tower != "shared" and len(pictures) >= 2
+    vocabulary, choices = caption_choices(rows, sounds + pictures if fit_text else sounds)
+    if fit_text:
+        words = sentence_vectors(model, vocabulary)
+        embed_words = model.join_tower_text
+    else:
+        words = model.embed_text(vocabulary)  # the checkpoint's own, frozen
+        embed_words = torch.nn.Identity()
+
+    prefixes = trained_prefixes(settings) if fit_text else AUDIO_SIDE
+    trained = [p for name, p in model.named_parameters() if name.startswith(prefixes)]
     g = torch.Generator().manual_seed(settings.seed)
-    batch_size = min(settings.batch_size, len(usable))
-    steps_per_epoch = len(usable) // batch_size
+    batch_size = min(settings.batch_size, len(sounds))
+    steps_per_epoch = len(sounds) // batch_size
     optimizer = torch.optim.AdamW(trained, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, pct_start=0.05,
                                                    total_steps=settings.epochs * steps_per_epoch)
     scale = torch.tensor(1.0 / settings.temperature)
-    model.eval()  # dropout and every other norm stay as they are; only the audio side trains
-    model.audio_adapter.train()
-    model.pool_norm["audio"].train() if model.config.pool_norm else None
-    usable_t = torch.tensor(usable)
+    model.eval()  # dropout and every other norm stay as they are; only the fitted sides train
+    for name, module in model.named_modules():
+        if name and (name + ".").startswith(prefixes):
+            module.train()
+
+    def draw(rows_: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([choices[i][int(torch.randint(len(choices[i]), (), generator=g))] for i in rows_.tolist()])
+
+    sounds_t, pictures_t = torch.tensor(sounds), torch.tensor(pictures)
+    every = torch.ones(batch_size, dtype=torch.bool)
     for epoch in range(settings.epochs):
-        order = usable_t[torch.randperm(len(usable), generator=g)]
+        order = sounds_t[torch.randperm(len(sounds), generator=g)]
         for s in range(steps_per_epoch):
             idx = order[s * batch_size:(s + 1) * batch_size]
-            pick = torch.tensor([choices[i][int(torch.randint(len(choices[i]), (), generator=g))]
-                                 for i in idx.tolist()])
             audio = model.join_tower_audio(feats.tower[idx])
-            loss = contrastive_loss(audio, text[pick], scale, torch.ones(len(idx), dtype=torch.bool))
+            loss = contrastive_loss(audio, embed_words(words[draw(idx)]), scale, every)
             with_video = feats.has_video[idx]
             if settings.video_weight and with_video.sum() > 1:
                 loss = loss + settings.video_weight * contrastive_loss(audio, feats.video[idx], scale, with_video)
+            if fit_text:
+                seen = pictures_t[torch.randint(len(pictures), (batch_size,), generator=g)]
+                loss = loss + contrastive_loss(embed_words(words[draw(seen)]), feats.video[seen], scale, every)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
         on_epoch(epoch + 1, loss.item())
-    estimate_audio_pool_statistics(model, feats.tower[usable_t])
+    precise_pool_statistics(model, "audio", model.join_tower_audio, feats.tower[sounds_t])
+    if fit_text:
+        precise_pool_statistics(model, "text", model.join_tower_text, words)
     model.eval()
 
 
 @torch.no_grad()
-def estimate_audio_pool_statistics(model: VLSA, tower: torch.Tensor, batch_size: int = 1024) -> None:
-    """The audio pool norm's running statistics as plain averages over every row with the fitted
+def precise_pool_statistics(model: VLSA, modality: str, embed: Callable, inputs: torch.Tensor,
+                            batch_size: int = 1024) -> None:
+    """A pool norm's running statistics as plain averages over `inputs` through the fitted
     adapter ("precise BN", as VLSAModel.estimate_pool_statistics does for a training run)."""
     if not model.config.pool_norm:
         return
     model.eval()
-    norm = model.pool_norm["audio"]
+    norm = model.pool_norm[modality]
     momentum = norm.momentum
     norm.reset_running_stats()
     norm.momentum = None  # a cumulative average
     norm.train()
-    for start in range(0, tower.shape[0], batch_size):
-        model.join_tower_audio(tower[start:start + batch_size])
+    for start in range(0, inputs.shape[0], batch_size):
+        embed(inputs[start:start + batch_size])
     norm.momentum = momentum
     norm.eval()

@@ -199,7 +199,12 @@ class VLSAModel(nn.Module):
         pretrained text tower, its sentence embedding through the adapter. Unimodal either way."""
         if self.config.text.tower == "shared":
             return self.pool(self.encode_text(ids, attention_mask), "text", attention_mask, gather)
-        return self.pool(self.text_adapter(self.text_tower(ids, attention_mask))[:, None], "text", gather=gather)
+        return self.join_tower_text(self.text_tower(ids, attention_mask), gather)
+
+    def join_tower_text(self, z: torch.Tensor, gather=None) -> torch.Tensor:
+        """A pretrained text tower's sentence embeddings (B, width) -> joint embeddings (B, E):
+        the adapter, then pooling's statistics and projection (a one-token mean)."""
+        return self.pool(self.text_adapter(z)[:, None], "text", gather=gather)
 
     def audio_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the global audio embedding reads from a batch: the spectrograms, or with a
