@@ -168,7 +168,10 @@ def results(ctx: Context, hits: list[Hit], query: dict[str, np.ndarray], what: s
 
 
 def spread(ctx: Context, query: dict[str, np.ndarray], modality: str) -> Spread:
-    """How the query scores the library's windows of one modality (what a hit's strength is against)."""
+    """How the query scores the library's windows of one modality (what a hit's strength is against):
+    every window's scores, or a sample's where the approximate index serves the modality
+    (SearchService.all_scores). The one place a hit's strength is measured: a calibration stored
+    with the checkpoint replaces it, and then nothing reads the library's scores."""
     return Spread.of(ctx.service.all_scores(query[modality], modality))
 
 
