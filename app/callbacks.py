@@ -318,7 +318,7 @@ def library_panel(ctx: Context) -> tuple[str, list[list[str]]]:
     """(Markdown with counts, the checkpoint and the served folders; [[file, reason]] of failures)."""
     catalog = ctx.service.catalog
     stats, settings = ctx.service.stats(), catalog.settings
-    seconds = sum(m.duration or 0.0 for m in catalog.media(status="ok"))
+    seconds = stats["media_seconds"]
     lines = [f"**{stats['media_ok']} files** indexed, **{stats['media_failed']} failed** · "
              f"{stats['windows']} windows ({stats['video_vectors']} with a picture vector, "
              f"{stats['audio_vectors']} with a sound vector) · {human_duration(seconds)} of media"]

@@ -84,7 +84,7 @@ class SearchService:
         self._ann: dict[str, tuple[tuple, AnnIndex | None]] = {}  # modality -> ((generation, file stamp), index)
         self._filters: tuple[int, dict[tuple, np.ndarray]] = (-1, {})  # (generation, filters -> media ids)
         self._samples: dict[str, tuple[int, np.ndarray]] = {}  # modality -> (generation, SCORE_SAMPLE vectors)
-        self._stats: tuple[int, dict[str, int]] = (-1, {})  # (generation, Catalog.stats())
+        self._stats: tuple[int, dict[str, float]] = (-1, {})  # (generation, Catalog.stats())
 
     @classmethod
     def open(cls, db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
@@ -232,12 +232,14 @@ class SearchService:
         key = (None if folder is None else os.fspath(folder), min_duration, max_duration)
         return kept(self._filters[1], key, lambda: self.catalog.media_filter(*key), FILTERS_KEPT)
 
-    def stats(self) -> dict[str, int]:
-        """Catalog.stats, kept for the catalog's generation: its counts scan every window and
-        vector (seconds at 10M windows), and the app shows them on every page load."""
+    def stats(self) -> dict[str, float]:
+        """Catalog.stats and "media_seconds" (the indexed files' total duration), kept for the
+        catalog's generation: they scan every window, vector and file (seconds at 10M windows),
+        and the app shows them on every page load."""
         generation = self.catalog.generation()
         if self._stats[0] != generation:
-            self._stats = (generation, self.catalog.stats())
+            seconds = sum(m.duration or 0.0 for m in self.catalog.media(status="ok"))
+            self._stats = (generation, {**self.catalog.stats(), "media_seconds": seconds})
         return self._stats[1]
 
     def index(self, modality: str) -> MatrixIndex:
