@@ -280,7 +280,7 @@ def draw_ahead(ctx: Context) -> int:
     for all of them to be kept (app/thumbnails.py): a search then shows moments that no search
     showed before without decoding them while the person waits. Returns how many were asked for."""
     catalog = ctx.service.catalog
-    if catalog.stats()["windows"] > ctx.thumbnails.keep:
+    if ctx.service.stats()["windows"] > ctx.thumbnails.keep:
         return 0
     wanted = []
     for media in catalog.media(status="ok"):
@@ -362,8 +362,8 @@ def details(rank: int, hit: Hit, match: str, meaning: str, duration: float | Non
 def library_panel(ctx: Context) -> tuple[str, list[list[str]]]:
     """(Markdown with counts, the checkpoint and the served folders; [[file, reason]] of failures)."""
     catalog = ctx.service.catalog
-    stats, settings = catalog.stats(), catalog.settings
-    seconds = sum(m.duration or 0.0 for m in catalog.media(status="ok"))
+    stats, settings = ctx.service.stats(), catalog.settings
+    seconds = stats["media_seconds"]
     lines = [f"**{stats['media_ok']} files** indexed, **{stats['media_failed']} failed** · "
              f"{stats['windows']} windows ({stats['video_vectors']} with a picture vector, "
              f"{stats['audio_vectors']} with a sound vector) · {human_duration(seconds)} of media"]

@@ -134,7 +134,7 @@ def serve(db_path: str, checkpoint: str | None = None, host: str = "127.0.0.1", 
     limits = limits or UploadLimits()
     with serving(db_path, who):
         ctx, demo = open_app(db_path, checkpoint=checkpoint, workdir=workdir, limits=limits)
-        files = ctx.run(lambda c: c.service.catalog.stats()["media_ok"])
+        files = ctx.run(lambda c: c.service.stats()["media_ok"])
         click.echo(f"{db_path}: serving its {files} media files (nothing else in their folders) on "
                    f"{page_url(host, port)} to {audience(host, login)}", err=True)
         try:

@@ -105,13 +105,12 @@ def temporal(service: SearchService, media_id: int, modality: str, query: np.nda
     """The query's similarity to every window of the file (the stored vectors of `modality`),
     as a strip along the file with the selected window outlined; None for a file of one window
     (the strip would be one block)."""
-    index = service.index(modality)
-    rows = np.flatnonzero(index.media_ids == media_id)
-    if len(rows) < 2:
+    windows = service.file_windows(media_id, modality)  # this file's rows only, at any library size
+    if len(windows) < 2:
         return None
-    scores = index.matrix[rows] @ np.asarray(query, np.float32)
+    scores = windows.scores(np.asarray(query, np.float32))
     spans_by_id = {w.id: (w.start, w.end) for w in service.catalog.windows(media_id)}
-    ids = [int(i) for i in index.window_ids[rows]]
+    ids = [int(i) for i in windows.window_ids]
     order = sorted(range(len(ids)), key=lambda k: spans_by_id[ids[k]][0])  # along the file
     spans = [spans_by_id[ids[k]] for k in order]
     selected = next((n for n, k in enumerate(order) if ids[k] == window_id), None)

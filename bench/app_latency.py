@@ -12,9 +12,13 @@ so each search is a new query) and time the click on "Search by sound" the same 
 
 The first search after a start is reported apart from the rest: one start begins with a text
 search, a second with a sound search. Then N text and N sound searches give p50 and p95.
-`--windows` adds a third start on a copy of the demo catalog filled up to that many windows with
-random vectors (a picture and a sound vector each, of files that do not exist: one that makes the
-top 12 is drawn as a blank tile, with a warning in the log), to time text searches at that size.
+`--windows` (repeatable) adds a start on a copy of the demo catalog filled up to that many windows
+with random vectors (a picture and a sound vector each, of files that do not exist: one that makes
+the top 12 is drawn as a blank tile, with a warning in the log), to time text searches at that
+size; from ANN_MIN_VECTORS windows the copy gets its approximate indexes (as `vlsa index` would
+build them), so the app searches it as it would a library that large. For each: seconds from
+starting the app to the first search's results drawn, and the app's resident memory (now and
+its peak) after the searches. With --dir the grown copies stay there and a rerun reuses them.
 
 The server side is timed apart, without the browser: the stages of a text search (encoding the
 words, the exact top-k with its SQL, thumbnails and captions, the gallery writing its image
@@ -46,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from demo_start import VLSA_BIN, free_port, stop_process, wait_up  # noqa: E402 (bench/ is on sys.path)
 from screenshot import ARGS as CHROMIUM_ARGS  # noqa: E402
 from screenshot import CHROMIUM  # noqa: E402
-from search import WINDOWS_PER_FILE, unit_vectors  # noqa: E402
+from search import WINDOWS_PER_FILE, progress, unit_vectors  # noqa: E402
 
 from app.demo import CATALOG, LIBRARY, prepare_demo, shipped_media  # noqa: E402
 
@@ -81,11 +85,20 @@ def sounds() -> list[Path]:
     return sorted(media.rglob("*.m4a"))
 
 
-def grown_copy(db: Path, windows: int, out: Path) -> Path:
+def grown_copy(db: Path, windows: int, out: Path) -> tuple[Path, dict]:
     """A copy of catalog `db` filled up to `windows` windows with random unit vectors (a picture
-    and a sound vector each) of files that do not exist, as bench/search.py fills its catalog."""
-    from catalog.store import Catalog, FileRecord
+    and a sound vector each) of files that do not exist, as bench/search.py fills its catalog,
+    with its approximate indexes from ANN_MIN_VECTORS windows; and how long each step took. A
+    copy finished by an earlier run (its `.done` file beside it) is reused."""
+    from catalog import ann
+    from catalog.store import WINDOW_MODALITIES, Catalog, FileRecord
 
+    done = out.with_name(out.name + ".done")
+    if done.exists():
+        return out, json.loads(done.read_text())
+    made: dict = {"windows": windows}
+    began = time.perf_counter()
+    out.unlink(missing_ok=True)
     with sqlite3.connect(db) as source, sqlite3.connect(out) as target:
         source.backup(target)
     rng = np.random.default_rng(0)
@@ -96,12 +109,29 @@ def grown_copy(db: Path, windows: int, out: Path) -> Path:
             records = []
             for f in range(first, min(files, first + 50)):
                 n = min(WINDOWS_PER_FILE, missing - f * WINDOWS_PER_FILE)
-                records.append(FileRecord(f"/bench/{f // 100:03d}/file{f:05d}.mp4", 1, 1, duration=2.0 * n,
+                records.append(FileRecord(f"/bench/{f // 100:04d}/file{f:06d}.mp4", 1, 1, duration=2.0 * n,
                                           has_video=True, has_audio=True,
                                           windows=[(2.0 * i, 2.0 * i + 2.0) for i in range(n)],
-                                          vectors={m: unit_vectors(rng, n, dim) for m in ("video", "audio")}))
+                                          vectors={m: unit_vectors(rng, n, dim) for m in WINDOW_MODALITIES}))
             catalog.write_files(records)
-    return out
+            if first % 20_000 == 0:
+                progress(f"{out.name}: {first * WINDOWS_PER_FILE:,} of {missing:,} windows written")
+        made["fill_s"] = round(time.perf_counter() - began, 1)
+        for modality in WINDOW_MODALITIES:
+            began = time.perf_counter()
+            built = ann.update(catalog, modality)  # 'small' below ANN_MIN_VECTORS: the exact scan serves it
+            made[f"index_{modality}"] = {"status": built, "s": round(time.perf_counter() - began, 1)}
+            progress(f"{out.name}: {modality} index {built}")
+    made["catalog_gb"] = round(out.stat().st_size / 2**30, 2)
+    done.write_text(json.dumps(made))
+    return out, made
+
+
+def resident_gb(pid: int) -> dict:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in GB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {name: round(int(fields[key].split()[0]) / 2**20, 2) for name, key in (("rss_gb", "VmRSS"),
+                                                                               ("peak_gb", "VmHWM"))}
 
 
 # --- the browser -------------------------------------------------------------------------------
@@ -113,7 +143,7 @@ class Page:
     def __init__(self, browser, db: Path, log: Path):
         port = free_port()
         env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-        began = time.monotonic()
+        self.began = began = time.monotonic()
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([str(VLSA_BIN), "app", "--db", str(db), "--no-browser", "--port", str(port)],
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -174,8 +204,8 @@ def started(browser, db: Path, log: Path) -> Iterator[Page]:
 
 
 def browser_runs(db: Path, n: int, texts: list[str], queries: list[Path], scratch: Path,
-                 grown: Path | None) -> dict:
-    """Three starts (two with `grown` None): text first, sound first, the grown catalog."""
+                 grown: list[Path]) -> dict:
+    """Starts: text first, sound first, then one on each grown catalog."""
     from playwright.sync_api import sync_playwright
 
     def later_texts(page: Page) -> dict:  # texts[0] was the first search
@@ -192,10 +222,14 @@ def browser_runs(db: Path, n: int, texts: list[str], queries: list[Path], scratc
                 out["sound"] = percentiles([page.sound_search(queries[i % len(queries)]) for i in range(n)])
             with started(browser, db, scratch / "sound-first.log") as page:
                 out["first_sound_ms"] = page.sound_search(queries[0])
-            if grown is not None:
-                with started(browser, grown, scratch / "grown.log") as page:
-                    out["grown"] = {"ready_s": page.ready_s, "first_text_ms": page.text_search(texts[0]),
-                                    "text": later_texts(page)}
+            for catalog in grown:
+                with started(browser, catalog, scratch / f"{catalog.stem}.log") as page:
+                    first = page.text_search(texts[0])
+                    answered = round(time.monotonic() - page.began, 2)
+                    out[catalog.stem] = {"ready_s": page.ready_s, "first_text_ms": first,
+                                         "start_to_first_answer_s": answered, "text": later_texts(page),
+                                         "app_memory": resident_gb(page.proc.pid)}
+                    progress(f"{catalog.stem}: {out[catalog.stem]}")
         finally:
             browser.close()
     return out
@@ -273,9 +307,11 @@ def first_searches(db: Path, text: str, sound: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, help="Demo folder [default: a fresh temporary one, removed after].")
+    parser.add_argument("--dir", type=Path, help="Demo folder, and the grown copies' [default: a fresh temporary "
+                        "one, removed after]; a rerun reuses what is there.")
     parser.add_argument("--n", type=int, default=20, help="Searches of each kind after the first.")
-    parser.add_argument("--windows", type=int, help="Also time text searches on a copy grown to this many windows.")
+    parser.add_argument("--windows", type=int, action="append", default=[],
+                        help="Also time text searches on a copy grown to this many windows (repeatable).")
     parser.add_argument("--out", type=Path, help="Write the JSON here too.")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="vlsa-latency-bench-"))
@@ -284,13 +320,17 @@ def main() -> None:
         prepare_demo(folder)
         db = folder / CATALOG
         texts = captions(folder)
-        grown = grown_copy(db, args.windows, scratch / "grown.db") if args.windows else None
-        result = {"cpu_count": os.cpu_count(), "n": args.n,
-                  "browser": browser_runs(db, args.n, texts, sounds(), scratch, grown),
-                  "server_text_p50_ms": server_breakdown(db, args.n, texts, scratch / "work"),
-                  "server_first_search_ms": first_searches(db, texts[0], sounds()[0])}
-        if grown is not None:
-            result["server_text_p50_ms_grown"] = server_breakdown(grown, args.n, texts, scratch / "work-grown")
+        made = [grown_copy(db, w, (args.dir or scratch) / f"grown-{w}.db") for w in args.windows]
+        grown = [path for path, _ in made]
+        result = {"cpu_count": os.cpu_count(), "n": args.n, "load_average": os.getloadavg(),
+                  "grown": {path.stem: steps for path, steps in made}}
+        result["browser"] = browser_runs(db, args.n, texts, sounds(), scratch, grown)
+        result["server_text_p50_ms"] = server_breakdown(db, args.n, texts, scratch / "work")
+        result["server_first_search_ms"] = first_searches(db, texts[0], sounds()[0])
+        for path in grown:
+            result[f"server_text_p50_ms_{path.stem}"] = server_breakdown(path, args.n, texts, scratch / f"work-{path.stem}")
+            result[f"server_first_search_ms_{path.stem}"] = first_searches(path, texts[0], sounds()[0])
+        result["load_average_after"] = os.getloadavg()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     text = json.dumps(result, indent=2)

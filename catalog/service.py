@@ -20,7 +20,9 @@ their cosines are on the tower's scale ("sound->sound (tower)", app/scores.py re
 The vectors of each modality are held in memory as one matrix (see search.py), loaded on first
 use and reloaded when the catalog's generation counter says something was written since; a
 modality with an approximate index beside the catalog (ann.py, built by `vlsa index` from
-ANN_MIN_VECTORS vectors) is searched through it instead, and its matrix is never loaded.
+ANN_MIN_VECTORS vectors) is searched through it instead, and its matrix is never loaded: what
+the app shows besides the hits reads one file's rows (file_windows), and a hit's words need only
+its score (vlsa/calibration.py).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SearchService:
         self._indexes: dict[str, tuple[int, MatrixIndex]] = {}  # modality -> (generation, index)
         self._ann: dict[str, tuple[tuple, AnnIndex | None]] = {}  # modality -> ((generation, file stamp), index)
         self._filters: tuple[int, dict[tuple, np.ndarray]] = (-1, {})  # (generation, filters -> media ids)
+        self._stats: tuple[int, dict[str, float]] = (-1, {})  # (generation, Catalog.stats())
 
     @classmethod
     def open(cls, db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
@@ -243,6 +246,11 @@ class SearchService:
                 best[key] = min(best.get(key, (np.inf, window_id, media_id)), (-score, window_id, media_id))
         return sorted(best.values())[:top]
 
+    def file_windows(self, media_id: int, modality: str) -> MatrixIndex:
+        """The stored vectors of one file's windows of one modality (a few rows, by the file's
+        index, whatever the catalog's size): what the app's "when in the file" strip scores."""
+        return MatrixIndex(*self.catalog.load_vectors(modality, media_ids=[media_id]))
+
     def media_filter(self, folder: str | os.PathLike | None, min_duration: float | None,
                      max_duration: float | None) -> np.ndarray:
         """Catalog.media_filter, kept for the catalog's generation: it walks every file's path
@@ -252,6 +260,16 @@ class SearchService:
             self._filters = (generation, {})
         key = (None if folder is None else os.fspath(folder), min_duration, max_duration)
         return kept(self._filters[1], key, lambda: self.catalog.media_filter(*key), FILTERS_KEPT)
+
+    def stats(self) -> dict[str, float]:
+        """Catalog.stats and "media_seconds" (the indexed files' total duration), kept for the
+        catalog's generation: they scan every window, vector and file (seconds at 10M windows),
+        and the app shows them on every page load."""
+        generation = self.catalog.generation()
+        if self._stats[0] != generation:
+            seconds = sum(m.duration or 0.0 for m in self.catalog.media(status="ok"))
+            self._stats = (generation, {**self.catalog.stats(), "media_seconds": seconds})
+        return self._stats[1]
 
     def index(self, modality: str) -> MatrixIndex:
         """The in-memory vectors of one modality, reloaded when the catalog changed."""

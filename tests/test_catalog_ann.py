@@ -158,7 +158,8 @@ def test_ann_killed_build_leaves_the_old_index_usable(catalog, monkeypatch):
     monkeypatch.undo()
     assert (ann.folder(catalog) / "video.json").read_text() == before
     info = json.loads(before)
-    assert sorted(p.name for p in ann.folder(catalog).iterdir()) == sorted([info["file"], "video.json"])
+    assert sorted(p.name for p in ann.folder(catalog).iterdir()) == sorted(
+        [info["file"], ann.files_name(info["file"]), "video.json"])
     assert approximate(catalog).ann("video").info.generation == info["generation"]
     assert_same_hits(catalog, unit(np.random.default_rng(7), 10), top=5)
 
