@@ -131,6 +131,12 @@ def quiet_gradio6_notices() -> Iterator[None]:
         yield
 
 
+# The pretrained models a checkpoint may use, credited as their licences ask (README, "What is here").
+CREDITS = ("Words are read by the sentence encoder all-MiniLM-L6-v2 (sentence-transformers). A checkpoint with "
+           "an audio tower hears sounds with the aisfx sound-effects encoder (\"Representation Learning "
+           "for the Automatic Indexing of Sound Effects Libraries\", ISMIR 2022; CC BY 4.0).")
+
+
 def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
     """The search page for one catalog; queue included (one model call at a time)."""
     handlers = Handlers(ctx)
@@ -191,6 +197,7 @@ def build_app(ctx: Context, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
             failures = gr.Dataframe(headers=["file", "reason"], label="Files that could not be indexed",
                                     interactive=False)
             refresh = gr.Button("Refresh")
+            gr.Markdown(CREDITS, elem_id="credits")
 
         # --- events ---
         filters = [kind, folder, duration, per_file]
