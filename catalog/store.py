@@ -53,11 +53,11 @@ from catalog.records import (
     Settings,
     Window,
 )
+from catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from vlsa.vectors import TOWER_VECTORS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
 WINDOW_MODALITIES = ("video", "audio")  # what a window has: a picture, a sound (the search kinds)
 # The joint vectors, and a tower checkpoint's own sound vectors: no schema change (a modality is a
 # string); meta TOWER_KEY says every window with sound has one (an older catalog: Indexer.plan).
@@ -81,38 +81,6 @@ SETTING_KEYS = ("fingerprint", "checkpoint", "preset", "embed_dim", "window", "s
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# --- schema and migrations ---------------------------------------------------------------------
-# Each step brings the schema from version n - 1 to n and runs in the transaction that records n.
-# Released steps are never edited: a change to the schema is a new step at the end of the chain.
-
-
-def _migrate_to_1(db: Database) -> None:
-    """The first schema: meta, media, windows, embeddings."""
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["media"].create(
-        {"id": int, "path": bytes, "size": int, "mtime_ns": int, "duration": float, "has_video": int,
-         "has_audio": int, "status": str, "error": str, "indexed_at": str},
-        pk="id", not_null={"path", "size", "mtime_ns", "status"},
-    )
-    db["media"].create_index(["path"], unique=True)
-    db["windows"].create({"id": int, "media_id": int, "start": float, "end": float}, pk="id",
-                         not_null={"media_id", "start", "end"}, foreign_keys=[("media_id", "media", "id")])
-    db["windows"].create_index(["media_id", "start"])
-    db["embeddings"].create({"window_id": int, "modality": str, "vector": bytes}, pk=("window_id", "modality"),
-                            not_null={"vector"}, foreign_keys=[("window_id", "windows", "id")])
-
-
-def _migrate_to_2(db: Database) -> None:
-    """Each file's device and inode, so the app can tell that a file it opened is the one indexed
-    (a same-size, same-time replacement is another file). Rows from before stay NULL until the
-    file is indexed again (see app/files.py for how the app treats them)."""
-    db["media"].add_column("dev", int)
-    db["media"].add_column("ino", int)
-
-
-MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 class Catalog:
