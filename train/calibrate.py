@@ -65,25 +65,12 @@ def pair_scores(emb: dict[str, torch.Tensor], rows: list[Row]) -> dict[str, tupl
     return pairs
 
 
-def tower_vectors(model: VLSA, rows: list[Row], emb: dict) -> dict[str, torch.Tensor]:
-    """The tower's own vectors of the decoded rows with sound (what a tower checkpoint's catalog
-    compares sounds by), under TOWER_VECTORS, zeros elsewhere; "has_" as for "audio"."""
-    has = emb["has_audio"]
-    decoded = [rows[i] for i in emb["index"][has].tolist()]
-    found = model.embed_audio_all([(str(r.audio or r.video), r.start, r.end) for r in decoded])[TOWER_VECTORS]
-    out = torch.zeros(len(has), found.shape[1])
-    out[has] = found
-    return {TOWER_VECTORS: out, f"has_{TOWER_VECTORS}": has}
-
-
 def calibrate(model: VLSA, manifest: str | Path, split: str = "test", group: str | None = None,
               batch_size: int = 32, workers: int = 0) -> tuple[Calibration, list[str]]:
     """The model's calibration on a manifest's split (and group), and the kinds of search left out
     for want of pairs, each with its reason; CalibrationError when no kind has enough."""
     rows = protocol_rows(manifest, split, group)
-    emb = embed_clips(model, rows, None, batch_size, workers)  # and each row's own text, as eval embeds it
-    if model.has_audio_tower:
-        emb.update(tower_vectors(model, rows, emb))
+    emb = embed_clips(model, rows, None, batch_size, workers)  # each row's own text, and a tower's vectors
     kinds, left_out = {}, []
     for kind, (true, false) in pair_scores(emb, rows).items():
         try:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from train.data import ClipDataset, collate_skipping, read_manifest
 from vlsa import VLSA
 from vlsa.batch import to_device
+from vlsa.vectors import TOWER_VECTORS
 
 DIRECTIONS = {  # name -> (query modality, candidate modality)
     "text->video": ("text", "video"), "video->text": ("video", "text"),
@@ -48,8 +49,9 @@ def eval_dataset(source: str | Path, config, split: str, seed: int | None = None
 @torch.inference_mode()
 def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) -> dict[str, torch.Tensor]:
     """Global embeddings of every sample: {"video", "audio", "text": (N, E), "has_*": (N,) bool,
-    and "index" (N,) where the samples carry one}. A sample that fails to decode drops out of
-    every direction."""
+    and "index" (N,) where the samples carry one; with a pretrained audio tower also its own
+    vectors, TOWER_VECTORS (N, width), from the same run of the tower}. A sample that fails to
+    decode drops out of every direction."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("video", "audio", "text", "has_video",
@@ -60,7 +62,10 @@ def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) 
             continue
         batch = to_device(batch, model.device)
         out["video"].append(model.pool(model.encode_video(batch["video"]), "video").float().cpu())
-        out["audio"].append(model.embed_audio_input(model.audio_input(batch)).float().cpu())
+        for key, vectors in model.embed_audio_vectors(model.audio_input(batch)).items():
+            out.setdefault(key, []).append(vectors.float().cpu())
+            if key == TOWER_VECTORS:
+                out.setdefault(f"has_{key}", []).append(batch["has_audio"].cpu())
         out["text"].append(model.embed_text_ids(batch["text"], batch["text_mask"]).float().cpu())
         for key in ("has_video", "has_audio", "has_text"):
             out[key].append(batch[key].cpu())

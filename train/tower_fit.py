@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from train.data import ClipDataset, Row
+from train.data import Row
+from train.protocols import embed_clips
 from vlsa.api import VLSA
-from vlsa.audio_tower import TOWER_WAVE
 from vlsa.durable import replace_durably
 from vlsa.losses import contrastive_loss
+from vlsa.vectors import TOWER_VECTORS
 
 CHUNK_ROWS = 512  # rows embedded per features file: what a killed run loses at most
 AUDIO_SIDE = ("audio_adapter.", "proj.audio.", "pool_norm.audio.")  # what a fit trains; all else is frozen
@@ -85,30 +85,20 @@ def row_features(model: VLSA, checkpoint: str, rows: list[Row], folder: Path, wo
 
 @torch.inference_mode()
 def _embed_chunk(model: VLSA, rows: list[Row], path: Path, workers: int) -> None:
-    model.eval()
-    dataset = ClipDataset(rows, model.config, train=False, random_caption=False)
-    loader = DataLoader(dataset, batch_size=32, num_workers=workers, collate_fn=list)
-    width, dim = model.audio_tower.width, model.config.embed_dim
-    out = {"tower": [], "video": [], "has_audio": [], "has_video": []}
-    for samples in loader:
-        n = len(samples)
-        tower, video = torch.zeros(n, width), torch.zeros(n, dim)
-        has_audio, has_video = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
-        kept = [i for i, s in enumerate(samples) if "skipped" not in s]  # a failed row: no features
-        if kept:
-            batch = {k: torch.stack([samples[i][k] for i in kept]) for k in samples[kept[0]]}
-            idx = torch.tensor(kept)
-            a, v = batch["has_audio"], batch["has_video"]
-            if a.any():
-                tower[idx[a]] = model.audio_tower(batch[TOWER_WAVE][a].to(model.device)).float().cpu()
-            if v.any():
-                video[idx[v]] = model.pool(model.encode_video(batch["video"][v].to(model.device)), "video").float().cpu()
-            has_audio[idx], has_video[idx] = a, v
-        for key, value in (("tower", tower), ("video", video), ("has_audio", has_audio), ("has_video", has_video)):
-            out[key].append(value)
+    """One chunk's Features, by evaluation's own embedding (train.protocols.embed_clips: the tower
+    run once per clip); a row that fails to decode has none."""
+    emb = embed_clips(model, rows, None, workers=workers)
+    idx, n = emb["index"], len(rows)
+    out = {"tower": torch.zeros(n, model.audio_tower.width), "video": torch.zeros(n, model.config.embed_dim),
+           "has_audio": torch.zeros(n, dtype=torch.bool), "has_video": torch.zeros(n, dtype=torch.bool)}
+    for key, source in (("tower", TOWER_VECTORS), ("video", "video"), ("has_audio", "has_audio"),
+                        ("has_video", "has_video")):
+        out[key][idx] = emb[source]
+    out["tower"][~out["has_audio"]] = 0  # a row without sound: no vector (the tower heard silence)
+    out["video"][~out["has_video"]] = 0
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as f:
-        np.savez(f, **{k: torch.cat(v).numpy() for k, v in out.items()})
+        np.savez(f, **{k: v.numpy() for k, v in out.items()})
     replace_durably(partial, path)
 
 
