@@ -27,6 +27,7 @@ its score (vlsa/calibration.py).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # imported where used: a text search through the catalog's ex
     from vlsa.api import VLSA
     from vlsa.text_query import TextQueryEncoder
 
+log = logging.getLogger(__name__)
 KINDS = ("any", *WINDOW_MODALITIES)
 MAX_QUERY_SECONDS = 30.0  # of a query sound, only windows starting this early: 30 s says enough
 # Tries of one modality's search when a hit's window is deleted before it is read (the deletion
@@ -310,7 +312,13 @@ class SearchService:
         for the catalog's model (no torch, no model to load: catalog/text_export.py), else the
         model. Not the export when a model was given or named: that is the model to use."""
         if self._model is None and self.checkpoint is None and self.text_encoder is not None:
-            return self.text_encoder.embed([text])[0]
+            vector = self.text_encoder.embed([text])[0]
+            # The export is a file beside the catalog, which anyone who can write there can replace:
+            # a vector that is not what the catalog's model gives is not searched with.
+            if vector.shape == (self.catalog.settings.embed_dim,) and np.isfinite(vector).all():
+                return vector
+            log.warning("%s: its text export gave a %s vector; embedding with the model", self.catalog.path,
+                        "non-finite" if vector.size == self.catalog.settings.embed_dim else f"{vector.shape}")
         return self.model.embed_text([text])[0].numpy()
 
     @cached_property

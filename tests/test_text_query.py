@@ -97,3 +97,18 @@ def test_text_export_of_another_model_is_not_used(indexed, tmp_path):
     shutil.copy(path, text_export.export_path(copy, "0" * 16))
     text_export.update(copy, model)
     assert not other.exists() and mine.exists()
+
+
+@pytest.mark.parametrize("bad", [np.full(128, np.nan, np.float32), np.ones(7, np.float32)])
+def test_text_export_giving_a_wrong_vector_is_not_searched_with(indexed, monkeypatch, bad):
+    """The export is a file beside the catalog that anyone who can write there can replace: a
+    vector of the wrong size or not finite is not searched with; the words are embedded by the
+    model instead. Catches the export's output trusted as it comes (a NaN query ranks nothing,
+    a wrong size is a numpy error in the search)."""
+    db, model, _ = indexed
+    service = SearchService.open(db)
+    assert service.text_encoder is not None
+    monkeypatch.setattr(service.text_encoder, "embed", lambda texts: bad[None])
+    monkeypatch.setattr(SearchService, "model", model)  # what the catalog's checkpoint loads
+    want = model.embed_text(["a dog barks"])[0].numpy()
+    np.testing.assert_allclose(service.embed_text("a dog barks"), want, atol=1e-6)
