@@ -59,8 +59,9 @@ def test_calibration_words_by_the_kinds_thresholds_exact_and_uncalibrated():
 
 def test_calibration_file_used_only_for_the_weights_it_was_made_for(tmp_path, caplog):
     """calibration.json round-trips; one made for other weights (another fingerprint), an
-    unreadable one or one whose thresholds do not fall from strong to fair is not used, with the
-    reason logged. Catches a stale calibration's words shown for a retrained checkpoint."""
+    unreadable one, one whose thresholds do not fall from strong to fair or whose counts are not
+    numbers (1e400) is not used, with the reason logged. Catches a stale calibration's words shown
+    for a retrained checkpoint, and an OverflowError escaping as a traceback."""
     rng = np.random.default_rng(1)
     kind = calibrate_kind(rng.normal(0.5, 0.1, 50), rng.normal(0.1, 0.1, 5000))
     calibration = Calibration("abc", {"split": "test", "rows": 100}, {"text->video": kind})
@@ -74,6 +75,10 @@ def test_calibration_file_used_only_for_the_weights_it_was_made_for(tmp_path, ca
     assert read_calibration(tmp_path, "abc") is None and "falling from strong to fair" in caplog.text
     path.write_text("{")
     assert read_calibration(tmp_path, "abc") is None
+    data["kinds"]["text->video"]["thresholds"]["fair match"] = 0.0
+    data["kinds"]["text->video"]["false_pairs"] = 1e400  # JSON's infinity: no int
+    path.write_text(json.dumps(data).replace("Infinity", "1e400"))
+    assert read_calibration(tmp_path, "abc") is None and "bad field" in caplog.text
 
 
 @pytest.mark.parametrize("name", ["real", "synthetic"])

@@ -171,7 +171,7 @@ def parse_calibration(data: object) -> Calibration:
     try:
         kinds = {k: KindCalibration.from_dict(v) for k, v in data["kinds"].items() if k in KINDS}
         return Calibration(str(data["fingerprint"]), dict(data.get("made_on") or {}), kinds)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # OverflowError: int(1e400)
         raise ValueError(f"missing or bad field {exc}") from None
 
 
