@@ -106,8 +106,9 @@ def test_fit_towers_with_text_fits_the_words_onto_the_frozen_pictures():
 def test_row_features_resume_from_their_chunks_and_never_reuse_another_checkpoints(
         small_sound_model, tmp_path, monkeypatch):
     """A second run reads the chunks a first run wrote and embeds only the missing one; another
-    checkpoint (its picture side differs) gets a folder of its own. Catches: every chunk
-    embedded again (a killed run starting from scratch), a chunk of another checkpoint reused."""
+    checkpoint (its picture side differs), or a file rendered again under the same name, gets a
+    folder of its own. Catches: every chunk embedded again (a killed run starting from scratch),
+    a chunk of another checkpoint reused, a stale vector of a replaced file reused."""
     monkeypatch.setattr(tower_fit, "CHUNK_ROWS", 2)
     rows = []
     for k, hz in enumerate((300.0, 900.0, 2700.0)):
@@ -127,6 +128,9 @@ def test_row_features_resume_from_their_chunks_and_never_reuse_another_checkpoin
     torch.testing.assert_close(again.tower, first.tower)
     row_features(model, "ckpt-b", rows, tmp_path / "features", workers=0)
     assert embedded == [1, 2, 1]
+    make_audio(tmp_path / "0.wav", 2.5, sample_rate=44100, tone_hz=500.0)  # rendered again, same name
+    row_features(model, "ckpt-a", rows, tmp_path / "features", workers=0)
+    assert embedded == [1, 2, 1, 2, 1]
 
 
 def test_cli_fit_tower_gives_a_checkpoint_a_fitted_tower(small_sound_model, tmp_path):

@@ -474,6 +474,7 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
 def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, text, seed, workers,
               eval_split) -> None:
     """Fit a pretrained audio tower (and the text tower's adapter) into a trained checkpoint, the rest frozen."""
+    import torch
     from tqdm import tqdm
 
     from train.data import read_manifest
@@ -486,7 +487,7 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
     if config.audio.tower == "shared":
         config = apply_overrides(config, {"audio.tower": tower})
     fresh = () if any(k.startswith("audio_adapter.") for k in load_weights(init)) else ("audio_adapter",)
-    torch_seed(seed)
+    torch.manual_seed(seed)  # the fresh adapter's initialisation
     model = load_into(VLSA(config), init, fresh).eval()
     rows = read_manifest(manifest, "train")
     with tqdm(desc="features", unit="chunk", file=sys.stderr) as bar:
@@ -506,8 +507,3 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
         click.echo(format_table(evaluate(model, str(manifest), eval_split, workers=workers)))
     click.echo(f"fitted {config.audio.tower} on {int(feats.has_audio.sum())} sounds for {epochs} epochs; checkpoint {saved}")
 
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)  # the fresh adapter's initialisation

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,24 @@ class Features:
 
 
 def features_key(tower: str, checkpoint: str, rows: list[Row]) -> str:
-    """What a features folder was computed from: the rows' media and times, the tower, and the
-    checkpoint's fingerprint (its picture embeddings); another key never reuses a chunk."""
+    """What a features folder was computed from: the rows' media (path, size and modification
+    time: a file rendered again is another file) and times, the tower, and the checkpoint's
+    fingerprint (its picture embeddings); another key never reuses a chunk."""
     h = hashlib.sha256(f"{tower} {checkpoint}".encode())
     for r in rows:
-        h.update(json.dumps([str(r.video), str(r.audio), r.start, r.end]).encode())
+        h.update(json.dumps([_identity(r.video), _identity(r.audio), r.start, r.end]).encode())
     return h.hexdigest()[:16]
+
+
+def _identity(path: Path | None) -> list | None:
+    """A media file as the features of it depend on: its path, size and mtime (None: no file)."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:  # missing or unreadable: the row fails to decode, as it will
+        return [str(path), None, None]
+    return [str(path), st.st_size, st.st_mtime_ns]
 
 
 def row_features(model: VLSA, checkpoint: str, rows: list[Row], folder: Path, workers: int = 1,
