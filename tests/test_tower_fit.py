@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from mediagen import make_audio
 
@@ -157,3 +158,18 @@ def test_cli_fit_tower_gives_a_checkpoint_a_fitted_tower(small_sound_model, tmp_
     assert any(k.startswith("audio_adapter.") for k in weights)
     assert all(torch.equal(weights[k], v) for k, v in start.items() if k.startswith(("text_adapter.", "proj.text.")))
     assert load_extra(out)["fit_tower"]["sounds"] == 4
+
+
+@pytest.mark.parametrize("option", [("--epochs", "0"), ("--batch-size", "1"), ("--temperature", "0"), ("--lr", "-1")])
+def test_cli_fit_tower_refuses_numbers_it_cannot_fit_with_in_one_line(tmp_path, option):
+    """Zero epochs (an empty schedule), a batch of one (no negatives), a temperature or learning
+    rate of zero or less: refused by the command line before anything is read, in one line.
+    Catches the options taken as they come (a ZeroDivisionError or a scheduler's traceback)."""
+    from click.testing import CliRunner
+
+    from vlsa.cli import cli
+
+    (tmp_path / "m.jsonl").write_text("")
+    result = CliRunner().invoke(cli, ["fit-tower", "--init", str(tmp_path), "--manifest", str(tmp_path / "m.jsonl"),
+                                      *option])
+    assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output, result.output

@@ -461,15 +461,17 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
 @click.option("--tower", default="aisfx", show_default=True,
               help="The pretrained audio tower, when --init has none (vlsa/audio_tower.py).")
 @click.option("--out", default="runs/fit-tower", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--epochs", default=30, show_default=True)
-@click.option("--batch-size", default=256, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--temperature", default=0.05, show_default=True)
-@click.option("--video-weight", default=1.0, show_default=True, help="Weight of the sound<->picture term.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--video-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the sound<->picture term.")
 @click.option("--text/--no-text", default=True, show_default=True,
               help="Also fit the text tower's adapter (on words<->sounds and words<->pictures).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Decoding processes while computing features.")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Decoding processes while computing features.")
 @click.option("--eval-split", default="test", show_default=True, help="Evaluate on this split at the end ('' for none).")
 def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, text, seed, workers,
               eval_split) -> None:
