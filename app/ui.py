@@ -29,7 +29,7 @@ T = TypeVar("T")
 # them first; docs/REAL_MEDIA.md) and a synthetic clip's own caption.
 EXAMPLES = (
     "someone plays the piano",
-    "a crowd cheers",
+    "a glass breaks",
     "a voice says a letter",
     "a soft low whistle clicks at each bounce as a small red circle bounces",
 )

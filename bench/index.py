@@ -3,6 +3,7 @@
     python bench/index.py                                   # shared media + generated videos
     python bench/index.py --library ~/Videos --no-generated
     python bench/index.py --workers 0 --workers 1 --workers 2 --rounds 3   # decode workers compared
+    python bench/index.py --checkpoint vlsa/assets/real --checkpoint OTHER  # checkpoints compared
 
 Libraries indexed, each into a fresh catalog: a copy of the shared test media (354 short sounds
 and 4 videos, 771 s in all), and generated mp4s (640x360, 25 fps, h264 + AAC, a moving square
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # mediagen: the test suite's media gene
 from mediagen import SHARED_MEDIA, make_video  # noqa: E402
 
 from catalog.indexer import Indexer  # noqa: E402
-from catalog.model import seeded_preset  # noqa: E402
+from catalog.model import load_model, seeded_preset  # noqa: E402
 from catalog.store import Catalog  # noqa: E402
 
 SHARED = SHARED_MEDIA  # the real recordings the tests read ($VLSA_SHARED_MEDIA to move them)
@@ -57,7 +58,7 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def bench_library(name: str, library: Path, model, db: Path, batch_size: int, workers: int) -> dict:
+def bench_library(name: str, library: Path, model, db: Path, batch_size: int, workers: int, model_name: str) -> dict:
     with Catalog(db) as catalog:
         indexer = Indexer(catalog, model, batch_size=batch_size, workers=workers)
         main_before, workers_before = cpu_seconds()
@@ -65,8 +66,10 @@ def bench_library(name: str, library: Path, model, db: Path, batch_size: int, wo
         main_after, workers_after = cpu_seconds()
         again = indexer.run([str(library)])
         stats = catalog.stats()
+        sound_vectors = list(catalog.sound_modalities())
     return {
         "library": name,
+        "model": model_name,
         "workers": workers,
         "files": first.indexed + len(first.failed),
         "failed": len(first.failed),
@@ -80,6 +83,7 @@ def bench_library(name: str, library: Path, model, db: Path, batch_size: int, wo
         "rerun_wall_seconds": round(again.wall_seconds, 3),
         "rerun_indexed": again.indexed,
         "vectors": {"video": stats["video_vectors"], "audio": stats["audio_vectors"]},
+        "sound_vectors": sound_vectors,
     }
 
 
@@ -93,10 +97,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, action="append", help="Decode workers (repeatable) [default: 0].")
     ap.add_argument("--rounds", type=int, default=1, help="Runs of each worker count, interleaved.")
+    ap.add_argument("--checkpoint", action="append", default=[],
+                    help="Index with this checkpoint (repeatable) [default: the untrained tiny preset].")
     args = ap.parse_args()
     workers = args.workers or [0]
-    model = seeded_preset("tiny")
-    results = {"preset": "tiny", "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+    models = [(c, load_model(c)[0]) for c in args.checkpoint] or [("tiny preset", seeded_preset("tiny"))]
+    results = {"models": [name for name, _ in models], "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                "load_average_before": os.getloadavg(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -108,14 +114,16 @@ def main() -> None:
                               generated_library(tmp / "generated", args.videos, args.seconds)))
         for i, (name, library) in enumerate(libraries):
             for r in range(args.rounds):
-                for w in workers:
-                    db = tmp / f"c{i}-r{r}-w{w}.db"
-                    results["runs"].append(bench_library(name, library, model, db, args.batch_size, w))
+                for m, (model_name, model) in enumerate(models):
+                    for w in workers:
+                        db = tmp / f"c{i}-r{r}-m{m}-w{w}.db"
+                        results["runs"].append(bench_library(name, library, model, db, args.batch_size, w, model_name))
     results["load_average_after"] = os.getloadavg()
     results["median_x_real_time"] = {
-        f"{name}, workers {w}": statistics.median(run["x_real_time"] for run in results["runs"]
-                                                   if run["library"] == name and run["workers"] == w)
-        for name, _ in libraries for w in workers}
+        f"{name}, {model_name}, workers {w}": statistics.median(
+            run["x_real_time"] for run in results["runs"]
+            if run["library"] == name and run["model"] == model_name and run["workers"] == w)
+        for name, _ in libraries for model_name, _ in models for w in workers}
     print(json.dumps(results, indent=2))
 
 

@@ -116,22 +116,27 @@ def test_catalog_written_before_tower_vectors_still_searches_and_gets_them(tower
         assert names(hits) == tower_order(tower_model, lib, "c.wav") and hits[0].modality == TOWER_VECTORS
 
 
-def test_default_checkpoint_indexes_and_searches_sounds_without_a_tower(tmp_path, monkeypatch):
-    """With the default checkpoint (no audio tower) indexing, a sound example and find-similar
-    never read a sound encoder and store no tower vectors. Catches a tower vector computed for
-    every model (the 25 MB encoder read, and run, by a catalog that does not use it)."""
+def test_default_checkpoint_reads_its_sound_encoder_only_when_sound_is_embedded(tmp_path, monkeypatch):
+    """The default checkpoint hears through the aisfx tower beside its own audio path: loading
+    it and embedding words never read the sound encoder's 25 MB; indexing sound reads it once
+    and stores the tower's own vectors, by which a sound example and find-similar then search.
+    Catches the encoder read with the model (every text search paying for it), and a default
+    whose sound search ignores the tower's vectors."""
     reads = []
-    monkeypatch.setattr(audio_tower, "load_trunk", lambda name: reads.append(name))
+    load = audio_tower.load_trunk
+    monkeypatch.setattr(audio_tower, "load_trunk", lambda name: reads.append(name) or load(name))
     model, checkpoint = load_model(default_checkpoint())
-    assert not model.has_audio_tower
+    assert model.has_audio_tower and model.config.audio.tower_residual
+    model.embed_text(["a dog barks"])
+    assert reads == []
     lib = tone_library(tmp_path / "lib")
     with Catalog(tmp_path / "c.db") as catalog:
         Indexer(catalog, model, checkpoint=checkpoint).run([str(lib)])
-        assert catalog.count_vectors(TOWER_VECTORS) == 0 and catalog.sound_modalities() == ("audio",)
+        assert reads == ["aisfx"] and catalog.sound_modalities() == ("audio", TOWER_VECTORS)
     service = SearchService(Catalog(tmp_path / "c.db", read_only=True), model)
     hits = service.search_audio(str(lib / "c.wav"), kind="audio", top=4)
-    assert names(hits)[0] == "c.wav" and {h.modality for h in hits} == {"audio"}
+    assert names(hits)[0] == "c.wav" and {h.modality for h in hits} == {TOWER_VECTORS}
     assert service.search_like(hits[0].window_id, top=3)
-    assert reads == []
-    np.testing.assert_allclose(service.sound_query(str(lib / "c.wav"))["audio"][0],
-                               service.catalog.embedding(hits[0].window_id, "audio"), atol=1e-5)
+    assert reads == ["aisfx"]
+    np.testing.assert_allclose(service.sound_query(str(lib / "c.wav"))[TOWER_VECTORS][0],
+                               service.catalog.embedding(hits[0].window_id, TOWER_VECTORS), atol=1e-5)

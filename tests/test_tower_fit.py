@@ -173,3 +173,98 @@ def test_cli_fit_tower_refuses_numbers_it_cannot_fit_with_in_one_line(tmp_path, 
     result = CliRunner().invoke(cli, ["fit-tower", "--init", str(tmp_path), "--manifest", str(tmp_path / "m.jsonl"),
                                       *option])
     assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output, result.output
+
+
+def test_residual_tower_starts_as_the_checkpoint_it_is_given_to(small_sound_model, tmp_path):
+    """audio.tower_residual: a checkpoint given a fresh tower this way embeds a sound exactly as
+    before (its own audio path, on the map of the tower's waveform resampled to the map's rate),
+    and once the adapter moves the tower's hearing is added to it, not put in its place. Catches
+    the shared path's audio not added (the demo's tones lost), an adapter that does not start
+    at zero, and the shared path fed another map than its own front end's."""
+    import torchaudio
+
+    from vlsa.audio_tower import tower_input
+    from vlsa.checkpoint import load_into
+    from vlsa.config import apply_overrides
+
+    torch.manual_seed(0)
+    plain = VLSA.from_preset("tiny").eval()
+    saved = plain.save_pretrained(tmp_path / "plain")
+    config = apply_overrides(plain.config, {"audio.tower": "small", "audio.tower_residual": True})
+    residual = load_into(VLSA(config), saved, ("audio_adapter",)).eval()
+    make_audio(tmp_path / "tone.wav", 2.0, sample_rate=44100, tone_hz=700.0)
+    wave = residual.prepare_audio(tmp_path / "tone.wav")[None]
+    heard = plain.frontend(torchaudio.functional.resample(wave, 44100, plain.config.audio.sample_rate))
+    with torch.no_grad():
+        before = plain.embed_audio_input(heard)
+        torch.testing.assert_close(residual.embed_audio_input(wave), before)
+        torch.nn.init.normal_(residual.audio_adapter[2].weight, std=0.05)
+        moved = residual.embed_audio_input(wave)
+        z = residual.audio_tower(wave)
+        alone = residual.pool(residual.audio_adapter(z)[:, None], "audio")
+        both = residual.pool((residual.audio_adapter(z) + residual.shared_audio(wave))[:, None], "audio")
+    assert not torch.allclose(moved, before, atol=1e-3) and not torch.allclose(moved, alone, atol=1e-3)
+    torch.testing.assert_close(moved, both)
+    assert tower_input(wave[0], 44100, residual.config).shape == wave[0].shape
+
+
+def test_fit_keeps_the_words_of_pictures_where_the_checkpoint_had_them():
+    """The text side is fitted with its pool norm's statistics left as they were and the words
+    of pictures held near the checkpoint's (FitSettings.anchor): with the anchor they stay
+    closer to where they were than without, and the statistics are bit-identical. Catches the
+    anchor term dropped or given the fitted words as their own target, and the text pool norm
+    trained or re-estimated (every caption shifted alike: the picture maps' peaks leave the
+    objects, docs/REAL_MEDIA.md)."""
+    def fitted(anchor: float) -> tuple[torch.Tensor, torch.Tensor, VLSA]:
+        torch.manual_seed(0)
+        model = VLSA.from_preset("tiny", **{"audio.tower": "aisfx", "text.tower": "all-minilm-l6-v2",
+                                            "text.tokenizer": "all-minilm-l6-v2", "text.vocab_size": 30522}).eval()
+        g = torch.Generator().manual_seed(3)
+        n = 8 * len(CAPTIONS)
+        label = torch.arange(n) % len(CAPTIONS)
+        tower = torch.nn.functional.normalize(torch.randn(n, 512, generator=g), dim=-1)
+        looks = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), model.config.embed_dim, generator=g), dim=-1)
+        rows = [Row(video=None, audio=None, text=CAPTIONS[k]) for k in label.tolist()] * 2
+        feats = Features(tower=torch.cat([tower, torch.zeros(n, 512)]),
+                         video=torch.cat([torch.zeros(n, looks.shape[1]), looks[label]]),
+                         has_audio=torch.arange(2 * n) < n, has_video=torch.arange(2 * n) >= n)
+        before = model.embed_text(list(CAPTIONS))
+        fit_towers(model, rows, feats, FitSettings(epochs=20, batch_size=16, lr=3e-3, anchor=anchor))
+        return before, model.embed_text(list(CAPTIONS)), model
+
+    start, free, _ = fitted(0.0)
+    same, held, model = fitted(20.0)
+    torch.testing.assert_close(start, same)
+    kept_free, kept_held = (free * start).sum(-1).mean(), (held * start).sum(-1).mean()
+    assert kept_held > kept_free + 0.1, (kept_held, kept_free)
+    fresh = VLSA.from_preset("tiny", **{"audio.tower": "aisfx", "text.tower": "all-minilm-l6-v2",
+                                        "text.tokenizer": "all-minilm-l6-v2", "text.vocab_size": 30522})
+    for key in ("running_mean", "running_var"):
+        assert torch.equal(getattr(model.pool_norm["text"], key), getattr(fresh.pool_norm["text"], key))
+
+
+def test_row_features_of_a_residual_tower_keep_the_shared_paths_audio(small_sound_model, tmp_path):
+    """With audio.tower_residual each row's features hold the shared path's pooled audio beside
+    the tower's vector, as the model computes it for that sound, in a folder of their own.
+    Catches the shared audio not kept (the fit would join the adapter with nothing) or kept
+    from another sound, and a tower-only run's chunks reused for a residual one."""
+    from vlsa.audio_tower import tower_input
+
+    rows = []
+    for k, hz in enumerate((300.0, 2700.0)):
+        make_audio(tmp_path / f"{k}.wav", 2.0, sample_rate=44100, tone_hz=hz)
+        rows.append(Row(video=None, audio=tmp_path / f"{k}.wav", text=CAPTIONS[k]))
+    torch.manual_seed(0)
+    plain = VLSA.from_preset("tiny", **{"audio.tower": "small"}).eval()
+    residual = VLSA.from_preset("tiny", **{"audio.tower": "small", "audio.tower_residual": True}).eval()
+    residual.load_state_dict(plain.state_dict())
+    assert row_features(plain, "ckpt", rows, tmp_path / "features", workers=0).shared is None
+    feats = row_features(residual, "ckpt", rows, tmp_path / "features", workers=0)
+    assert len(list((tmp_path / "features").iterdir())) == 2
+    from vlsa.media import load_clip
+
+    waves = torch.stack([tower_input(load_clip(r.audio, 0.0, residual.config.clip_seconds, residual.config.video,
+                                               residual.config.audio, tower_rate=44100).tower_wave, 44100,
+                                     residual.config) for r in rows])
+    with torch.no_grad():
+        torch.testing.assert_close(feats.shared, residual.shared_audio(waves), atol=1e-4, rtol=1e-4)

@@ -469,12 +469,16 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
               help="Weight of the sound<->picture term.")
 @click.option("--text/--no-text", default=True, show_default=True,
               help="Also fit the text tower's adapter (on words<->sounds and words<->pictures).")
+@click.option("--anchor", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Weight of holding the words of pictures where --init had them (its picture maps).")
+@click.option("--residual/--no-residual", default=True, show_default=True,
+              help="The tower adds to --init's own pooled audio rather than replacing it (audio.tower_residual).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
               help="Decoding processes while computing features.")
 @click.option("--eval-split", default="test", show_default=True, help="Evaluate on this split at the end ('' for none).")
-def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, text, seed, workers,
-              eval_split) -> None:
+def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, video_weight, text, anchor, residual,
+              seed, workers, eval_split) -> None:
     """Fit a pretrained audio tower (and the text tower's adapter) into a trained checkpoint, the rest frozen."""
     import torch
     from tqdm import tqdm
@@ -487,7 +491,7 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
 
     config = load_config(init)
     if config.audio.tower == "shared":
-        config = apply_overrides(config, {"audio.tower": tower})
+        config = apply_overrides(config, {"audio.tower": tower, "audio.tower_residual": residual})
     fresh = () if any(k.startswith("audio_adapter.") for k in load_weights(init)) else ("audio_adapter",)
     torch.manual_seed(seed)  # the fresh adapter's initialisation
     model = load_into(VLSA(config), init, fresh).eval()
@@ -496,7 +500,7 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
         feats = row_features(model, fingerprint(init), rows, out / "features", workers,
                              on_chunk=lambda done, total: (setattr(bar, "total", total), bar.update(1)))
     settings = FitSettings(epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
-                           video_weight=video_weight, text=text, seed=seed)
+                           video_weight=video_weight, text=text, anchor=anchor, seed=seed)
     with tqdm(total=epochs, desc="fit", unit="epoch", file=sys.stderr) as bar:
         fit_towers(model, rows, feats, settings,
                        on_epoch=lambda epoch, loss: (bar.set_postfix(loss=f"{loss:.3f}"), bar.update(1)))

@@ -47,10 +47,12 @@ def eval_dataset(source: str | Path, config, split: str, seed: int | None = None
 
 
 @torch.inference_mode()
-def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) -> dict[str, torch.Tensor]:
+def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0,
+                  audio_parts: bool = False) -> dict[str, torch.Tensor]:
     """Global embeddings of every sample: {"video", "audio", "text": (N, E), "has_*": (N,) bool,
     and "index" (N,) where the samples carry one; with a pretrained audio tower also its own
-    vectors, TOWER_VECTORS (N, width), from the same run of the tower}. A sample that fails to
+    vectors, TOWER_VECTORS (N, width), from the same run of the tower, and with `audio_parts`
+    what the joint vector is made of (VLSAModel.embed_audio_vectors)}. A sample that fails to
     decode drops out of every direction."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
@@ -62,7 +64,7 @@ def embed_dataset(model: VLSA, dataset, batch_size: int = 32, workers: int = 0) 
             continue
         batch = to_device(batch, model.device)
         out["video"].append(model.pool(model.encode_video(batch["video"]), "video").float().cpu())
-        for key, vectors in model.embed_audio_vectors(model.audio_input(batch)).items():
+        for key, vectors in model.embed_audio_vectors(model.audio_input(batch), audio_parts).items():
             out.setdefault(key, []).append(vectors.float().cpu())
             if key == TOWER_VECTORS:
                 out.setdefault(f"has_{key}", []).append(batch["has_audio"].cpu())

@@ -51,12 +51,13 @@ def protocol_rows(source: str | Path, split: str, group: str | None) -> list[Row
     return rows
 
 
-def embed_clips(model: VLSA, rows: list[Row], seed: int | None, batch_size: int = 32, workers: int = 0) -> dict:
+def embed_clips(model: VLSA, rows: list[Row], seed: int | None, batch_size: int = 32, workers: int = 0,
+                audio_parts: bool = False) -> dict:
     """Video and audio embeddings of the clips that decode, frames drawn at random from `seed` (None:
     at evaluation's uniform times): {"video", "audio": (N, E), "has_video", "has_audio": (N,) bool,
     "index": (N,) row of each}."""
     dataset = ClipDataset(rows, model.config, train=seed is not None, seed=seed or 0, random_caption=False)
-    return embed_dataset(model, _Indexed(dataset), batch_size, workers)
+    return embed_dataset(model, _Indexed(dataset), batch_size, workers, audio_parts)
 
 
 def caption_queries(rows: list[Row], all_captions: bool) -> tuple[list[str], list[int]]:

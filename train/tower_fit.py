@@ -3,13 +3,17 @@
 `vlsa fit-tower --init C --manifest M --out RUN` gives checkpoint C an audio tower (audio.tower,
 vlsa/audio_tower.py) and trains only what lies between the frozen pretrained towers and the joint
 space: the audio tower's adapter, the audio pool norm and projection, and (FitSettings.text, on
-by default) the same three of the text tower (text.tower). C's picture side stays exactly as it
-is. Sounds are matched with their captions and with the pictures of the rows that have both, and
-pictures with their captions (so the fitted words stay on the frozen pictures), all by the
-training's own symmetric InfoNCE (vlsa.losses.contrastive_loss). The text side is fitted too
-because the words are where a trained checkpoint's knowledge is thinnest: MiniLM tells "a dog
-barks" from "a woman speaks", the stage-4 adapter had pressed them to a cosine of 0.6
-(docs/REAL_MEDIA.md).
+by default) the text tower's adapter and projection. C's picture side stays exactly as it is.
+By default the tower adds to C's own pooled audio (audio.tower_residual): the fit starts from C
+exactly and keeps what C's audio path heard, the demo's synthetic tones among it, which the
+tower hears less apart. Sounds are matched with their captions and with the pictures of the rows
+that have both, and pictures with their captions (so the fitted words stay on the frozen
+pictures), all by the training's own symmetric InfoNCE (vlsa.losses.contrastive_loss); the words
+of pictures are held near where C had them (FitSettings.anchor), and the text pool norm keeps
+C's statistics, since C's picture maps compare each patch with the words through both. The text
+side is fitted because the words are where a trained checkpoint's knowledge is thinnest:
+MiniLM tells "a dog barks" from "a woman speaks", the stage-4 adapter had pressed them to a
+cosine of 0.6 (docs/REAL_MEDIA.md).
 
 Because nothing before the adapter learns, each row's tower vector and picture embedding are
 computed once and kept in RUN/features (in chunks, so a killed run resumes where it stopped), and
@@ -36,29 +40,34 @@ from train.protocols import embed_clips
 from vlsa.api import VLSA
 from vlsa.durable import replace_durably
 from vlsa.losses import contrastive_loss
-from vlsa.vectors import TOWER_VECTORS
+from vlsa.vectors import SHARED_AUDIO, TOWER_VECTORS
 
 CHUNK_ROWS = 512  # rows embedded per features file: what a killed run loses at most
 AUDIO_SIDE = ("audio_adapter.", "proj.audio.", "pool_norm.audio.")  # what a fit trains; all else is frozen
-TEXT_SIDE = ("text_adapter.", "proj.text.", "pool_norm.text.")  # and with FitSettings.text
+# and with FitSettings.text; the text pool norm keeps the checkpoint's statistics, which the
+# picture maps compare each patch with the words through (FitSettings.anchor)
+TEXT_SIDE = ("text_adapter.", "proj.text.")
 
 
 @dataclass
 class Features:
-    """Per manifest row: the frozen tower's unit vector (zeros without sound) and the checkpoint's
-    picture embedding (zeros without a picture)."""
+    """Per manifest row: the frozen tower's unit vector (zeros without sound), the checkpoint's
+    picture embedding (zeros without a picture) and, with audio.tower_residual, the shared
+    encoder's pooled audio (VLSAModel.shared_audio) that the adapter adds to."""
 
     tower: torch.Tensor  # (N, width)
     video: torch.Tensor  # (N, E)
     has_audio: torch.Tensor  # (N,) bool
     has_video: torch.Tensor  # (N,) bool
+    shared: torch.Tensor | None = None  # (N, D)
 
 
-def features_key(tower: str, checkpoint: str, rows: list[Row]) -> str:
+def features_key(tower: str, checkpoint: str, rows: list[Row], residual: bool = False) -> str:
     """What a features folder was computed from: the rows' media (path, size and modification
-    time: a file rendered again is another file) and times, the tower, and the checkpoint's
-    fingerprint (its picture embeddings); another key never reuses a chunk."""
-    h = hashlib.sha256(f"{tower} {checkpoint}".encode())
+    time: a file rendered again is another file) and times, the tower, the checkpoint's
+    fingerprint (its picture embeddings and shared audio path) and whether the shared path's
+    audio is kept (audio.tower_residual); another key never reuses a chunk."""
+    h = hashlib.sha256(f"{tower} {checkpoint}{' residual' if residual else ''}".encode())
     for r in rows:
         h.update(json.dumps([_identity(r.video), _identity(r.audio), r.start, r.end]).encode())
     return h.hexdigest()[:16]
@@ -80,7 +89,9 @@ def row_features(model: VLSA, checkpoint: str, rows: list[Row], folder: Path, wo
     """Each row's Features, decoded as evaluation decodes (train=False: the clip from the row's
     start), computed chunk by chunk into folder/KEY/ and read back from there on a later run.
     `checkpoint`: the fingerprint of the checkpoint the model's picture side was loaded from."""
-    folder = folder / features_key(model.config.audio.tower, checkpoint, rows)
+    residual = model.config.audio.tower_residual
+    folder = folder / features_key(model.config.audio.tower, checkpoint, rows, residual)
+    names = ("tower", "video", "has_audio", "has_video") + (("shared",) if residual else ())
     folder.mkdir(parents=True, exist_ok=True)
     n_chunks = math.ceil(len(rows) / CHUNK_ROWS)
     parts = []
@@ -89,7 +100,7 @@ def row_features(model: VLSA, checkpoint: str, rows: list[Row], folder: Path, wo
         if not path.exists():
             _embed_chunk(model, rows[c * CHUNK_ROWS:(c + 1) * CHUNK_ROWS], path, workers)
         with np.load(path, allow_pickle=False) as d:
-            parts.append({k: torch.from_numpy(d[k]) for k in ("tower", "video", "has_audio", "has_video")})
+            parts.append({k: torch.from_numpy(d[k]) for k in names})
         on_chunk(c + 1, n_chunks)
     if not parts:
         raise ValueError("no rows to fit on")
@@ -100,14 +111,19 @@ def row_features(model: VLSA, checkpoint: str, rows: list[Row], folder: Path, wo
 def _embed_chunk(model: VLSA, rows: list[Row], path: Path, workers: int) -> None:
     """One chunk's Features, by evaluation's own embedding (train.protocols.embed_clips: the tower
     run once per clip); a row that fails to decode has none."""
-    emb = embed_clips(model, rows, None, workers=workers)
+    emb = embed_clips(model, rows, None, workers=workers, audio_parts=True)
     idx, n = emb["index"], len(rows)
     out = {"tower": torch.zeros(n, model.audio_tower.width), "video": torch.zeros(n, model.config.embed_dim),
            "has_audio": torch.zeros(n, dtype=torch.bool), "has_video": torch.zeros(n, dtype=torch.bool)}
-    for key, source in (("tower", TOWER_VECTORS), ("video", "video"), ("has_audio", "has_audio"),
-                        ("has_video", "has_video")):
+    sources = [("tower", TOWER_VECTORS), ("video", "video"), ("has_audio", "has_audio"), ("has_video", "has_video")]
+    if model.config.audio.tower_residual:
+        out["shared"] = torch.zeros(n, model.config.encoder.width)
+        sources.append(("shared", SHARED_AUDIO))
+    for key, source in sources:
         out[key][idx] = emb[source]
-    out["tower"][~out["has_audio"]] = 0  # a row without sound: no vector (the tower heard silence)
+    for key in ("tower", "shared"):  # a row without sound: no vector (the tower heard silence)
+        if key in out:
+            out[key][~out["has_audio"]] = 0
     out["video"][~out["has_video"]] = 0
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as f:
@@ -124,6 +140,10 @@ class FitSettings:
     temperature: float = 0.05
     video_weight: float = 1.0  # the sound<->picture term of rows that have both
     text: bool = True  # also fit the text tower's adapter, where the checkpoint has a text tower
+    # Weight of a term holding the words of pictures (the captions of rows with a picture) where
+    # the checkpoint had them (1 - cosine): its picture maps point at the object a caption names
+    # patch by patch, which the pooled words<->pictures term cannot see (docs/REAL_MEDIA.md).
+    anchor: float = 5.0
     seed: int = 0
 
 
@@ -155,8 +175,9 @@ def fit_towers(model: VLSA, rows: list[Row], feats: Features, settings: FitSetti
     """Train the trained_prefixes weights on cached Features. Each step: a batch of sounds, each
     with one of its row's captions (its phrasings, as training draws them), matched with words
     and with the pictures of the rows that have both; with settings.text, also a batch of
-    pictures matched with their captions, so the fitted words stay on the frozen pictures. The
-    text tower's sentence embeddings of every caption are computed once."""
+    pictures matched with their captions, so the fitted words stay on the frozen pictures, and
+    held near the checkpoint's words for them (settings.anchor). The text tower's sentence
+    embeddings of every caption are computed once."""
     sounds = [i for i, r in enumerate(rows) if feats.has_audio[i] and (r.captions or r.text)]
     pictures = [i for i, r in enumerate(rows) if feats.has_video[i] and (r.captions or r.text)]
     if len(sounds) < 2:
@@ -180,36 +201,47 @@ def fit_towers(model: VLSA, rows: list[Row], feats: Features, settings: FitSetti
                                                    total_steps=settings.epochs * steps_per_epoch)
     scale = torch.tensor(1.0 / settings.temperature)
     model.eval()  # dropout and every other norm stay as they are; only the fitted sides train
-    for name, module in model.named_modules():
-        if name and (name + ".").startswith(prefixes):
-            module.train()
 
     def draw(rows_: torch.Tensor) -> torch.Tensor:
         return torch.tensor([choices[i][int(torch.randint(len(choices[i]), (), generator=g))] for i in rows_.tolist()])
 
+    anchors = None
+    if fit_text and settings.anchor:
+        with torch.no_grad():
+            anchors = embed_words(words)  # the words as the checkpoint had them
+    for name, module in model.named_modules():
+        if name and (name + ".").startswith(prefixes):
+            module.train()
     sounds_t, pictures_t = torch.tensor(sounds), torch.tensor(pictures)
     every = torch.ones(batch_size, dtype=torch.bool)
     for epoch in range(settings.epochs):
         order = sounds_t[torch.randperm(len(sounds), generator=g)]
         for s in range(steps_per_epoch):
             idx = order[s * batch_size:(s + 1) * batch_size]
-            audio = model.join_tower_audio(feats.tower[idx])
+            audio = model.join_tower_audio(feats.tower[idx], shared=_rows(feats.shared, idx))
             loss = contrastive_loss(audio, embed_words(words[draw(idx)]), scale, every)
             with_video = feats.has_video[idx]
             if settings.video_weight and with_video.sum() > 1:
                 loss = loss + settings.video_weight * contrastive_loss(audio, feats.video[idx], scale, with_video)
             if fit_text:
                 seen = pictures_t[torch.randint(len(pictures), (batch_size,), generator=g)]
-                loss = loss + contrastive_loss(embed_words(words[draw(seen)]), feats.video[seen], scale, every)
+                said = draw(seen)
+                text = embed_words(words[said])
+                loss = loss + contrastive_loss(text, feats.video[seen], scale, every)
+                if anchors is not None:
+                    loss = loss + settings.anchor * (1 - (text * anchors[said]).sum(-1)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
         on_epoch(epoch + 1, loss.item())
-    precise_pool_statistics(model, "audio", model.join_tower_audio, feats.tower[sounds_t])
-    if fit_text:
-        precise_pool_statistics(model, "text", model.join_tower_text, words)
+    precise_pool_statistics(model, "audio", lambda i: model.join_tower_audio(feats.tower[i], shared=_rows(feats.shared, i)),
+                            sounds_t)
     model.eval()
+
+
+def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[idx]
 
 
 @torch.no_grad()
@@ -225,7 +257,7 @@ def precise_pool_statistics(model: VLSA, modality: str, embed: Callable, inputs:
     norm.reset_running_stats()
     norm.momentum = None  # a cumulative average
     norm.train()
-    for start in range(0, inputs.shape[0], batch_size):
+    for start in range(0, len(inputs), batch_size):
         embed(inputs[start:start + batch_size])
     norm.momentum = momentum
     norm.eval()

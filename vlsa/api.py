@@ -270,14 +270,18 @@ class VLSA(VLSAModel):
         sound's blocks (2.3 s every 1.16 s for aisfx) heard alone, through the adapter into the
         joint space. The sound's own embedding is made of the mean of its blocks, so this says
         when the sound is like the query, never at which frequencies: the tower hears each block
-        whole. A sound of one block embeds as that block."""
+        whole. With audio.tower_residual each block is joined with the whole sound's shared-path
+        audio, so the blocks differ by what the tower hears. A sound of one block embeds as that
+        block."""
         if not self.has_audio_tower:
             raise ValueError("audio.tower=shared: the sound's embedding is made of spectrogram patches "
                              "(see audio_patch_map)")
         self.eval()
         x = self.prepare_audio(item)[None].to(self.device)
         blocks, sounding = self.audio_tower.embed_blocks(x)
-        joint = self.join_tower_audio(F.normalize(blocks[0], dim=-1))  # (n, E), each as a whole sound
+        z = F.normalize(blocks[0], dim=-1)  # (n, width), each block as a whole sound
+        shared = self.shared_audio(x)  # with audio.tower_residual: the whole sound's, under each block
+        joint = self.join_tower_audio(z, shared=None if shared is None else shared.expand(len(z), -1))
         similarity = (joint @ F.normalize(query.to(joint), dim=-1)).float().cpu()
         return BlockMap(similarity, block_spans(self.audio_tower.spec, len(similarity)), sounding[0].cpu())
 

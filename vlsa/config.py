@@ -58,6 +58,11 @@ class AudioConfig:
     # map (the paper), or a pretrained sound encoder ("aisfx", vlsa/audio_tower.py) kept frozen,
     # reading the 44.1 kHz waveform, its embedding mapped into the joint space by a trained adapter.
     tower: str = "shared"
+    # With a tower: its adapter's output is added to the shared encoder's own pooled audio (of the
+    # same sound at the map's rate) before the pool norm and projection, so a checkpoint given a
+    # tower this way starts as it was and keeps what its own audio path heard (the demo's tones,
+    # which the tower hears less apart; docs/REAL_MEDIA.md, "Stage 8").
+    tower_residual: bool = False
     # A pretrained sound encoder whose similarities between sounds the shared audio path is
     # trained to reproduce (loss.distill_weight); None = no distillation.
     teacher: str | None = None
@@ -114,7 +119,8 @@ class EncoderConfig:
 # Settings added after checkpoints were shipped, written only when they differ from these
 # defaults: a model that does not use one keeps its config file and its fingerprint, so the
 # catalogs it made stay valid (a changed fingerprint re-indexes a whole library).
-LATER_SETTINGS = {("encoder", "pre_norm"): False, ("audio", "tower"): "shared", ("audio", "teacher"): None}
+LATER_SETTINGS = {("encoder", "pre_norm"): False, ("audio", "tower"): "shared", ("audio", "teacher"): None,
+                  ("audio", "tower_residual"): False}
 
 
 @dataclass
@@ -220,6 +226,8 @@ class VLSAConfig:
              f"audio.tower must be shared or one of {', '.join(SOUND_MODELS)}, not {a.tower!r}"),
             (a.teacher in (None, *SOUND_MODELS),
              f"audio.teacher must be one of {', '.join(SOUND_MODELS)}, not {a.teacher!r}"),
+            (not a.tower_residual or a.tower != "shared",
+             "audio.tower_residual adds a pretrained tower to the shared audio path: it needs audio.tower"),
             (a.teacher is None or a.tower == "shared",
              "audio.teacher distils into the shared audio path: it needs audio.tower=shared"),
             (a.teacher is None or self.loss.matching == "audio",

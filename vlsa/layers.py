@@ -143,3 +143,27 @@ class MatchingHead(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(torch.cat([x * y, (x - y).abs()], dim=-1))).squeeze(-1)
+
+
+def tower_adapter(width: int, dim: int, residual: bool = False) -> nn.Sequential:
+    """The small MLP from a pretrained tower's `width` into the model's `dim`, initialised as the
+    model's own layers are; a residual one (audio.tower_residual) ends at zero, so the model
+    starts as the shared path alone."""
+    adapter = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim))
+    for layer in adapter[::2]:
+        init_weights(layer)
+    if residual:
+        nn.init.zeros_(adapter[2].weight)
+    return adapter
+
+
+def init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

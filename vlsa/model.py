@@ -15,11 +15,14 @@ Conventions, pinned once:
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlsa.audio import build_frontend
+from vlsa.audio_tower import PRETRAINED as SOUND_MODELS
 from vlsa.audio_tower import TOWER_WAVE, SoundEncoder
 from vlsa.config import VLSAConfig
 from vlsa.layers import (
@@ -27,8 +30,10 @@ from vlsa.layers import (
     MatchingHead,
     SeparablePositions,
     Transformer,
+    init_weights,
     patchify_audio,
     patchify_video,
+    tower_adapter,
 )
 from vlsa.losses import (
     IGNORE,
@@ -39,7 +44,7 @@ from vlsa.losses import (
     similarity_distillation,
 )
 from vlsa.text_tower import SentenceEncoder
-from vlsa.vectors import TOWER_VECTORS
+from vlsa.vectors import SHARED_AUDIO, TOWER_VECTORS
 
 
 def _positions(cfg: VLSAConfig, width: int) -> nn.ModuleDict:
@@ -107,7 +112,7 @@ class VLSAModel(nn.Module):
             self.pool_norm = nn.ModuleDict({m: nn.BatchNorm1d(D, affine=False) for m in MODALITIES})
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.loss.temperature_init)))
         self.match_head = MatchingHead(E)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         for p in [*self.modality.values(), *self.decoder_modality.values(), self.mask_token]:
             nn.init.trunc_normal_(p, std=0.02)
         for pos in [*self.positions.values(), *self.decoder_positions.values()]:
@@ -121,7 +126,7 @@ class VLSAModel(nn.Module):
             self.text_teacher = SentenceEncoder(cfg.text.teacher)
         if cfg.audio.tower != "shared":
             self.audio_tower = SoundEncoder(cfg.audio.tower)
-            self.audio_adapter = tower_adapter(self.audio_tower.width, D)
+            self.audio_adapter = tower_adapter(self.audio_tower.width, D, cfg.audio.tower_residual)
         if cfg.audio.teacher is not None:
             self.audio_teacher = SoundEncoder(cfg.audio.teacher)
 
@@ -217,23 +222,52 @@ class VLSAModel(nn.Module):
         waveforms (B, S) through the adapter. Unimodal either way."""
         if self.config.audio.tower == "shared":
             return self.pool(self.encode_audio(x), "audio", gather=gather)
-        return self.join_tower_audio(self.audio_tower(x), gather)
+        return self.join_tower_audio(self.audio_tower(x), gather, self.shared_audio(x))
 
-    def embed_audio_vectors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def embed_audio_vectors(self, x: torch.Tensor, parts: bool = False) -> dict[str, torch.Tensor]:
         """Every global vector of what audio_input gives, the tower run once: "audio", the joint
         embeddings (B, E) (embed_audio_input), and with a pretrained audio tower TOWER_VECTORS,
         the tower's own unit embeddings (B, width). Those group same-kind sounds better than
         their image through the adapter, so a sound is compared with another sound by them; a
-        model without a tower has only the joint vectors, which serve for that too."""
+        model without a tower has only the joint vectors, which serve for that too. `parts`:
+        with audio.tower_residual also SHARED_AUDIO, the shared path's pooled audio (B, D)."""
         if self.config.audio.tower == "shared":
             return {"audio": self.embed_audio_input(x)}
-        z = self.audio_tower(x)
-        return {"audio": self.join_tower_audio(z), TOWER_VECTORS: z}
+        z, shared = self.audio_tower(x), self.shared_audio(x)
+        out = {"audio": self.join_tower_audio(z, shared=shared), TOWER_VECTORS: z}
+        if parts and shared is not None:  # what a fit of the adapter reads (train/tower_fit.py)
+            out[SHARED_AUDIO] = shared
+        return out
 
-    def join_tower_audio(self, z: torch.Tensor, gather=None) -> torch.Tensor:
+    def join_tower_audio(self, z: torch.Tensor, gather=None, shared: torch.Tensor | None = None) -> torch.Tensor:
         """A pretrained audio tower's unit embeddings (B, width) -> joint embeddings (B, E):
-        the adapter, then pooling's statistics and projection (a one-token mean)."""
-        return self.pool(self.audio_adapter(z)[:, None], "audio", gather=gather)
+        the adapter, then pooling's statistics and projection (a one-token mean). With
+        audio.tower_residual the adapter's output is added to `shared` (B, D), the shared
+        encoder's pooled audio of the same sounds (shared_audio)."""
+        x = self.audio_adapter(z)
+        if self.config.audio.tower_residual:
+            if shared is None:
+                raise ValueError("audio.tower_residual: the shared path's pooled audio is needed (shared_audio)")
+            x = x + shared
+        return self.pool(x[:, None], "audio", gather=gather)
+
+    def shared_audio(self, wave: torch.Tensor) -> torch.Tensor | None:
+        """With audio.tower_residual: the shared encoder's mean audio token (B, D) of the tower's
+        waveforms (B, S), resampled to the map's rate and mapped by the model's own front end,
+        as the shared path heard sound in training; None without."""
+        if not self.config.audio.tower_residual:
+            return None
+        import torchaudio
+
+        rate = SOUND_MODELS[self.config.audio.tower].sample_rate
+        wave = torchaudio.functional.resample(wave.float(), rate, self.config.audio.sample_rate)
+        spec = self.map_frontend.to(wave.device)(wave)
+        return self.encode_audio(spec).mean(dim=1)
+
+    @cached_property
+    def map_frontend(self) -> nn.Module:
+        """The spectrogram the shared audio path reads (no learned weights: outside the state dict)."""
+        return build_frontend(self.config.audio)
 
     def pool(self, tokens: torch.Tensor, modality: str, valid: torch.Tensor | None = None,
              gather=None) -> torch.Tensor:
@@ -464,24 +498,3 @@ def _key_valid(present: list[torch.Tensor], sizes: list[int], text_mask: torch.T
 def _removed_from_keep(ids_keep: torch.Tensor, n: int) -> torch.Tensor:
     removed = torch.ones(ids_keep.shape[0], n, dtype=torch.bool, device=ids_keep.device)
     return removed.scatter(1, ids_keep, False)
-
-
-def tower_adapter(width: int, dim: int) -> nn.Sequential:
-    """The small MLP from a pretrained tower's `width` into the model's `dim`, initialised as the
-    model's own layers are."""
-    adapter = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim))
-    for layer in adapter[::2]:
-        _init_weights(layer)
-    return adapter
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Embedding):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)

@@ -10,6 +10,9 @@ from collections.abc import Collection
 # The key of a tower's own sound vectors beside the joint 'audio' ones (VLSAModel.embed_audio_vectors),
 # and the catalog's modality for them: what one sound is compared with another by.
 TOWER_VECTORS = "audio_tower"
+# With audio.tower_residual, the shared path's pooled audio (VLSAModel.shared_audio) that the
+# tower's adapter adds to: what `vlsa fit-tower` keeps per row; never a catalog's.
+SHARED_AUDIO = "audio_shared"
 
 
 def example_modality(modalities: Collection[str]) -> str:
