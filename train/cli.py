@@ -463,7 +463,7 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
 @click.option("--out", default="runs/fit-tower", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
 @click.option("--video-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of the sound<->picture term.")
