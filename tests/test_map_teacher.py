@@ -5,6 +5,7 @@ run (tests/test_train.py runs `vlsa train --map-teacher`)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -155,3 +156,26 @@ def test_map_teacher_takes_a_student_whose_sound_embedding_comes_from_a_tower(te
     other.audio = dataclasses.replace(other.audio, bins=other.audio.bins // 2)
     with pytest.raises(ValueError, match="audio input differs"):
         MapTeacher(str(teacher_folder), VLSA(other), torch.device("cpu"))
+
+
+def test_a_teacher_that_hears_through_a_tower_pairs_sounds_by_its_own_sound_vectors(
+        small_sound_model, tmp_path, monkeypatch):
+    """A teacher with a pretrained tower beside its own audio path (audio.tower_residual, as the
+    default checkpoint) picks each sound's picture by its own sound vectors, those the tower and
+    the shared path make together from the tower's waveform, not by the shared path alone through
+    a projection fitted for the sum; a student of the same inputs is accepted. Catches the shared
+    path pooled alone (the old line: the teacher's 'own' pairings were another model's)."""
+    from vlsa.audio_tower import TOWER_WAVE
+
+    config = preset_config("tiny")
+    config.audio = dataclasses.replace(config.audio, tower="small", tower_residual=True)
+    torch.manual_seed(0)
+    VLSA(config).save_pretrained(tmp_path / "teacher")
+    teacher = MapTeacher(str(tmp_path / "teacher"), VLSA(config), torch.device("cpu"))
+    batch = random_batch(config, B=4, seed=0)
+    batch[TOWER_WAVE] = torch.randn(4, round(config.audio.clip_seconds * 44100))
+    read = []
+    real = teacher.model.embed_audio_input
+    monkeypatch.setattr(teacher.model, "embed_audio_input", lambda x, *a: read.append(x) or real(x, *a))
+    teacher.targets(batch)
+    assert len(read) == 1 and torch.equal(read[0], batch[TOWER_WAVE])

@@ -268,3 +268,31 @@ def test_row_features_of_a_residual_tower_keep_the_shared_paths_audio(small_soun
                                      residual.config) for r in rows])
     with torch.no_grad():
         torch.testing.assert_close(feats.shared, residual.shared_audio(waves), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("flag", ["--no-residual", "--residual"])
+def test_cli_fit_tower_refuses_to_change_how_an_init_with_a_tower_hears(small_sound_model, tmp_path, flag):
+    """An --init that already has a tower keeps how it hears: a --residual or --no-residual
+    that says otherwise is refused in one line before anything is read, not ignored (the output
+    would say the opposite of what was asked). Catches the flag dropped for such an --init."""
+    from click.testing import CliRunner
+
+    from vlsa.cli import cli
+
+    residual = flag == "--no-residual"  # the --init is what the flag is not
+    init = VLSA.from_preset("tiny", **{"audio.tower": "small", "audio.tower_residual": residual}).save_pretrained(
+        tmp_path / "init")
+    (tmp_path / "m.jsonl").write_text("")
+    result = CliRunner().invoke(cli, ["fit-tower", "--init", str(init), "--manifest", str(tmp_path / "m.jsonl"), flag])
+    assert result.exit_code == 2 and f"{flag} cannot change it" in result.output, result.output
+
+
+@pytest.mark.parametrize("setting", ["audio.tower_residual", "encoder.pre_norm", "pool_norm"])
+def test_a_switch_set_as_text_is_refused_in_one_line(setting):
+    """`--set audio.tower_residual=False` gives the text "False", which Python takes as true: every
+    true-or-false setting is refused unless it is one. Catches the text taken as it comes (the
+    residual tower built when it was switched off)."""
+    from vlsa.config import apply_overrides, parse_override, preset_config
+
+    with pytest.raises(ValueError, match=f"{setting} must be true or false, not 'False'"):
+        apply_overrides(preset_config("tiny"), dict([parse_override(f"{setting}=False")])).validate()

@@ -471,8 +471,9 @@ def finetune(checkpoint, manifest, out, epochs, batch_size, lr, warmup, workers,
               help="Also fit the text tower's adapter (on words<->sounds and words<->pictures).")
 @click.option("--anchor", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Weight of holding the words of pictures where --init had them (its picture maps).")
-@click.option("--residual/--no-residual", default=True, show_default=True,
-              help="The tower adds to --init's own pooled audio rather than replacing it (audio.tower_residual).")
+@click.option("--residual/--no-residual", default=None,
+              help="The tower adds to --init's own pooled audio rather than replacing it (audio.tower_residual) "
+                   "[default: residual; an --init with a tower keeps its own].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
               help="Decoding processes while computing features.")
@@ -491,7 +492,11 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
 
     config = load_config(init)
     if config.audio.tower == "shared":
-        config = apply_overrides(config, {"audio.tower": tower, "audio.tower_residual": residual})
+        config = apply_overrides(config, {"audio.tower": tower, "audio.tower_residual": residual is not False})
+    elif residual is not None and residual != config.audio.tower_residual:
+        raise click.UsageError(f"--init already hears through audio.tower={config.audio.tower} with "
+                               f"audio.tower_residual={str(config.audio.tower_residual).lower()}; "
+                               f"--{'' if residual else 'no-'}residual cannot change it")
     fresh = () if any(k.startswith("audio_adapter.") for k in load_weights(init)) else ("audio_adapter",)
     torch.manual_seed(seed)  # the fresh adapter's initialisation
     model = load_into(VLSA(config), init, fresh).eval()

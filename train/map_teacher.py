@@ -23,6 +23,7 @@ import dataclasses
 import torch
 
 from vlsa import VLSA
+from vlsa.audio_tower import tower_rate
 from vlsa.losses import Gather, masked_mean, no_gather
 
 
@@ -32,6 +33,9 @@ class MapTeacher:
 
     def __init__(self, checkpoint: str, student: VLSA, device: torch.device):
         self.model = VLSA.from_pretrained(checkpoint).to(device).eval().requires_grad_(False)
+        if self.model.has_audio_tower and tower_rate(student.config) != tower_rate(self.model.config):
+            raise ValueError(f"map teacher {checkpoint}: it hears through audio.tower="
+                             f"{self.model.config.audio.tower}, whose waveforms the model's batches do not carry")
         for modality in ("video", "audio"):
             mine, theirs = (_input_settings(getattr(m.config, modality)) for m in (self.model, student))
             if mine != theirs:
@@ -48,7 +52,7 @@ class MapTeacher:
         tokens = teacher.encode_video(batch["video"])
         videos, offset = gather(teacher.pool(tokens, "video"))
         has_video = gather(batch["has_video"].to(videos.dtype))[0] > 0.5
-        sounds = teacher.pool(teacher.encode_audio(batch["audio"]), "audio")
+        sounds = teacher.embed_audio_input(teacher.audio_input(batch))  # the teacher's own sound vectors
         picked = (sounds @ videos.T).masked_fill(~has_video, float("-inf")).argmax(dim=1)
         own = torch.arange(len(sounds), device=picked.device) + offset
         # a lone video leaves its sound no choice: nothing to know
@@ -63,7 +67,7 @@ def _input_settings(config):
     where a model's global sound embedding comes from (audio.tower, audio.teacher), since the
     teacher reads the spectrogram either way."""
     if hasattr(config, "tower"):
-        return dataclasses.replace(config, tower="shared", teacher=None)
+        return dataclasses.replace(config, tower="shared", tower_residual=False, teacher=None)
     return config
 
 

@@ -255,14 +255,32 @@ class VLSA(VLSAModel):
 
     @torch.inference_mode()
     def audio_patch_map(self, query: torch.Tensor, item: Item) -> torch.Tensor:
-        """Each spectrogram patch's share of the sound's cosine with a query embedding (E,): (f, t)."""
-        if self.has_audio_tower:
+        """Each spectrogram patch's share of the sound's cosine with a query embedding (E,): (f, t).
+        With audio.tower_residual the sound's embedding is its map's patches plus the tower's
+        adapter output, the same for every patch (the tower hears the clip whole), so the shares
+        still average to the cosine and differ where the model's own audio path hears the query;
+        the patches are those of audio_map."""
+        if self.has_audio_tower and not self.config.audio.tower_residual:
             raise ValueError(f"audio.tower={self.config.audio.tower}: the sound's embedding is not made "
                              "of spectrogram patches, so there is no patch map (see audio_block_map)")
         self.eval()
         x = self.prepare_audio(item)[None].to(self.device)
-        heat = self.patch_contributions(self.encode_audio(x), "audio", query)[0]
+        if self.has_audio_tower:
+            tokens = self.encode_audio(self.shared_audio_map(x)) + self.audio_adapter(self.audio_tower(x))[:, None]
+        else:
+            tokens = self.encode_audio(x)
+        heat = self.patch_contributions(tokens, "audio", query)[0]
         return heat.view(*self.config.audio.grid).float().cpu()
+
+    @torch.inference_mode()
+    def audio_map(self, wave: torch.Tensor) -> tuple[torch.Tensor, AudioConfig]:
+        """The spectrogram (F, M) of a waveform at audio_rate to draw a sound's heatmap over, and
+        the settings it was made with (its rows' frequencies): the map audio_patch_map's patches
+        are of, or with a tower that hears the clip whole (no patch map) the front end's own map
+        at the tower's rate."""
+        if self.has_audio_tower and self.config.audio.tower_residual:
+            return self.shared_audio_map(tower_input(wave, self.audio_rate, self.config)[None])[0].cpu(), self.config.audio
+        return self.wave_frontend(wave), self.wave_audio_config
 
     @torch.inference_mode()
     def audio_block_map(self, query: torch.Tensor, item: Item) -> BlockMap:

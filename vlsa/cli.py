@@ -161,8 +161,17 @@ def _audio_tower_status() -> str:
     """The pretrained sound encoder (audio.tower / audio.teacher): its package's checkpoint found
     (never its code run) and the pinned file, else the one-line reason, which says how to install."""
     from vlsa.audio_tower import checkpoint_file
+    from vlsa.checkpoint import load_config, shipped_checkpoint
 
-    use = "optional, for audio.tower=aisfx and audio.teacher=aisfx (the aisfx sound encoder)"
+    shipped = shipped_checkpoint()
+    try:
+        needed = shipped is not None and load_config(shipped).audio.tower == "aisfx"
+    except ValueError:  # reported, not raised: doctor must always print its report
+        needed = False
+    if needed:
+        use = "required, for the default checkpoint's sound tower (aisfx)"
+    else:
+        use = "optional, for audio.tower=aisfx and audio.teacher=aisfx (the aisfx sound encoder)"
     try:
         checkpoint_file("aisfx")
         return f"checkpoint found, as pinned · {use}"

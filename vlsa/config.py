@@ -198,6 +198,9 @@ class VLSAConfig:
         from vlsa.text_tower import PRETRAINED
 
         v, a, e, d = self.video, self.audio, self.encoder, self.decoder
+        for name, value in _switches(self):  # `--set x=False` is text, and text is true
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, not {value!r}")
         checks = [
             (v.size % v.patch == 0, f"video.size {v.size} is not a multiple of video.patch {v.patch}"),
             (a.bins % a.patch == 0, f"audio.bins {a.bins} is not a multiple of audio.patch {a.patch}"),
@@ -278,6 +281,16 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         raise ValueError(f"unknown config key {prefix}.{sorted(unknown)[0]}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**values)
+
+
+def _switches(cfg, prefix: str = ""):
+    """(dotted name, value) of every setting whose default is true or false, in every part."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _switches(value, f"{prefix}{f.name}.")
+        elif isinstance(f.default, bool):
+            yield f"{prefix}{f.name}", value
 
 
 def parse_override(pair: str) -> tuple[str, Any]:

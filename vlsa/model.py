@@ -253,16 +253,23 @@ class VLSAModel(nn.Module):
 
     def shared_audio(self, wave: torch.Tensor) -> torch.Tensor | None:
         """With audio.tower_residual: the shared encoder's mean audio token (B, D) of the tower's
-        waveforms (B, S), resampled to the map's rate and mapped by the model's own front end,
-        as the shared path heard sound in training; None without."""
+        waveforms (B, S), as the shared path heard sound in training (shared_audio_map); None
+        without."""
         if not self.config.audio.tower_residual:
             return None
+        return self.encode_audio(self.shared_audio_map(wave)).mean(dim=1)
+
+    def shared_audio_map(self, wave: torch.Tensor) -> torch.Tensor:
+        """The map the shared audio path reads (B, F, M) of the tower's waveforms (B, S): resampled
+        to the map's rate, through the model's own front end."""
         import torchaudio
 
         rate = SOUND_MODELS[self.config.audio.tower].sample_rate
-        wave = torchaudio.functional.resample(wave.float(), rate, self.config.audio.sample_rate)
-        spec = self.map_frontend.to(wave.device)(wave)
-        return self.encode_audio(spec).mean(dim=1)
+        # in float32 even under autocast, where resample's conv1d would run in bf16 and lose the
+        # quiet end of the map (as the front end keeps its STFT in float32)
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            wave = torchaudio.functional.resample(wave.float(), rate, self.config.audio.sample_rate)
+        return self.map_frontend.to(wave.device)(wave)
 
     @cached_property
     def map_frontend(self) -> nn.Module:
