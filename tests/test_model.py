@@ -1,5 +1,7 @@
 """The network on random tensors: sizes, masking, the no-leak property, ablation switches."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -436,3 +438,25 @@ def test_text_embedding_ignores_padding_and_its_length():
     full = model.embed_text_ids(ids, mask)
     torch.testing.assert_close(full[1], full[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(short[0], full[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("given, refused", [
+    ("audio.tower_residual=False", "audio.tower_residual must be true or false, not 'False'"),
+    ("encoder.pre_norm=False", "encoder.pre_norm must be true or false, not 'False'"),
+    ("pool_norm=False", "pool_norm must be true or false, not 'False'"),
+    ("encoder.depth=abc", "encoder.depth must be a whole number, not 'abc'"),
+    ("encoder.depth=2.5", "encoder.depth must be a whole number, not 2.5"),
+    ("audio.fmin=low", "audio.fmin must be a number, not 'low'"),
+    ("text.tokenizer=5", "text.tokenizer must be text, not 5"),
+])
+def test_a_setting_of_the_wrong_kind_is_refused_in_one_line(given, refused):
+    """`--set audio.tower_residual=False` gives the text "False", which Python takes as true, and
+    `--set encoder.depth=abc` a text where a number belongs (a traceback deep in the model): every
+    setting with a true-or-false, number or text default is refused unless it is that kind (a
+    whole number serves as a number). Catches the value taken as it comes (the residual tower
+    built when it was switched off)."""
+    from vlsa.config import apply_overrides, parse_override
+
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        apply_overrides(preset_config("tiny"), dict([parse_override(given)])).validate()
+    apply_overrides(preset_config("tiny"), {"audio.fmin": 30}).validate()  # a whole number is a number

@@ -13,13 +13,12 @@ err towards stricter words.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from train.data import Row
+from train.data import Row, manifest_identity
 from train.protocols import embed_clips, protocol_rows
 from vlsa import VLSA
 from vlsa.calibration import KINDS, Calibration, CalibrationError, calibrate_kind
@@ -79,14 +78,9 @@ def calibrate(model: VLSA, manifest: str | Path, split: str = "test", group: str
             left_out.append(f"{kind}: {exc}")
     if not kinds:
         raise CalibrationError(f"{manifest} [{split}]: no kind of search has enough pairs ({'; '.join(left_out)})")
-    made_on = {"manifest": "/".join(Path(manifest).parts[-2:]), "sha256": _sha256(manifest), "split": split,
-               "group": group, "rows": len(rows), "decoded": len(emb["index"])}
+    made_on = {**manifest_identity(manifest), "split": split, "group": group, "rows": len(rows),
+               "decoded": len(emb["index"])}
     return Calibration(model.fingerprint(), made_on, kinds), left_out
-
-
-def _sha256(path: str | Path) -> str:
-    """The manifest's hash (its first 16 hex digits): which version of it the pairs came from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def format_calibration(calibration: Calibration) -> str:

@@ -484,7 +484,7 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
     import torch
     from tqdm import tqdm
 
-    from train.data import read_manifest
+    from train.data import manifest_identity, read_manifest
     from train.tower_fit import FitSettings, fit_towers, row_features
     from vlsa.api import VLSA
     from vlsa.checkpoint import fingerprint, load_config, load_into, load_weights
@@ -510,7 +510,7 @@ def fit_tower(init, manifest, tower, out, epochs, batch_size, lr, temperature, v
         fit_towers(model, rows, feats, settings,
                        on_epoch=lambda epoch, loss: (bar.set_postfix(loss=f"{loss:.3f}"), bar.update(1)))
     saved = model.save_pretrained(out / "checkpoint", extra={"fit_tower": {
-        "init": fingerprint(init), "manifest": str(manifest), "rows": len(rows),
+        "init": fingerprint(init), **manifest_identity(manifest), "rows": len(rows),
         "sounds": int(feats.has_audio.sum()), **dataclasses.asdict(settings)}})
     if eval_split:
         from train.evaluate import evaluate, format_table

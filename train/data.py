@@ -12,6 +12,7 @@ fails to decode is skipped and counted with its reason; neither kills the run.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -58,6 +59,14 @@ MAX_NAMED = 10  # skipped rows named one by one in the summary line; the rest ar
 MAX_CAPTION_CHARS = 2000
 MAX_CAPTIONS = 100  # captions of one clip: the datasets here have at most 20 (MSR-VTT)
 _reported: set[tuple[str, int, int]] = set()  # (path, size, mtime) of manifests whose skips were said
+
+
+def manifest_identity(path: str | Path) -> dict[str, str]:
+    """What a record made from a manifest says of it (a calibration, a fitted checkpoint): its
+    last two path parts, naming no machine's folders, and its hash's first 16 hex digits, which
+    version of it was read."""
+    path = Path(path)
+    return {"manifest": "/".join(path.parts[-2:]), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
 
 
 def parse_manifest(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:

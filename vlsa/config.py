@@ -198,9 +198,9 @@ class VLSAConfig:
         from vlsa.text_tower import PRETRAINED
 
         v, a, e, d = self.video, self.audio, self.encoder, self.decoder
-        for name, value in _switches(self):  # `--set x=False` is text, and text is true
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false, not {value!r}")
+        for name, value, default in _settings(self):  # `--set x=False` is text, and text is true
+            if not _same_kind(value, default):
+                raise ValueError(f"{name} must be {KINDS[type(default)]}, not {value!r}")
         checks = [
             (v.size % v.patch == 0, f"video.size {v.size} is not a multiple of video.patch {v.patch}"),
             (a.bins % a.patch == 0, f"audio.bins {a.bins} is not a multiple of audio.patch {a.patch}"),
@@ -283,14 +283,29 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**values)
 
 
-def _switches(cfg, prefix: str = ""):
-    """(dotted name, value) of every setting whose default is true or false, in every part."""
+# What a setting must be, by the type of its default (a setting whose default is None is checked
+# by validate's own rules).
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _settings(cfg, prefix: str = ""):
+    """(dotted name, value, default) of every setting with a true-or-false, number or text
+    default, in every part."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
-            yield from _switches(value, f"{prefix}{f.name}.")
-        elif isinstance(f.default, bool):
-            yield f"{prefix}{f.name}", value
+            yield from _settings(value, f"{prefix}{f.name}.")
+        elif type(f.default) in KINDS:
+            yield f"{prefix}{f.name}", value, f.default
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """A bool is not a number here, and a whole number is a number."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def parse_override(pair: str) -> tuple[str, Any]:
