@@ -4,16 +4,20 @@ the new packages planned after the old ones. Fake package trees only; nothing is
 
 from __future__ import annotations
 
+import gzip
+import struct
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_corpus import _wav_bytes
 
 from train.corpus.build import plan_corpus
 from train.corpus.sources import SkipCounter, sound_items
 
 RATE = 16000
+OC = "usr/share/games/openclonk/Sound"  # where openclonk-data's Sound.ocg is unpacked
 
 
 def _touch(root: Path, rel: str) -> Path:
@@ -54,6 +58,11 @@ def _touch(root: Path, rel: str) -> Path:
     ("flightgear-data-base", "usr/share/games/flightgear/Sounds/mk-viii/dont-sink.wav",
      "a voice says 'don't sink'", "speech"),
     ("kanagram", "usr/share/kanagram/ui/sounds/chalk.ogg", "chalk scratches on a blackboard", "sound"),
+    ("openclonk-data", f"{OC}/Structures/DoorClose2.wav", "a door closes", "sound"),
+    ("openclonk-data", f"{OC}/Clonk/Skin/Steampunk/Laughter3.ogg", "someone laughs", "sound"),
+    ("openclonk-data", f"{OC}/Clonk/Movement/StepHard4.ogg", "footsteps", "sound"),
+    ("openclonk-data", f"{OC}/Hits/Materials/Glass/GlassBreak.ogg", "glass breaks", "sound"),
+    ("openclonk-data", f"{OC}/Environment/Lightning/Thunder5.ogg", "thunder rumbles", "sound"),
 ])
 def test_more_sounds_captioned_from_real_names(tmp_path, package, rel, caption, kind):
     """A real file name of each added package gets its caption and kind. Catches: a drum's velocity
@@ -146,3 +155,61 @@ def test_more_packages_planned_after_the_others_so_old_rows_keep_their_files(tmp
     rain = next(j.row for j in after.jobs if j.row["source"] == "7kaa-data" and j.row["kind"] == "sound")
     assert rain["licence"] == "GPL-2+"
     assert rain["captions"] == ["rain falls", "rain falling", "the sound of rain"]
+
+
+def _c4group(files: dict, archives) -> bytes:
+    """An OpenClonk group of `files` ({name: bytes | {child group}}), laid out as the engine's
+    C4Group writes one: the scrambled header, the entry table, then the entries' bytes."""
+    entries, body = b"", b""
+    for name, node in files.items():
+        data = _c4group(node, archives) if isinstance(node, dict) else node
+        entries += (name.encode("latin-1").ljust(260, b"\0")
+                    + struct.pack("<iiIIi", 0, isinstance(node, dict), len(data), 0, len(body)) + bytes(36))
+        body += data
+    header = archives.C4_ID.ljust(28, b"\0") + struct.pack("<iii", 1, 2, len(files)) + bytes(164)
+    return _mem_scramble(header) + entries + body
+
+
+def _mem_scramble(header: bytes) -> bytes:
+    """The engine's MemScramble, written again here so a reader that drops a step fails: each byte
+    XOR 0xED, then each 3-byte run's first and last bytes swapped."""
+    out = bytearray(b ^ 0xED for b in header)
+    for i in range(0, len(out) - 2, 3):
+        out[i], out[i + 2] = out[i + 2], out[i]
+    return bytes(out)
+
+
+def test_openclonk_group_unpacks_nested_sounds_with_their_licence(tmp_path):
+    """A Sound.ocg laid out as openclonk-data's (gzip with its magic changed, a scrambled header,
+    child groups for folders): every file comes back under its folders ('.ocg' dropped), the
+    builder captions them with the CC-BY-3.0 of the group's authors.txt, and a file that is not a
+    group is one ArchiveError line. Catches: the header not unscrambled (or the byte swap left
+    out: the id does not match), an offset read from the table's start instead of its end (wrong
+    bytes), the child flag ignored (a folder written as a file), the package's ISC given as the
+    sounds' licence."""
+    from train.corpus import archives
+
+    door, laugh = _wav_bytes(300), _wav_bytes(500)
+    group = {"authors.txt": b"CC Attribution 3.0", "Structures.ocg": {"DoorOpen1.wav": door},
+             "Clonk.ocg": {"Skin.ocg": {"Adventurer.ocg": {"Laughter1.wav": laugh}}}}
+    path = tmp_path / "usr/share/games/openclonk/Sound.ocg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(archives.C4_MAGIC + gzip.compress(_c4group(group, archives))[2:])
+    got = dict(archives.c4group_entries(path))
+    assert got == {"authors.txt": b"CC Attribution 3.0", "Structures/DoorOpen1.wav": door,
+                   "Clonk/Skin/Adventurer/Laughter1.wav": laugh}
+    archives.unpack(path, path.with_suffix(""))
+    doc = tmp_path / "usr/share/doc/openclonk-data"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("License:\n   The OpenClonk engine is licensed under the terms of the ISC license\n")
+    items = sound_items("openclonk-data", tmp_path, SkipCounter())
+    assert sorted((i.caption, i.licence) for i in items) == [("a door opens", "CC-BY-3.0"),
+                                                             ("someone laughs", "CC-BY-3.0")]
+    (tmp_path / "bad.ocg").write_bytes(b"\x1f\x8b" + bytes(40))
+    with pytest.raises(archives.ArchiveError, match="bad.ocg: not an OpenClonk group"):
+        archives.unpack(tmp_path / "bad.ocg", tmp_path / "bad")
+    scrambled = bytearray(gzip.decompress(b"\x1f\x8b" + path.read_bytes()[2:]))
+    scrambled[0:3] = scrambled[0:3][::-1]  # the header's first run left unswapped
+    (tmp_path / "cut.ocg").write_bytes(archives.C4_MAGIC + gzip.compress(bytes(scrambled))[2:])
+    with pytest.raises(archives.ArchiveError, match="cut.ocg: its root is not a C4Group"):
+        archives.unpack(tmp_path / "cut.ocg", tmp_path / "cut")

@@ -1,6 +1,7 @@
 """Readers for the archives some packages keep their sounds in, so the corpus can open them:
-Qt resource archives (`.rcc`, gcompris-qt-data) and OpenTTD's sound catalogue (`.cat`,
-openttd-opensfx). `unpack(archive, out)` writes an archive's files under `out`.
+Qt resource archives (`.rcc`, gcompris-qt-data), OpenTTD's sound catalogue (`.cat`,
+openttd-opensfx) and OpenClonk's C4Group (`.ocg`, openclonk-data). `unpack(archive, out)` writes
+an archive's files under `out`.
 
 Qt resource archives, as Qt's `rcc -binary` writes them:
 
@@ -20,6 +21,7 @@ error instead of adding a dependency for it.
 
 from __future__ import annotations
 
+import gzip
 import re
 import struct
 import zlib
@@ -136,10 +138,65 @@ def cat_licence(name: str) -> str | None:
     return f"{kind}-{found.group(2)}" if kind else None
 
 
+# OpenClonk's C4Group (`.ocg`), as its engine's C4Group.cpp reads it: a gzip stream whose magic
+# bytes are 1e 8c (not 1f 8b), holding a group: a 204-byte header scrambled by C4Group's
+# MemScramble (every byte XOR 0xED, then in each 3-byte run the first and last bytes swapped),
+# that starts "RedWolf Design GrpFolder" and holds the entry count (int32) at byte 36; then one
+# 316-byte entry per file: its name (260 bytes, NUL-padded), packed, child group, size, a
+# reserved int, and its offset (int32s, little-endian) from the end of the entry table. A child
+# group is a nested group of the same form (not compressed again).
+C4_MAGIC, C4_ID = b"\x1e\x8c", b"RedWolf Design GrpFolder"
+C4_HEADER, C4_ENTRY, C4_MAX_DEPTH = 204, 316, 16
+
+
+def c4_unscramble(header: bytes) -> bytes:
+    out = bytearray(b ^ 0xED for b in header)
+    for i in range(0, len(out) - 2, 3):
+        out[i], out[i + 2] = out[i + 2], out[i]
+    return bytes(out)
+
+
+def c4group_entries(path: Path) -> list[tuple[str, bytes]]:
+    """(path inside the group, bytes) of each file of an OpenClonk group file, child groups'
+    files under their folder (its '.ocg' dropped: 'Structures.ocg/DoorClose1.wav' ->
+    'Structures/DoorClose1.wav')."""
+    raw = Path(path).read_bytes()
+    if raw[:2] != C4_MAGIC:
+        raise ArchiveError(f"{Path(path).name}: not an OpenClonk group (no C4Group gzip magic)")
+    try:
+        blob = gzip.decompress(b"\x1f\x8b" + raw[2:])
+    except (OSError, EOFError, zlib.error) as e:
+        raise ArchiveError(f"{Path(path).name}: {e}") from None
+    out: list[tuple[str, bytes]] = []
+    _c4_walk(Path(path).name, blob, 0, len(blob), "", out, 0)
+    return out
+
+
+def _c4_walk(name: str, blob: bytes, start: int, end: int, prefix: str, out: list, depth: int) -> None:
+    header = c4_unscramble(blob[start:start + C4_HEADER])
+    if depth > C4_MAX_DEPTH or not header.startswith(C4_ID):
+        raise ArchiveError(f"{name}: {prefix or 'its root'} is not a C4Group")
+    (count,) = struct.unpack_from("<i", header, 36)
+    table, data = start + C4_HEADER, start + C4_HEADER + count * C4_ENTRY
+    if count < 0 or data > end:
+        raise ArchiveError(f"{name}: {prefix or 'its root'}: entry table past its end")
+    for i in range(count):
+        entry = blob[table + i * C4_ENTRY: table + (i + 1) * C4_ENTRY]
+        file_name = entry[:260].split(b"\0")[0].decode("latin-1")
+        _packed, child, size, _reserved, offset = struct.unpack_from("<iiIIi", entry, 260)
+        at = data + offset
+        if offset < 0 or at + size > end:
+            raise ArchiveError(f"{name}: {prefix}{file_name} runs past the end")
+        if child:
+            _c4_walk(name, blob, at, at + size, f"{prefix}{file_name.removesuffix('.ocg')}/", out, depth + 1)
+        else:
+            out.append((prefix + file_name, blob[at:at + size]))
+
+
 def unpack(archive: Path, out: Path) -> list[Path]:
-    """Write the files of an .rcc (under their archive paths) or a .cat (as NN_<title>.wav, the
-    entry's full name beside it in NN_<title>.txt: it holds the sound's credit and licence) under
-    `out`; the paths written."""
+    """Write the files of an .rcc or an .ocg (under their archive paths) or a .cat (as
+    NN_<title>.wav, the entry's full name beside it in NN_<title>.txt: it holds the sound's
+    credit and licence) under `out`; the paths written."""
     try:
         return _unpack(archive, out)
     except (struct.error, UnicodeDecodeError) as e:  # an offset or a name past what the file holds
@@ -156,14 +213,18 @@ def _inside(name: str) -> bool:
 def _unpack(archive: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    if archive.suffix == ".rcc":
-        rcc = Rcc(archive)
-        for name in rcc.names():
+    if archive.suffix in (".rcc", ".ocg"):
+        if archive.suffix == ".rcc":
+            rcc = Rcc(archive)
+            files = ((name, lambda name=name: rcc.read(name)) for name in rcc.names())
+        else:
+            files = ((name, lambda data=data: data) for name, data in c4group_entries(archive))
+        for name, read in files:
             if not _inside(name):
                 continue
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(rcc.read(name))
+            target.write_bytes(read())
             written.append(target)
     elif archive.suffix == ".cat":
         for i, (name, wav) in enumerate(cat_entries(archive)):

@@ -33,7 +33,7 @@ class Package:
     name: str
     members: tuple[str, ...] = ()  # tar patterns under the package root; () extracts everything
     unzip: dict[str, str] = field(default_factory=dict)  # archive in the package -> member prefix to open
-    # .rcc / .cat archives in the package (glob patterns): their files are written beside each, in a
+    # .rcc / .cat / .ocg archives in the package (glob patterns): their files are written beside each, in a
     # folder named by the archive's stem (train/corpus/archives.py), and the archive removed
     unpack: tuple[str, ...] = ()
 

@@ -8,9 +8,11 @@ counted. A name is looked up as `key(folders, stem)`: its words, lower-case, dig
 layers ("Snare-Hard") and file-number suffixes dropped, first with its folder in front
 ("explosions large"), then alone ("large").
 
+openclonk-data's sounds are inside its C4Group archive `Sound.ocg` (read by
+train/corpus/archives.py); its `authors.txt` licenses them CC-BY-3.0 and credits each.
+
 Looked through and not used: blinken (four numbered tones and a jingle), colobot-common-sounds
-(numbered "sound042"), warzone2100-data (coded names inside `.wz` archives), openclonk-data (its
-sounds are inside a C4Group `Sound.ocg` archive, a format not read here).
+(numbered "sound042"), warzone2100-data (coded names inside `.wz` archives).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from train.corpus.fetch import Package
 
 FG = "./usr/share/games/flightgear"
 MEGAGLEST = "./usr/share/games/megaglest"
+OPENCLONK_SOUNDS = "./usr/share/games/openclonk/Sound.ocg"
 MORE_PACKAGES = (
     Package("supertux-data", ("./usr/share/games/supertux2/sounds/*",)),
     Package("freedroidrpg-data", ("./usr/share/freedroidrpg/data/sound/effects/*",)),
@@ -35,7 +38,13 @@ MORE_PACKAGES = (
     Package("hydrogen-data", ("./usr/share/hydrogen/data/drumkits/*",)),
     Package("flightgear-data-base", (f"{FG}/Sounds/*", f"{FG}/Aircraft/c172p/Sounds/*")),
     Package("kanagram", ("./usr/share/kanagram/ui/sounds/chalk.ogg",)),  # its .wav twin is the same sound
+    Package("openclonk-data", (OPENCLONK_SOUNDS,), unpack=(OPENCLONK_SOUNDS.removeprefix("./"),)),
 )
+# The licence of a package's sounds where its copyright file does not say it in its own words:
+# openclonk-data's names the engine's ISC licence and says "some files of the game content" are
+# CC-BY-3.0; Sound.ocg's authors.txt: "If not stated otherwise, the sound effects are licensed
+# under the CC Attribution 3.0 license", and none states otherwise.
+LICENCES = {"openclonk-data": "CC-BY-3.0"}
 # Words of a name that say how hard a drum was hit or which take it is, not what sounds.
 LAYERS = {"hard", "hardest", "med", "soft", "softest", "sound", "long", "short", "b", "c"}
 
@@ -167,6 +176,49 @@ CAPTIONS: dict[str, dict[str, str]] = {
         "glove compartment opening": "a compartment opens",
     },
     "kanagram": {"chalk": "chalk scratches on a blackboard"},
+    # Sound.ocg; left out: its fantasy creatures (mooq, puka, wipf, chippie), the clonks' wordless
+    # voice lines (confirm, doubt, ...), interface sounds and hits that say nothing of what was hit.
+    "openclonk-data": {
+        "bat chirp": "a bat chirps", "bat flutter": "a bat flutters its wings", "chippie egg crack": "an egg cracks",
+        "monster growl": "a monster growls", "animals mosquito buzz": "a mosquito buzzes",
+        "action breathing": "someone breathes heavily", "dig dig": "someone digs with a shovel",
+        "action munch": "someone munches", "movement rustle": "clothes rustle", "movement step": "footsteps",
+        "laughter": "someone laughs", "scream": "someone screams", "hurt": "someone cries out in pain",
+        "singing": "someone sings",
+        "environment birds loop": "birds sing", "disasters earthquake": "an earthquake rumbles",
+        "lightning thunder": _THUNDER, "tree chop": "an axe chops wood", "tree crack": "a tree cracks",
+        "tree landing": "a tree falls", "environment waterfall": "a waterfall roars", "environment wind loop": "wind blows",
+        "fire blast": _EXPLOSION, "fire blast alt": _EXPLOSION, "fire blast firework": "fireworks bang",
+        "fire cracker": "a firecracker bangs", "fire fire": "a fire crackles", "fire fireball": "a fireball whooshes",
+        "fire fuse": "a fuse hisses", "fire fuse loop": "a fuse hisses", "fire fuse short": "a fuse hisses",
+        "fire inflame": "a fire ignites", "fire spark": "sparks crackle",
+        "glass glass break": "glass breaks", "glass glass shatter": "glass shatters", "glass glass hit": "something hits glass",
+        "metal dull metal hit": "metal clangs", "metal light metal hit": "metal clangs",
+        "rock rock hit": "a rock hits stone", "rock rockfall": "rocks fall",
+        "wood dull wood hit": "something knocks on wood", "wood wood hit": "something knocks on wood",
+        "wood wood creak": "wood creaks",
+        "liquids boiling": "water boils", "liquids bubble": "water bubbles", "liquids pshshsh": "steam hisses",
+        "liquids sizzle": "something sizzles", "liquids splash": "a splash of water", "liquids stereo rain": _RAIN,
+        "liquids swim": "someone swims", "liquids waterdrop": "water drips",
+        "arrow shoot": "an arrow is shot", "balloon inflate": "a balloon is inflated", "balloon pop": "a balloon pops",
+        "objects catapult launch": "a catapult launches", "objects electrical": "electricity crackles",
+        "objects line snap": "a rope snaps", "plane plane crash": "a plane crashes",
+        "plane propeller loop": "a propeller plane engine runs", "objects spray can": "a spray can hisses",
+        "blunderbuss gun shoot": "a gun fires", "blunderbuss click": "a gun clicks", "bow draw": "a bow is drawn",
+        "bow shoot": "an arrow is shot", "javelin throw": "a javelin is thrown",
+        "shield metal hit": "a sword hits a metal shield", "shield wood hit": "a sword hits a wooden shield",
+        "weapons weapon hit": "a sword hits", "weapons weapon swing": "a sword swings through the air",
+        "windbag gust": "a gust of wind",
+        "chest close": "a chest closes", "chest open": "a chest opens", "structures door close": "a door closes",
+        "structures door open": "a door opens", "structures door unlock": "a door is unlocked",
+        "elevator drilling": "a drill drills", "elevator moving": "an elevator moves", "structures fan loop": "a fan whirs",
+        "furnace loop": "a furnace roars", "structures hinge creak": "a hinge creaks",
+        "structures pumpjack": "a pump jack pumps", "structures sawmill ripcut": "a saw cuts wood",
+        "structures steam engine": "a steam engine runs", "stone gate chain": "a chain rattles",
+        "stone gate gate move": "a stone gate moves", "structures switch flip": "a switch flips",
+        "structures wheels turn": "wheels turn",
+        "ui cash": "a cash register rings", "ui ding": "a bell dings", "ui fanfare": "a fanfare plays",
+    },
 }
 # flightgear's cockpit callouts (a voice says "pull up"): their stems, as the words said; the
 # altitude counts and the "inop" system messages are left out.

@@ -105,7 +105,7 @@ def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
         if name == "openttd-opensfx":  # the catalogue entry's name, kept beside the sound, says it all
             caption, kind, lic = _opensfx(path)
         else:
-            lic = licence_of(rel.as_posix()) if licence_of else None
+            lic = licence_of(rel.as_posix()) if licence_of else more.LICENCES.get(name)
         if caption is None:
             skipped.skip("no caption from its name")
             continue
