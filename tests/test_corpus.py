@@ -516,14 +516,16 @@ def test_split_ship_mode_holds_out_only_the_demo_recordings():
 
 def test_rcc_unpack_keeps_every_entry_inside_its_folder_and_says_corrupt_in_one_line(tmp_path):
     """An archive is someone else's file: an entry named `..`, or with an empty part (a leading
-    `/` is one), is not written, so nothing lands outside the folder it is unpacked to; a
+    `/` is one), is not written, so nothing lands outside the folder it is unpacked to, nor is
+    one whose name is longer than a file name may be (an OSError mid-build otherwise); a
     corrupt archive (a names' offset past its end) is an ArchiveError (the builder skips and counts it), not a struct.error.
-    Catches the old `..`-only check (the `/`-rooted name was written to an absolute path) and
-    the corrupt-archive wrapping removed."""
+    Catches the old `..`-only check (the `/`-rooted name was written to an absolute path), the
+    name-length check dropped, and the corrupt-archive wrapping removed."""
     from train.corpus import archives
 
     outside = tmp_path / "outside.txt"
-    tree = {"ok.txt": b"fine", "..": {"up.txt": b"up"}, str(tmp_path): {outside.name: b"rooted"}}  # "/tmp/..."
+    tree = {"ok.txt": b"fine", "..": {"up.txt": b"up"}, str(tmp_path): {outside.name: b"rooted"},  # "/tmp/..."
+            "x" * 256 + ".txt": b"a name no file system takes"}
     path = tmp_path / "a.rcc"
     path.write_bytes(_rcc(tree))
     out = tmp_path / "out"

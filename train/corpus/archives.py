@@ -22,6 +22,7 @@ error instead of adding a dependency for it.
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import struct
 import zlib
@@ -203,11 +204,16 @@ def unpack(archive: Path, out: Path) -> list[Path]:
         raise ArchiveError(f"{archive.name}: corrupt ({e})") from None
 
 
+NAME_MAX = 255  # bytes in one part of a path on the file systems we write to
+
+
 def _inside(name: str) -> bool:
-    """Whether an archive's entry name stays under the folder it is unpacked to: relative, no
-    `..`, `.` or empty parts (a name is the archive writer's, not ours; a leading `/` is an
-    empty first part)."""
-    return all(part not in ("", ".", "..") for part in name.split("/")) and "\x00" not in name
+    """Whether an archive's entry name stays under the folder it is unpacked to and can be written
+    there: relative, no `..`, `.` or empty parts, none longer than a file name may be (a name is
+    the archive writer's, not ours; a leading `/` is an empty first part; a C4Group name may be
+    260 bytes)."""
+    return (all(part not in ("", ".", "..") and len(os.fsencode(part)) <= NAME_MAX for part in name.split("/"))
+            and "\x00" not in name)
 
 
 def _unpack(archive: Path, out: Path) -> list[Path]:
