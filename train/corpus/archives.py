@@ -26,6 +26,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 COMPRESSED, DIRECTORY, COMPRESSED_ZSTD = 0x01, 0x02, 0x04
@@ -76,6 +77,11 @@ class Rcc:
 
     def names(self) -> list[str]:
         return sorted(self.files)
+
+    def entries(self) -> Iterator[tuple[str, bytes]]:
+        """(path, bytes) of each file, in names() order, read one at a time."""
+        for name in self.names():
+            yield name, self.read(name)
 
     def read(self, name: str) -> bytes:
         flags, offset = self.files[name]
@@ -151,6 +157,8 @@ C4_HEADER, C4_ENTRY, C4_MAX_DEPTH = 204, 316, 16
 
 
 def c4_unscramble(header: bytes) -> bytes:
+    """A C4Group header as written, from the scrambled one (the XOR and the swaps commute, so
+    MemScramble is its own inverse)."""
     out = bytearray(b ^ 0xED for b in header)
     for i in range(0, len(out) - 2, 3):
         out[i], out[i + 2] = out[i + 2], out[i]
@@ -220,17 +228,12 @@ def _unpack(archive: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if archive.suffix in (".rcc", ".ocg"):
-        if archive.suffix == ".rcc":
-            rcc = Rcc(archive)
-            files = ((name, lambda name=name: rcc.read(name)) for name in rcc.names())
-        else:
-            files = ((name, lambda data=data: data) for name, data in c4group_entries(archive))
-        for name, read in files:
+        for name, data in Rcc(archive).entries() if archive.suffix == ".rcc" else c4group_entries(archive):
             if not _inside(name):
                 continue
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(read())
+            target.write_bytes(data)
             written.append(target)
     elif archive.suffix == ".cat":
         for i, (name, wav) in enumerate(cat_entries(archive)):
