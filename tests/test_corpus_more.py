@@ -182,29 +182,32 @@ def _mem_scramble(header: bytes) -> bytes:
 def test_openclonk_group_unpacks_nested_sounds_with_their_licence(tmp_path):
     """A Sound.ocg laid out as openclonk-data's (gzip with its magic changed, a scrambled header,
     child groups for folders): every file comes back under its folders ('.ocg' dropped), the
-    builder captions them with the CC-BY-3.0 of the group's authors.txt, and a file that is not a
-    group is one ArchiveError line. Catches: the header not unscrambled (or the byte swap left
-    out: the id does not match), an offset read from the table's start instead of its end (wrong
-    bytes), the child flag ignored (a folder written as a file), the package's ISC given as the
-    sounds' licence."""
+    builder captions them, and its rows and its licences.json record the CC-BY-3.0 of the group's
+    authors.txt, and a file that is not a group is one ArchiveError line. Catches: the header not
+    unscrambled (or the byte swap left out: the id does not match), an offset read from the
+    table's start instead of its end (wrong bytes), the child flag ignored (a folder written as a
+    file), the package's ISC given as the sounds' licence or as the package's."""
     from train.corpus import archives
 
     door, laugh = _wav_bytes(300), _wav_bytes(500)
     group = {"authors.txt": b"CC Attribution 3.0", "Structures.ocg": {"DoorOpen1.wav": door},
              "Clonk.ocg": {"Skin.ocg": {"Adventurer.ocg": {"Laughter1.wav": laugh}}}}
-    path = tmp_path / "usr/share/games/openclonk/Sound.ocg"
+    root = tmp_path / "cache/root/openclonk-data"  # as the builder extracts it
+    path = root / "usr/share/games/openclonk/Sound.ocg"
     path.parent.mkdir(parents=True)
     path.write_bytes(archives.C4_MAGIC + gzip.compress(_c4group(group, archives))[2:])
     got = dict(archives.c4group_entries(path))
     assert got == {"authors.txt": b"CC Attribution 3.0", "Structures/DoorOpen1.wav": door,
                    "Clonk/Skin/Adventurer/Laughter1.wav": laugh}
     archives.unpack(path, path.with_suffix(""))
-    doc = tmp_path / "usr/share/doc/openclonk-data"
+    doc = root / "usr/share/doc/openclonk-data"
     doc.mkdir(parents=True)
     (doc / "copyright").write_text("License:\n   The OpenClonk engine is licensed under the terms of the ISC license\n")
-    items = sound_items("openclonk-data", tmp_path, SkipCounter())
-    assert sorted((i.caption, i.licence) for i in items) == [("a door opens", "CC-BY-3.0"),
-                                                             ("someone laughs", "CC-BY-3.0")]
+    (root / ".extracted").write_text("{}")
+    plan = plan_corpus(tmp_path / "cache", None, offline=True, only=frozenset({"openclonk-data"}))
+    sounds = sorted((j.row["text"], j.row["licence"]) for j in plan.jobs if j.row["kind"] == "sound")
+    assert sounds == [("a door opens", "CC-BY-3.0"), ("someone laughs", "CC-BY-3.0")]
+    assert plan.licences == {"openclonk-data": "CC-BY-3.0"}
     (tmp_path / "bad.ocg").write_bytes(b"\x1f\x8b" + bytes(40))
     with pytest.raises(archives.ArchiveError, match="bad.ocg: not an OpenClonk group"):
         archives.unpack(tmp_path / "bad.ocg", tmp_path / "bad")

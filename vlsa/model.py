@@ -19,6 +19,7 @@ from functools import cached_property
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import nn
 
 from vlsa.audio import build_frontend
@@ -262,8 +263,6 @@ class VLSAModel(nn.Module):
     def shared_audio_map(self, wave: torch.Tensor) -> torch.Tensor:
         """The map the shared audio path reads (B, F, M) of the tower's waveforms (B, S): resampled
         to the map's rate, through the model's own front end."""
-        import torchaudio
-
         rate = SOUND_MODELS[self.config.audio.tower].sample_rate
         # in float32 even under autocast, where resample's conv1d would run in bf16 and lose the
         # quiet end of the map (as the front end keeps its STFT in float32)

@@ -42,6 +42,7 @@ from train.corpus.sources import (
     EMOJI_FONT,
     GCOMPRIS_PHOTOS_PACKAGE,
     MORE_PACKAGES,
+    PACKAGE_LICENCES,
     SHARED_MEDIA,
     SHARED_MEDIA_LICENCES,
     SOUND_PACKAGES,
@@ -194,7 +195,7 @@ def _get(package: Package, cache: Path, offline: bool, plan: Plan) -> Path | Non
         plan.skipped.skip(f"package unavailable: {package.name}")
         print(f"skipping {e}", flush=True)
         return None
-    plan.licences[package.name] = licence(root, package.name)
+    plan.licences[package.name] = PACKAGE_LICENCES.get(package.name) or licence(root, package.name)
     return root
 
 

@@ -40,7 +40,8 @@ MORE_PACKAGES = (
     Package("kanagram", ("./usr/share/kanagram/ui/sounds/chalk.ogg",)),  # its .wav twin is the same sound
     Package("openclonk-data", (OPENCLONK_SOUNDS,), unpack=(OPENCLONK_SOUNDS.removeprefix("./"),)),
 )
-# The licence of a package's sounds where its copyright file does not say it in its own words:
+# The licence of a package's sounds where its copyright file does not say it in its own words
+# (the build's licences.json and every row of the package record it):
 # openclonk-data's names the engine's ISC licence and says "some files of the game content" are
 # CC-BY-3.0; Sound.ocg's authors.txt: "If not stated otherwise, the sound effects are licensed
 # under the CC Attribution 3.0 license", and none states otherwise.

@@ -55,6 +55,8 @@ GCOMPRIS_PHOTOS_PACKAGE = "gcompris-qt-data"  # its animal photos are pictures t
 HAND_CAPTIONED = {p.name for p in WIDER_PACKAGES}
 # Packages whose copyright file gives licences file by file: each row records its file's.
 PER_FILE_LICENCES = {"gcompris-qt-data", "sound-theme-freedesktop", "scorched3d-data"}
+# A package's licence where its copyright file does not give its sounds' (more.LICENCES).
+PACKAGE_LICENCES = more.LICENCES
 # Folders of a package whose sounds are not captioned from their names: music (titles, not
 # sounds), game-interface beeps, and 0ad's voices (Greek, Latin, ... soldiers' lines).
 LEFT_OUT_FOLDERS = {"music", "interface", "voice", "devtest", "Music"}
@@ -105,7 +107,7 @@ def sound_items(name: str, root: Path, skipped: SkipCounter) -> list[Item]:
         if name == "openttd-opensfx":  # the catalogue entry's name, kept beside the sound, says it all
             caption, kind, lic = _opensfx(path)
         else:
-            lic = licence_of(rel.as_posix()) if licence_of else more.LICENCES.get(name)
+            lic = licence_of(rel.as_posix()) if licence_of else None
         if caption is None:
             skipped.skip("no caption from its name")
             continue
