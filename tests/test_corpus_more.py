@@ -216,3 +216,46 @@ def test_openclonk_group_unpacks_nested_sounds_with_their_licence(tmp_path):
     (tmp_path / "cut.ocg").write_bytes(archives.C4_MAGIC + gzip.compress(bytes(scrambled))[2:])
     with pytest.raises(archives.ArchiveError, match="cut.ocg: its root is not a C4Group"):
         archives.unpack(tmp_path / "cut.ocg", tmp_path / "cut")
+
+
+def test_archive_names_longer_than_a_file_name_are_cut_or_left_out(tmp_path):
+    """An OpenSFX title of 250 characters (its name's length is one byte) becomes a file name a file system takes (cut), and a
+    C4Group entry whose 260-byte name no file system takes is left out, its neighbour written:
+    never an OSError mid-build. Catches the title's cut dropped and the name-length check dropped."""
+    from train.corpus import archives
+
+    name = b'"' + b"a long title " * 19 + b'abc"\0'
+    wav = _wav_bytes(200)
+    (tmp_path / "sfx.cat").write_bytes(struct.pack("<II", 8 | 0x80000000, len(wav)) + bytes([len(name)]) + name + wav)
+    written = archives.unpack(tmp_path / "sfx.cat", tmp_path / "sfx")
+    assert len(written) == 1 and written[0].read_bytes() == wav and len(written[0].name) <= archives.NAME_MAX
+    group = {"x" * 259: b"too long", "ok.wav": wav}
+    (tmp_path / "Sound.ocg").write_bytes(archives.C4_MAGIC + gzip.compress(_c4group(group, archives))[2:])
+    assert [p.name for p in archives.unpack(tmp_path / "Sound.ocg", tmp_path / "Sound")] == ["ok.wav"]
+
+
+def test_extract_opens_a_zip_in_a_package_and_leaves_out_a_name_too_long(tmp_path):
+    """A .deb (built here by dpkg-deb) holding a zip, as 0ad-data keeps its audio: extract opens
+    the wanted members beside the zip, removes the zip, and leaves out a member whose name no
+    file system takes instead of failing the build. Catches the name check dropped (OSError)."""
+    import subprocess
+    import zipfile
+
+    from train.corpus.fetch import Package, extract
+
+    pkg = tmp_path / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN/control").write_text("Package: fake-data\nVersion: 1\nArchitecture: all\n"
+                                        "Maintainer: x <x@example.org>\nDescription: x\n")
+    games = pkg / "usr/share/games/fake"
+    games.mkdir(parents=True)
+    with zipfile.ZipFile(games / "public.zip", "w") as z:
+        z.writestr("audio/wolf.wav", _wav_bytes(300))
+        z.writestr("audio/" + "y" * 300 + ".wav", b"too long")
+        z.writestr("art/tree.png", b"not wanted")
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(tmp_path / "fake.deb")],
+                   check=True, capture_output=True)
+    zipped = "usr/share/games/fake/public.zip"
+    root = extract(Package("fake-data", (f"./{zipped}",), {zipped: "audio/"}), tmp_path / "fake.deb", tmp_path / "cache")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != ".extracted") \
+        == ["usr/share/games/fake/audio/wolf.wav"]

@@ -215,7 +215,7 @@ def unpack(archive: Path, out: Path) -> list[Path]:
 NAME_MAX = 255  # bytes in one part of a path on the file systems we write to
 
 
-def _inside(name: str) -> bool:
+def inside(name: str) -> bool:
     """Whether an archive's entry name stays under the folder it is unpacked to and can be written
     there: relative, no `..`, `.` or empty parts, none longer than a file name may be (a name is
     the archive writer's, not ours; a leading `/` is an empty first part; a C4Group name may be
@@ -229,7 +229,7 @@ def _unpack(archive: Path, out: Path) -> list[Path]:
     written = []
     if archive.suffix in (".rcc", ".ocg"):
         for name, data in Rcc(archive).entries() if archive.suffix == ".rcc" else c4group_entries(archive):
-            if not _inside(name):
+            if not inside(name):
                 continue
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def _unpack(archive: Path, out: Path) -> list[Path]:
             written.append(target)
     elif archive.suffix == ".cat":
         for i, (name, wav) in enumerate(cat_entries(archive)):
-            stem = f"{i:02d}_" + (re.sub(r"[^A-Za-z0-9]+", "_", cat_title(name)).strip("_") or "x")
+            stem = f"{i:02d}_" + (re.sub(r"[^A-Za-z0-9]+", "_", cat_title(name)).strip("_")[:100] or "x")
             (out / f"{stem}.txt").write_text(name + "\n")
             (out / f"{stem}.wav").write_bytes(wav)
             written.append(out / f"{stem}.wav")

@@ -85,7 +85,7 @@ def extract(package: Package, deb: Path, cache: Path) -> Path:
     for archive, prefix in package.unzip.items():
         with zipfile.ZipFile(root / archive) as z:
             for info in z.infolist():
-                if info.filename.startswith(prefix) and not info.is_dir():
+                if info.filename.startswith(prefix) and not info.is_dir() and archives.inside(info.filename):
                     z.extract(info, root / Path(archive).parent)
         (root / archive).unlink()  # the opened members are what is used; the archive is large
     for pattern in package.unpack:
